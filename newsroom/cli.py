@@ -1,0 +1,136 @@
+"""The `newsroom` command: a thin shell over the library. Each command group lives in cli_*.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from newsroom import database, settings
+from newsroom import site as sites
+from newsroom.cli_common import CONTEXT, Group, State, echo_json, json_option, pass_state
+
+
+@click.group(cls=Group, context_settings=CONTEXT)
+@click.option(
+    "--site",
+    "site_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    envvar="NEWSROOM_SITE",
+    show_default=True,
+    help="The site folder (holding newsroom.toml).",
+)
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.version_option(package_name="newsroom")
+@click.pass_context
+def main(ctx: click.Context, site_dir: Path, debug: bool) -> None:
+    """Newsletters for campaigning organisations: write issues in Markdown, send them to lists,
+    publish them on the web and in feeds.
+
+    \b
+    Example:
+      newsroom init my-site && cd my-site && newsroom settings
+    """
+    ctx.obj = State(site_dir, debug)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--name", help="The organisation or newsletter name.")
+@pass_state
+def init(state: State, folder: Path | None, name: str | None) -> None:
+    """Create a new site in FOLDER (default: the --site folder).
+
+    Writes newsroom.toml (every setting, commented), subscribers/lists.toml, issues/, a .env with
+    a fresh secret key (mode 0600), and the migrated database. Running it again changes nothing.
+
+    \b
+    Example:
+      newsroom init campaign-news --name "Campaign News"
+    """
+    root = folder or state.site_dir
+    report = sites.init(root, name)
+    if not report.changed:
+        click.echo(f"{root} is already a newsroom site: nothing to do.")
+        return
+    for path in report.created:
+        click.echo(f"created {root / path}")
+    for revision in report.migrations:
+        click.echo(f"database migrated to {revision}")
+    click.echo(f'Done. Next: cd {root} and write an issue with `newsroom new "Title"`.')
+
+
+@main.group(cls=Group)
+def db() -> None:
+    """The database: migrations.
+
+    \b
+    Example:
+      newsroom db upgrade
+    """
+
+
+@db.command()
+@pass_state
+def upgrade(state: State) -> None:
+    """Apply pending migrations to the site's database.
+
+    \b
+    Example:
+      NEWSROOM_DATABASE_URL=postgresql+psycopg://newsroom@db/newsroom newsroom db upgrade
+    """
+    applied = database.upgrade(state.site.engine)
+    if applied:
+        click.echo(f"applied {', '.join(applied)}; the database is at {applied[-1]}")
+    else:
+        click.echo(f"the database is up to date ({database.head_revision()})")
+
+
+@main.command(name="settings")
+@json_option
+@pass_state
+def show_settings(state: State, as_json: bool) -> None:
+    """Show every setting with its value and where it came from.
+
+    Secrets are shown only as set or not set.
+
+    \b
+    Example:
+      newsroom settings --json
+    """
+    config = state.site.config
+    rows = []
+    for setting in settings.SETTINGS:
+        value = config[setting.name]
+        if setting.secret:
+            value = "(set)" if value else "(not set)"
+        rows.append(
+            {
+                "name": setting.name,
+                "value": value,
+                "source": config.sources[setting.name],
+                "env": setting.env,
+                "help": setting.help,
+            }
+        )
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']:32} {row['value']!s:40} ({row['source']})")
+
+
+def _register() -> None:
+    """Add the command groups of the other cli_* modules that exist."""
+    import importlib
+
+    for module in ("cli_compose", "cli_subscribers", "cli_sending", "cli_web", "cli_bounces"):
+        try:
+            importlib.import_module(f"newsroom.{module}").register(main)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"newsroom.{module}":
+                raise
+
+
+_register()

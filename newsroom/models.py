@@ -1,0 +1,254 @@
+"""The tables and the status words beside them (see CONTEXT.md for what each word means)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite keeps no zone, PostgreSQL would convert."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware UTC time")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class SubscriptionStatus(StrEnum):
+    PENDING = "pending"  # asked, not yet confirmed (double opt-in)
+    CONFIRMED = "confirmed"  # receives mailings
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"  # bounce score reached the threshold
+    COMPLAINED = "complained"  # marked a message as spam
+
+
+class ConsentKind(StrEnum):
+    REQUESTED = "requested"
+    CONFIRMED = "confirmed"
+    IMPORTED = "imported"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    ERASED = "erased"
+
+
+class MailingStatus(StrEnum):
+    SENDING = "sending"  # deliveries are being worked through (or wait for `--resume`)
+    PAUSED = "paused"  # stopped by a person, a policy rejection or a run of errors
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a sender; left over after a crash it is "uncertain"
+    SENT = "sent"  # accepted by the SMTP server (not "delivered")
+    DEFERRED = "deferred"  # 4xx: retried after next_attempt_at
+    FAILED = "failed"  # 5xx or out of retries
+    SKIPPED = "skipped"  # unsubscribed or suppressed after the mailing was frozen
+
+
+class MailingList(Base):
+    __tablename__ = "lists"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    opt_in: Mapped[str] = mapped_column(String(10), default="double")
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Double opt-in sends at most one confirmation email per address per 24 hours.
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SubscriberTag(Base):
+    __tablename__ = "subscriber_tags"
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "list_id"),
+        Index("ix_subscriptions_list_status", "list_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
+    status: Mapped[str] = mapped_column(String(20), default=SubscriptionStatus.PENDING)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentText(Base):
+    """A consent statement as shown to people, kept so each event can prove what was agreed."""
+
+    __tablename__ = "consent_texts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentEvent(Base):
+    """The append-only consent ledger: nothing updates or deletes a row except erasure."""
+
+    __tablename__ = "consent_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    method: Mapped[str] = mapped_column(String(40), default="")  # one-click, link, admin, ...
+    source: Mapped[str] = mapped_column(String(40), default="")  # cli, web, import, bounce, ...
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(Text, nullable=True)
+    consent_text_id: Mapped[int | None] = mapped_column(
+        ForeignKey("consent_texts.id"), nullable=True
+    )
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Suppression(Base):
+    """Salted hashes of erased addresses, so a later import cannot silently re-add them."""
+
+    __tablename__ = "suppressions"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Mailing(Base):
+    """One issue sent to one segment expression, with its audience frozen at creation."""
+
+    __tablename__ = "mailings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_slug: Mapped[str] = mapped_column(String(200), index=True)
+    issue_path: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    expression: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default=MailingStatus.SENDING)
+    paused_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class MailingVariant(Base):
+    """A rendering of the issue for one audience variant, frozen with the mailing."""
+
+    __tablename__ = "mailing_variants"
+    __table_args__ = (UniqueConstraint("mailing_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailing_id: Mapped[int] = mapped_column(ForeignKey("mailings.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Delivery(Base):
+    """One message of a mailing to one address."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("mailing_id", "email"),
+        Index("ix_deliveries_work", "mailing_id", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailing_id: Mapped[int] = mapped_column(ForeignKey("mailings.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    variant_key: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_response: Mapped[str] = mapped_column(Text, default="")
+
+
+class BounceEvent(Base):
+    """A scored bounce of one subscriber (hard 1, soft 0.5); scores add up over a window."""
+
+    __tablename__ = "bounce_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"), nullable=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # hard, soft, complaint
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    diagnostic: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProcessedReport(Base):
+    """A bounce or abuse report already handled, remembered by Message-ID (safe under cron)."""
+
+    __tablename__ = "processed_reports"
+    message_id: Mapped[str] = mapped_column(String(998), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,309 @@
+"""The one table of settings: read from newsroom.toml, overridden by NEWSROOM_<SECTION>_<KEY>."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from newsroom.errors import ConfigError
+
+CONFIG_FILE = "newsroom.toml"
+ENV_FILE = ".env"
+
+
+def _url(value: Any) -> str | None:
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http:// or https:// address, such as https://news.example.org"
+    return None
+
+
+def _rate(value: Any) -> str | None:
+    if not re.fullmatch(r"\s*\d+\s*/\s*(second|minute|hour)\s*", str(value)):
+        return "must look like 600/minute (a number, then /second, /minute or /hour)"
+    return None
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    section: str
+    key: str
+    type: type
+    default: Any
+    help: str
+    secret: bool = False  # only from the environment or .env, never newsroom.toml
+    choices: tuple[str, ...] = ()
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def env(self) -> str:
+        return f"NEWSROOM_{self.section.upper()}_{self.key.upper()}"
+
+
+S = Setting
+SETTINGS: tuple[Setting, ...] = (
+    S("site", "name", str, "Our Newsroom", "Name shown in every email, web page and feed"),
+    S("site", "base_url", str, "http://localhost:8000", "Public address of the web side; links in emails point here", check=_url),
+    S("site", "lang", str, "en-GB", "Language of the content (BCP 47), set as <html lang>"),
+    S("site", "timezone", str, "Europe/London", "Time zone for meeting times that do not name one"),
+    S("site", "sender", str, "Newsroom <newsroom@example.org>", "From: address of every email"),
+    S("site", "reply_to", str, "", "Reply-To: address (empty: replies go to the sender)"),
+    S("site", "postal_address", str, "", "Who sends the emails, shown in every footer"),
+    S("site", "description", str, "News from our campaign", "One line describing the site, for feeds and the archive"),
+    S("database", "url", str, "sqlite:///newsroom.db", "SQLAlchemy URL; relative SQLite paths are inside the site folder"),
+    S("smtp", "host", str, "localhost", "SMTP relay host (the default matches `newsroom dev-smtp`)"),
+    S("smtp", "port", int, 8025, "SMTP relay port", check=_positive),
+    S("smtp", "security", str, "none", "Transport security: none, starttls or tls", choices=("none", "starttls", "tls")),
+    S("smtp", "username", str, "", "SMTP login name (empty: no login)"),
+    S("smtp", "password", str, "", "SMTP password", secret=True),
+    S("smtp", "connections", int, 4, "SMTP connections open at once while sending", check=_positive),
+    S("smtp", "timeout", float, 30.0, "Seconds to wait for the relay before giving up on a command", check=_positive),
+    S("sending", "rate", str, "600/minute", "Most messages sent per second, minute or hour", check=_rate),
+    S("sending", "domain_rates", str, "", "Per-domain limits, e.g. 'gmail.com=100/minute, outlook.com=60/minute'"),
+    S("sending", "retry_hours", float, 48.0, "How long deferred (4xx) deliveries are retried", check=_positive),
+    S("sending", "max_consecutive_errors", int, 10, "Errors in a row that pause a mailing", check=_positive),
+    S("sending", "bounce_address", str, "bounces@example.org", "Envelope sender; a signed token is added to its local part (VERP)"),
+    S("subscribe", "confirm_hours", float, 72.0, "How long a confirmation link stays valid", check=_positive),
+    S("subscribe", "consent_text", str, "I want to receive emails from {site} on the lists I chose. I can leave at any time with the link in every email.", "The consent statement shown on the subscribe page and recorded with every consent"),
+    S("subscribe", "consent_version", str, "1", "Version of the consent text; change it whenever the text changes"),
+    S("web", "host", str, "127.0.0.1", "Address `newsroom serve` listens on"),
+    S("web", "port", int, 8000, "Port `newsroom serve` listens on", check=_positive),
+    S("web", "subscribe_rate", str, "10/hour", "Most subscribe requests per client address", check=_rate),
+    S("dkim", "domain", str, "", "DKIM signing domain (d=); empty: no signature"),
+    S("dkim", "selector", str, "", "DKIM selector (s=)"),
+    S("dkim", "key_file", str, "", "Path to the DKIM private key (PEM), relative to the site folder"),
+    S("bounces", "hard_score", float, 1.0, "Score of a permanent failure"),
+    S("bounces", "soft_score", float, 0.5, "Score of a temporary failure (at most once a day)"),
+    S("bounces", "threshold", float, 3.0, "Score within the window that marks a subscription bounced", check=_positive),
+    S("bounces", "window_days", int, 30, "Days over which bounce scores add up", check=_positive),
+    S("bounces", "imap_password", str, "", "Password for an imaps:// bounce mailbox", secret=True),
+    S("secret", "key", str, "", "Signs every token (links in emails); `newsroom init` writes one to .env", secret=True),
+    S("secret", "old_keys", str, "", "Earlier secret keys, space-separated, still accepted for old links", secret=True),
+)  # fmt: skip
+del S
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+SECTIONS: dict[str, list[Setting]] = {}
+for _s in SETTINGS:
+    SECTIONS.setdefault(_s.section, []).append(_s)
+
+
+class Config:
+    """Settings of one site, resolved: defaults < newsroom.toml < .env < environment."""
+
+    def __init__(self, site_dir: Path, values: Mapping[str, Any], sources: Mapping[str, str]):
+        self.site_dir = site_dir
+        self._values = dict(values)
+        self.sources = dict(sources)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def text(self, name: str) -> str:
+        return str(self._values[name])
+
+    def integer(self, name: str) -> int:
+        return int(self._values[name])
+
+    def number(self, name: str) -> float:
+        return float(self._values[name])
+
+    @property
+    def secret_key(self) -> str:
+        key = self.text("secret.key")
+        if not key:
+            raise ConfigError(
+                "no secret key: set NEWSROOM_SECRET_KEY in the environment or in .env "
+                "(`newsroom init` writes one; or run: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+        return key
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path made absolute inside the site folder."""
+        url = self.text("database.url")
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+            return prefix + str(self.site_dir / url[len(prefix) :])
+        return url
+
+    def path(self, name: str) -> Path:
+        return self.site_dir / self.text(name)
+
+
+def load(site_dir: Path | str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the site's newsroom.toml, then .env, then the environment."""
+    site_dir = Path(site_dir).resolve()
+    config_path = site_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise ConfigError(
+            f"no {CONFIG_FILE} in {site_dir}: run `newsroom init {site_dir}` to make a site"
+        )
+    environ = os.environ if environ is None else environ
+    values = {s.name: s.default for s in SETTINGS}
+    sources = {s.name: "default" for s in SETTINGS}
+    for name, value in read_file(config_path).items():
+        values[name], sources[name] = value, CONFIG_FILE
+    for source, env in ((ENV_FILE, read_env_file(site_dir / ENV_FILE)), ("environment", environ)):
+        for setting in SETTINGS:
+            if setting.env in env:
+                values[setting.name] = _from_env(setting, env[setting.env])
+                sources[setting.name] = source
+    return Config(site_dir, values, sources)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """Parse and check newsroom.toml; every error names the file, the line and the key."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        message = re.sub(r"\s*\(at line.*\)", "", str(exc))
+        line = match.group(1) if match else "1"
+        raise ConfigError(f"{path.name}:{line}: {message}") from None
+    values: dict[str, Any] = {}
+    for section, table in data.items():
+        if section not in SECTIONS or not isinstance(table, dict):
+            known = ", ".join(f"[{s}]" for s in SECTIONS)
+            line = _locate(text, section, None)
+            raise ConfigError(
+                f"{path.name}:{line}: unknown section [{section}]; known sections: {known}"
+            )
+        for key, value in table.items():
+            values[f"{section}.{key}"] = _check_file_value(path.name, text, section, key, value)
+    return values
+
+
+def _check_file_value(file: str, text: str, section: str, key: str, value: Any) -> Any:
+    where = f"{file}:{_locate(text, section, key)}"
+    setting = BY_NAME.get(f"{section}.{key}")
+    if setting is None:
+        known = ", ".join(s.key for s in SECTIONS[section])
+        raise ConfigError(f"{where}: unknown setting {section}.{key}; [{section}] takes: {known}")
+    if setting.secret:
+        raise ConfigError(
+            f"{where}: {setting.name} is a secret and must not be in {file}: "
+            f"set {setting.env} in the environment or in .env instead"
+        )
+    ok = isinstance(value, setting.type) and not (setting.type is int and isinstance(value, bool))
+    if setting.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(
+            f"{where}: {setting.name} must be {_type_name(setting.type)}, not {value!r}"
+        )
+    return _validate(setting, value, where)
+
+
+def _validate(setting: Setting, value: Any, where: str) -> Any:
+    if setting.choices and value not in setting.choices:
+        raise ConfigError(
+            f"{where}: {setting.name} must be one of {', '.join(setting.choices)}, not {value!r}"
+        )
+    problem = setting.check(value) if setting.check else None
+    if problem:
+        raise ConfigError(f"{where}: {setting.name} {problem}")
+    return value
+
+
+def _from_env(setting: Setting, raw: str) -> Any:
+    value: Any = raw
+    try:
+        if setting.type is bool:
+            lowered = raw.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(raw)
+            value = lowered in ("1", "true", "yes", "on")
+        elif setting.type in (int, float):
+            value = setting.type(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{setting.env}: {setting.name} must be {_type_name(setting.type)}, not {raw!r}"
+        ) from None
+    return _validate(setting, value, setting.env)
+
+
+def _type_name(kind: type) -> str:
+    return {str: "text in quotes", int: "a whole number", float: "a number", bool: "true or false"}[
+        kind
+    ]
+
+
+def _locate(text: str, section: str, key: str | None) -> int:
+    """The line of `[section]`, or of `key =` inside it, for error messages."""
+    current = None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([^\]]+?)\s*\]", stripped)
+        if header:
+            current = header.group(1).strip("\"'")
+            if key is None and current == section:
+                return number
+        elif (
+            current == section and key and re.match(rf"[\"']?{re.escape(key)}[\"']?\s*=", stripped)
+        ):
+            return number
+    return 1
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file; blank lines and # comments are skipped."""
+    if not path.is_file():
+        return {}
+    env: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        env[key.strip().removeprefix("export ").strip()] = value.strip().strip("\"'")
+    return env
+
+
+def render_toml(overrides: Mapping[str, Any] | None = None) -> str:
+    """newsroom.toml for a new site: every setting, commented, with its help."""
+    overrides = overrides or {}
+    out = [
+        "# newsroom site settings. Every setting is listed with its default, commented out.",
+        "# Each can also be set in the environment as NEWSROOM_<SECTION>_<KEY>.",
+        "# Secrets (NEWSROOM_SECRET_KEY, NEWSROOM_SMTP_PASSWORD, ...) never go here: see .env.",
+    ]
+    for section, settings in SECTIONS.items():
+        rows = [s for s in settings if not s.secret]
+        if not rows:
+            continue
+        out += ["", f"[{section}]"]
+        for s in rows:
+            out.append(f"# {s.help}")
+            if s.name in overrides:
+                out.append(f"{s.key} = {_toml_value(overrides[s.name])}")
+            else:
+                out.append(f"# {s.key} = {_toml_value(s.default)}")
+    return "\n".join(out) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

@@ -1,0 +1,105 @@
+"""The test rig every test uses: a temporary site, the database (SQLite, or PostgreSQL when
+NEWSROOM_TEST_POSTGRES_URL is set), a real SMTP server that can be told to fail, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from newsroom import site as sites
+from newsroom.cli import main
+from newsroom.models import Base
+from newsroom.site import Site
+from tests.smtpserver import TestSMTPServer
+
+POSTGRES_URL = os.environ.get("NEWSROOM_TEST_POSTGRES_URL", "")
+TEST_SECRET = "test-secret-key-not-for-production"
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No NEWSROOM_* setting of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("NEWSROOM_") and name != "NEWSROOM_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    if not POSTGRES_URL:
+        pytest.skip("NEWSROOM_TEST_POSTGRES_URL is not set")
+    name = f"newsroom_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The database of one test: a new SQLite file, or the session's PostgreSQL database emptied
+    after the test."""
+    if not POSTGRES_URL:
+        yield f"sqlite:///{tmp_path / 'newsroom.db'}"
+        return
+    url = request.getfixturevalue("postgres_database")
+    yield url
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        if conn.execute(text("SELECT to_regclass('lists')")).scalar() is not None:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def site_dir(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A freshly initialised site folder, its database migrated."""
+    root = tmp_path / "site"
+    monkeypatch.setenv("NEWSROOM_DATABASE_URL", database_url)
+    monkeypatch.setenv("NEWSROOM_SECRET_KEY", TEST_SECRET)
+    sites.init(root, "Test Newsroom")
+    return root
+
+
+@pytest.fixture
+def site(site_dir: Path) -> Iterator[Site]:
+    opened = Site.open(site_dir)
+    yield opened
+    if "engine" in opened.__dict__:
+        opened.engine.dispose()
+
+
+@pytest.fixture
+def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestSMTPServer]:
+    """A real SMTP server on 127.0.0.1; the site's smtp.host and smtp.port point at it."""
+    server = TestSMTPServer().start()
+    monkeypatch.setenv("NEWSROOM_SMTP_HOST", server.host)
+    monkeypatch.setenv("NEWSROOM_SMTP_PORT", str(server.port))
+    yield server
+    server.stop()
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(site_dir: Path) -> Run:
+    """Run `newsroom --site SITE ARGS...` in-process; returns click's Result."""
+
+    def run(*args: str, input: str | None = None) -> Result:
+        return CliRunner().invoke(main, ["--site", str(site_dir), *args], input=input)
+
+    return run

@@ -1,0 +1,173 @@
+"""A real SMTP server for tests (aiosmtpd on 127.0.0.1, a free port) that can be told to fail.
+
+server.fail("RCPT", 550, "5.1.1 No such user", match="gone@")   # answer a command with a code
+server.fail("DATA", 451, "4.3.0 Try later", times=1)           # ... only once
+server.drop("MAIL")                                            # close the connection instead
+server.stall("DATA", 5.0)                                      # wait before answering
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass
+class Received:
+    """One message as the server accepted it."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+@dataclass
+class Rule:
+    command: str
+    action: str  # "fail", "drop" or "stall"
+    code: int = 0
+    text: str = ""
+    match: str = ""  # only when the command's argument (address) contains this
+    times: int | None = None  # None: always
+    seconds: float = 0.0
+
+
+@dataclass
+class TestSMTPServer:
+    host: str = "127.0.0.1"
+    port: int = 0
+    messages: list[Received] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    connections: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _controller: Controller | None = None
+
+    # --- telling it to fail -------------------------------------------------------------
+    def fail(
+        self, command: str, code: int, text: str, match: str = "", times: int | None = None
+    ) -> None:
+        self.rules.append(Rule(command.upper(), "fail", code, text, match, times))
+
+    def drop(self, command: str, match: str = "", times: int | None = None) -> None:
+        self.rules.append(Rule(command.upper(), "drop", match=match, times=times))
+
+    def stall(
+        self, command: str, seconds: float, match: str = "", times: int | None = None
+    ) -> None:
+        self.rules.append(Rule(command.upper(), "stall", match=match, times=times, seconds=seconds))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.messages.clear()
+            self.commands.clear()
+            self.rules.clear()
+
+    # --- reading what arrived -----------------------------------------------------------
+    def to(self, address: str) -> list[Received]:
+        return [m for m in self.messages if address in m.rcpt_tos]
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> TestSMTPServer:
+        self.port = self.port or free_port()
+        handler = _Handler(self)
+        self._controller = _Controller(self, handler, hostname=self.host, port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    async def _apply(self, command: str, argument: str, server: SMTP) -> str | None:
+        """The answer a rule gives to this command, or None to carry on normally."""
+        with self._lock:
+            self.commands.append(f"{command} {argument}".strip())
+            rule = next(
+                (
+                    r
+                    for r in self.rules
+                    if r.command == command and r.match in argument and r.times != 0
+                ),
+                None,
+            )
+            if rule is not None and rule.times is not None:
+                rule.times -= 1
+        if rule is None:
+            return None
+        if rule.action == "stall":
+            await asyncio.sleep(rule.seconds)
+            return None
+        if rule.action == "drop":
+            assert server.transport is not None
+            server.transport.close()
+            return "421 4.4.2 Connection dropped by test"
+        return f"{rule.code} {rule.text}"
+
+
+class _Handler:
+    def __init__(self, owner: TestSMTPServer) -> None:
+        self.owner = owner
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        answer = await self.owner._apply("MAIL", address, server)
+        if answer:
+            return answer
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        answer = await self.owner._apply("RCPT", address, server)
+        if answer:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        answer = await self.owner._apply("DATA", " ".join(envelope.rcpt_tos), server)
+        if answer:
+            return answer
+        content = envelope.original_content or b""
+        with self.owner._lock:
+            self.owner.messages.append(
+                Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
+            )
+        return "250 OK queued"
+
+
+class _Controller(Controller):
+    def __init__(self, owner: TestSMTPServer, handler: Any, **kwargs: Any) -> None:
+        self.owner = owner
+        super().__init__(handler, **kwargs)
+
+    def factory(self) -> SMTP:
+        self.owner.connections += 1
+        return SMTP(
+            self.handler, hostname="test-smtp.localhost", decode_data=False, enable_SMTPUTF8=True
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
