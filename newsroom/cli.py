@@ -33,6 +33,7 @@ def main(ctx: click.Context, site_dir: Path, debug: bool) -> None:
       newsroom init my-site && cd my-site && newsroom settings
     """
     ctx.obj = State(site_dir, debug)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @main.command()

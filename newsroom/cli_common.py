@@ -30,6 +30,11 @@ class State:
             self._site = Site.open(self.site_dir)
         return self._site
 
+    def close(self) -> None:
+        """Close the database connections a command opened (psycopg warns about leaked ones)."""
+        if self._site is not None:
+            self._site.close()
+
 
 pass_state = click.make_pass_decorator(State)
 

@@ -20,7 +20,7 @@ def smtp_client(config: Config) -> aiosmtplib.SMTP:
         port=config.integer("smtp.port"),
         timeout=config.number("smtp.timeout"),
         use_tls=security == "tls",
-        start_tls=True if security == "starttls" else False,
+        start_tls=security == "starttls",
         tls_context=ssl.create_default_context() if security != "none" else None,
     )
 

@@ -55,6 +55,10 @@ class Site:
     def engine(self) -> Engine:
         return database.connect(self.config.database_url)
 
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
     @property
     def issues_dir(self) -> Path:
         return self.root / "issues"
@@ -106,7 +110,7 @@ def init(root: Path | str, name: str | None = None) -> InitReport:
         created.append(settings.ENV_FILE)
     site = Site.open(root)
     migrations = database.upgrade(site.engine)
-    site.engine.dispose()
+    site.close()
     return InitReport(created, migrations)
 
 

@@ -78,8 +78,7 @@ def site_dir(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch)
 def site(site_dir: Path) -> Iterator[Site]:
     opened = Site.open(site_dir)
     yield opened
-    if "engine" in opened.__dict__:
-        opened.engine.dispose()
+    opened.close()
 
 
 @pytest.fixture

@@ -48,6 +48,9 @@ class Rule:
 
 @dataclass
 class TestSMTPServer:
+    __test__ = False  # a fixture, not a class of tests
+    __test__ = False  # a fixture, not a test class
+
     host: str = "127.0.0.1"
     port: int = 0
     messages: list[Received] = field(default_factory=list)
