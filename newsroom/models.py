@@ -101,6 +101,8 @@ class MailingList(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     opt_in: Mapped[str] = mapped_column(String(10), default="double")
+    # Set when the list left lists.toml with no one on it: its ledger events keep pointing here.
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Subscriber(Base):

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("public", sa.Boolean(), nullable=False),
         sa.Column("opt_in", sa.String(length=10), nullable=False),
+        sa.Column("retired_at", newsroom.models.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_lists")),
         sa.UniqueConstraint("slug", name=op.f("uq_lists_slug")),
     )

@@ -1,0 +1,202 @@
+"""Lists: subscribers/lists.toml kept in step with the database, and counts per status."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsroom.database import transaction
+from newsroom.errors import Problem, ProblemsError
+from newsroom.models import MailingList, Subscription, SubscriptionStatus, utcnow
+from newsroom.site import Site
+
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
+RESERVED = {"and", "or", "not", "tag", "all"}  # words of the segment language
+KEYS = {"name": str, "description": str, "public": bool, "opt_in": str}
+OPT_IN = ("double", "single")
+ACTIVE = (SubscriptionStatus.PENDING, SubscriptionStatus.CONFIRMED)
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """One list as lists.toml defines it."""
+
+    slug: str
+    name: str
+    description: str = ""
+    public: bool = False
+    opt_in: str = "double"
+
+
+@dataclass
+class SyncReport:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+
+
+def read_lists(path: Path) -> dict[str, ListSpec]:
+    """Parse and check lists.toml; every problem is reported as FILE:LINE at once."""
+    label = f"{path.parent.name}/{path.name}"
+    if not path.is_file():
+        raise ProblemsError([Problem(label, 0, "no such file: run `newsroom init` to write one")])
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        message = re.sub(r"\s*\(at (line|end).*\)", "", str(exc))
+        line = int(match.group(1)) if match else max(1, len(text.splitlines()))
+        raise ProblemsError([Problem(label, line, message)]) from None
+    problems: list[Problem] = []
+    specs: dict[str, ListSpec] = {}
+    for slug, table in data.items():
+        spec = _check_list(label, text, slug, table, problems)
+        if spec is not None:
+            specs[slug] = spec
+    if problems:
+        raise ProblemsError(problems)
+    return specs
+
+
+def _check_list(
+    label: str, text: str, slug: str, table: Any, problems: list[Problem]
+) -> ListSpec | None:
+    line = _line_of(text, slug, None)
+    before = len(problems)
+    if not isinstance(table, dict):
+        problems.append(Problem(label, line, f"{slug} must be a table: [{slug}] with name = ..."))
+        return None
+    if not SLUG.fullmatch(slug) or slug in RESERVED:
+        problems.append(
+            Problem(
+                label,
+                line,
+                f"list slug {slug!r} must be lower-case letters, digits and hyphens "
+                f"(and not one of {', '.join(sorted(RESERVED))})",
+            )
+        )
+    for key, value in table.items():
+        where = _line_of(text, slug, key)
+        if key not in KEYS:
+            problems.append(
+                Problem(label, where, f"[{slug}] unknown key {key!r}; known: {', '.join(KEYS)}")
+            )
+        elif not isinstance(value, KEYS[key]):
+            kind = "true or false" if KEYS[key] is bool else "text in quotes"
+            problems.append(Problem(label, where, f"[{slug}] {key} must be {kind}"))
+    if "name" not in table:
+        problems.append(Problem(label, line, f'[{slug}] needs a name = "..."'))
+    if table.get("opt_in", "double") not in OPT_IN:
+        problems.append(
+            Problem(
+                label,
+                _line_of(text, slug, "opt_in"),
+                f'[{slug}] opt_in must be "double" or "single"',
+            )
+        )
+    if len(problems) > before:
+        return None
+    return ListSpec(slug, **table)
+
+
+def _line_of(text: str, section: str, key: str | None) -> int:
+    current = None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([^\]]+?)\s*\]", stripped)
+        if header:
+            current = header.group(1).strip("\"'")
+            if key is None and current == section:
+                return number
+        elif current == section and key and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    return 1
+
+
+def sync(site: Site, now: datetime | None = None) -> SyncReport:
+    """Make the database's lists match lists.toml; refuse to drop a list people are on."""
+    specs = read_lists(site.lists_file)
+    with transaction(site.engine) as session:
+        return sync_session(session, specs, site.lists_file, now or utcnow())
+
+
+def sync_session(
+    session: Session, specs: dict[str, ListSpec], path: Path, now: datetime
+) -> SyncReport:
+    report = SyncReport()
+    existing = {row.slug: row for row in session.scalars(select(MailingList))}
+    for slug, spec in specs.items():
+        row = existing.get(slug)
+        if row is None:
+            session.add(MailingList(**spec.__dict__))
+            report.added.append(slug)
+        elif _differs(row, spec):
+            for key, value in spec.__dict__.items():
+                setattr(row, key, value)
+            row.retired_at = None
+            report.changed.append(slug)
+    problems = []
+    for slug, row in existing.items():
+        if slug in specs or row.retired_at is not None:
+            continue
+        people = _active_count(session, row.id)
+        if people:
+            problems.append(
+                Problem(
+                    f"{path.parent.name}/{path.name}",
+                    0,
+                    f"list {slug!r} was removed but {people} subscription(s) are pending or "
+                    f"confirmed: put [{slug}] back, or unsubscribe them first "
+                    f"(`newsroom subscribers remove --all --list {slug}`)",
+                )
+            )
+        else:
+            # Keep the row: consent events point at it and the ledger is never rewritten.
+            row.retired_at = now
+            report.retired.append(slug)
+    if problems:
+        raise ProblemsError(problems)
+    session.flush()
+    return report
+
+
+def _differs(row: MailingList, spec: ListSpec) -> bool:
+    return row.retired_at is not None or any(
+        getattr(row, key) != value for key, value in spec.__dict__.items()
+    )
+
+
+def _active_count(session: Session, list_id: int) -> int:
+    query = select(func.count()).where(
+        Subscription.list_id == list_id, Subscription.status.in_(ACTIVE)
+    )
+    return session.scalar(query) or 0
+
+
+def active_lists(session: Session) -> dict[str, MailingList]:
+    """Lists currently defined (not retired), by slug."""
+    rows = session.scalars(select(MailingList).where(MailingList.retired_at.is_(None)))
+    return {row.slug: row for row in rows}
+
+
+def counts(session: Session) -> list[tuple[MailingList, dict[str, int]]]:
+    """Each current list with its number of subscriptions per status (every status present)."""
+    lists = sorted(active_lists(session).values(), key=lambda row: row.slug)
+    query = select(Subscription.list_id, Subscription.status, func.count()).group_by(
+        Subscription.list_id, Subscription.status
+    )
+    by_list: dict[int, dict[str, int]] = {}
+    for list_id, status, number in session.execute(query):
+        by_list.setdefault(list_id, {})[status] = number
+    return [
+        (row, {s.value: by_list.get(row.id, {}).get(s.value, 0) for s in SubscriptionStatus})
+        for row in lists
+    ]

@@ -1,0 +1,96 @@
+"""Signed tokens: purpose-bound, tamper-proof, expiring, and surviving a key rotation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from newsroom import settings, tokens
+from newsroom.errors import ConfigError
+
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+def config(tmp_path: Path, key: str = "key-one", old: str = "") -> settings.Config:
+    (tmp_path / "newsroom.toml").write_text("", encoding="utf-8")
+    env = {"NEWSROOM_SECRET_KEY": key, "NEWSROOM_SECRET_OLD_KEYS": old}
+    return settings.load(tmp_path, env)
+
+
+def test_round_trip_is_short_and_url_safe(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    token = tokens.make(cfg, "confirm", {"s": 42, "l": [1, 2]}, now=NOW, ttl=timedelta(hours=72))
+    assert len(token) < 100
+    assert all(c.isalnum() or c in "-_." for c in token)
+    payload = tokens.read(cfg, "confirm", token, now=NOW + timedelta(hours=71))
+    assert payload["s"] == 42 and payload["l"] == [1, 2]
+
+
+def test_a_token_for_one_purpose_fails_for_another(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    token = tokens.make(cfg, "unsubscribe", {"s": 1}, now=NOW)
+    with pytest.raises(tokens.TokenError, match="not valid"):
+        tokens.read(cfg, "confirm", token, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda t: t[:-1],  # truncated
+        lambda t: t[: len(t) // 2],
+        lambda t: t[:-2] + ("A" if t[-2] != "A" else "B") + t[-1],  # signature tampered
+        lambda t: t.replace(".", ".x", 1),  # payload tampered
+        lambda t: "zzzzzz" + t[6:],  # unknown key id
+        lambda t: "",
+        lambda t: "no-dots-at-all",
+        lambda t: t + "." + "A" * 3000,  # absurdly long
+    ],
+)
+def test_damaged_tokens_are_refused(tmp_path: Path, damage: object) -> None:
+    cfg = config(tmp_path)
+    token = tokens.make(cfg, "confirm", {"s": 7}, now=NOW)
+    assert callable(damage)
+    with pytest.raises(tokens.TokenError):
+        tokens.read(cfg, "confirm", damage(token), now=NOW)
+
+
+def test_a_forged_payload_with_another_key_is_refused(tmp_path: Path) -> None:
+    forged = tokens.make(config(tmp_path, key="attacker"), "confirm", {"s": 1}, now=NOW)
+    # the attacker even copies our key id
+    ours = config(tmp_path, key="key-one")
+    kid = tokens.key_id("key-one")
+    with pytest.raises(tokens.TokenError):
+        tokens.read(ours, "confirm", kid + forged[6:], now=NOW)
+
+
+def test_expired_tokens_say_so_and_carry_their_payload(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    token = tokens.make(cfg, "confirm", {"s": 9}, now=NOW, ttl=timedelta(hours=72))
+    with pytest.raises(tokens.TokenExpired, match="expired") as caught:
+        tokens.read(cfg, "confirm", token, now=NOW + timedelta(hours=72, seconds=1))
+    assert caught.value.payload["s"] == 9
+    assert tokens.read(cfg, "confirm", token, now=NOW + timedelta(days=9), allow_expired=True)
+
+
+def test_old_keys_verify_but_only_the_current_key_signs(tmp_path: Path) -> None:
+    before = config(tmp_path, key="key-one")
+    token = tokens.make(before, "unsubscribe", {"s": 3}, now=NOW)
+    rotated = config(tmp_path, key="key-two", old="key-zero key-one")
+    assert tokens.read(rotated, "unsubscribe", token, now=NOW) == {"s": 3}
+    fresh = tokens.make(rotated, "unsubscribe", {"s": 3}, now=NOW)
+    assert fresh.startswith(tokens.key_id("key-two") + ".")
+    dropped = config(tmp_path, key="key-two")
+    with pytest.raises(tokens.TokenError):
+        tokens.read(dropped, "unsubscribe", token, now=NOW)
+
+
+def test_no_secret_key_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="NEWSROOM_SECRET_KEY"):
+        tokens.make(config(tmp_path, key=""), "confirm", {}, now=NOW)
+
+
+def test_unknown_purpose_is_a_bug_not_a_token(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown token purpose"):
+        tokens.make(config(tmp_path), "login", {}, now=NOW)
