@@ -1,15 +1,29 @@
-"""MIME messages and SMTP connections: the one seam between newsroom and a mail relay."""
+"""SMTP connections: single messages (confirmations) and a pool that sends bulk messages fast.
+
+The pool opens `smtp.connections` connections with aiosmtplib (TLS with certificate checks,
+STARTTLS, login), then drives each one with a small protocol of its own: the message bytes from
+`messages.py` are already dot-safe with CRLF line ends, so they go out as they are, and when the
+relay offers PIPELINING (RFC 2920) MAIL, RCPT and DATA travel in one write. Each answer is
+classified (`Outcome.kind`) for the mailing to act on.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Any
 
 import aiosmtplib
 
 from newsroom.errors import NewsroomError
+from newsroom.ratelimit import RateLimiter
 from newsroom.settings import Config
+
+SENT, RETRY, FAIL, POLICY = "sent", "retry", "fail", "policy"
 
 
 def smtp_client(config: Config) -> aiosmtplib.SMTP:
@@ -25,6 +39,10 @@ def smtp_client(config: Config) -> aiosmtplib.SMTP:
     )
 
 
+def relay_name(config: Config) -> str:
+    return f"{config.text('smtp.host')}:{config.integer('smtp.port')}"
+
+
 async def send_message_async(
     config: Config, message: EmailMessage, envelope_from: str | None = None
 ) -> str:
@@ -38,18 +56,275 @@ async def send_message_async(
         return answer
     except aiosmtplib.SMTPException as exc:
         raise NewsroomError(
-            f"the SMTP relay {config.text('smtp.host')}:{config.integer('smtp.port')} refused the message: {exc}"
+            f"the SMTP relay {relay_name(config)} refused the message: {exc}"
         ) from None
     except OSError as exc:
-        raise NewsroomError(
-            f"cannot reach the SMTP relay {config.text('smtp.host')}:{config.integer('smtp.port')}: {exc} "
-            "(start one with `newsroom dev-smtp`, or set [smtp] host and port)"
-        ) from None
+        raise NewsroomError(unreachable(config, exc)) from None
     finally:
         if client.is_connected:
             client.close()
 
 
+def unreachable(config: Config, exc: BaseException) -> str:
+    return (
+        f"cannot reach the SMTP relay {relay_name(config)}: {exc} "
+        "(start one with `newsroom dev-smtp`, or set [smtp] host and port)"
+    )
+
+
 def send_message(config: Config, message: EmailMessage, envelope_from: str | None = None) -> str:
     """Send one message (a confirmation, a test copy) and wait for the relay's answer."""
     return asyncio.run(send_message_async(config, message, envelope_from))
+
+
+# --- bulk sending ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to send: KEY names it to the caller (a delivery id)."""
+
+    key: int
+    sender: str  # envelope sender (VERP)
+    recipient: str
+    data: bytes  # from messages.Template.build: CRLF, dot-safe, no final "."
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the relay said about one message, and what that means (`kind`)."""
+
+    key: int
+    kind: str  # sent, retry (4xx, 421, 552, connection lost), fail (5xx), policy (5.7.x)
+    code: int
+    text: str
+
+    @property
+    def answer(self) -> str:
+        return f"{self.code} {self.text}".strip() if self.code else self.text
+
+
+def classify(code: int, text: str) -> str:
+    """The kind of outcome of an SMTP answer (RFC 5321 §4.2.1, RFC 3463 enhanced codes)."""
+    if 200 <= code < 300:
+        return SENT
+    if code == 552 or 400 <= code < 500:
+        return RETRY  # RFC 5321 §4.5.3.1.10: treat 552 on too much data as temporary
+    if text.startswith("5.7."):
+        return POLICY  # the relay refuses us, not the recipient: stop and tell a person
+    return FAIL
+
+
+class ConnectionLost(Exception):
+    """The relay closed the connection or did not answer in time."""
+
+
+class _Wire(asyncio.Protocol):
+    """Reads SMTP answers as they come (several at once when commands are pipelined)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.buffer = bytearray()
+        self.answers: deque[tuple[int, str]] = deque()
+        self.lines: list[str] = []
+        self.waiter: asyncio.Future[None] | None = None
+        self.lost: str = ""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\n")
+            if end < 0:
+                break
+            line = bytes(self.buffer[: end + 1])
+            del self.buffer[: end + 1]
+            self.lines.append(line[4:].strip().decode("utf-8", "replace"))
+            if line[3:4] != b"-":
+                try:
+                    code = int(line[:3])
+                except ValueError:
+                    code = 0
+                self.answers.append((code, " ".join(self.lines)))
+                self.lines = []
+        if self.answers:
+            self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = self.lost or f"connection lost{': ' + str(exc) if exc else ''}"
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.lost = self.lost or "the relay closed the connection"
+        self._wake()
+        return False
+
+    def timeout(self) -> None:
+        self.lost = "the relay did not answer in time"
+        self.transport.abort()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def answer(self) -> tuple[int, str]:
+        while not self.answers:
+            if self.lost:
+                raise ConnectionLost(self.lost)
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+            self.waiter = None
+        return self.answers.popleft()
+
+    def write(self, data: bytes) -> None:
+        if self.lost or self.transport.is_closing():
+            raise ConnectionLost(self.lost or "connection closed")
+        self.transport.write(data)
+
+
+class Connection:
+    """One SMTP session: many messages, pipelined when offered, re-opened after a drop."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.timeout = config.number("smtp.timeout")
+        self.wire: _Wire | None = None
+        self.pipelining = False
+        self.sent = 0
+
+    async def open(self) -> None:
+        client = smtp_client(self.config)
+        try:
+            await client.connect()
+            await client._ehlo_or_helo_if_needed()  # connect() leaves it out without TLS/login
+            if self.config.text("smtp.username"):
+                await client.login(
+                    self.config.text("smtp.username"), self.config.text("smtp.password")
+                )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            raise ConnectionLost(unreachable(self.config, exc)) from None
+        self.pipelining = client.supports_extension("pipelining")
+        transport = client.transport
+        assert isinstance(transport, asyncio.Transport)
+        # aiosmtplib did the handshake, TLS and login; this session's messages go through _Wire.
+        client.transport = None
+        client.protocol = None
+        self.wire = _Wire(transport)
+        transport.set_protocol(self.wire)
+
+    async def send(self, message: Outgoing) -> Outcome:
+        try:
+            if self.wire is None or self.wire.lost:
+                await self.open()
+            wire = self.wire
+            assert wire is not None
+            timer = asyncio.get_running_loop().call_later(self.timeout, wire.timeout)
+            try:
+                return await self._transaction(wire, message)
+            finally:
+                timer.cancel()
+        except ConnectionLost as exc:
+            self.close()
+            return Outcome(message.key, RETRY, 0, str(exc))
+
+    async def _transaction(self, wire: _Wire, message: Outgoing) -> Outcome:
+        commands = (
+            f"MAIL FROM:<{message.sender}>\r\n".encode(),
+            f"RCPT TO:<{message.recipient}>\r\n".encode(),
+            b"DATA\r\n",
+        )
+        answers = []
+        if self.pipelining:
+            wire.write(b"".join(commands))  # RFC 2920: DATA may end a pipelined group
+            answers = [await wire.answer() for _ in commands]
+        else:
+            for command in commands:
+                wire.write(command)
+                answers.append(await wire.answer())
+                if answers[-1][0] >= 400:
+                    break
+        failed = next(((c, t) for c, t in answers if c >= 400), None)
+        if failed is not None or answers[-1][0] != 354:
+            code, text = failed or answers[-1]
+            await self._reset(wire, code)
+            return Outcome(message.key, classify(code, text), code, text)
+        wire.write(message.data + b".\r\n")
+        code, text = await wire.answer()
+        self.sent += 1
+        if code == 421:
+            self.close()
+        return Outcome(message.key, classify(code, text), code, text)
+
+    async def _reset(self, wire: _Wire, code: int) -> None:
+        if code == 421:  # RFC 5321 §3.8: the server is closing the session
+            self.close()
+            return
+        wire.write(b"RSET\r\n")
+        await wire.answer()
+
+    async def quit(self) -> None:
+        if self.wire is not None and not self.wire.lost:
+            try:
+                self.wire.write(b"QUIT\r\n")
+                await asyncio.wait_for(self.wire.answer(), 2)
+            except (ConnectionLost, TimeoutError):
+                pass
+        self.close()
+
+    def close(self) -> None:
+        if self.wire is not None:
+            self.wire.transport.close()
+            self.wire = None
+
+
+class Pool:
+    """`smtp.connections` connections sending from one stream of messages, within the rate."""
+
+    def __init__(
+        self, config: Config, *, connections: int | None = None, limiter: RateLimiter | None = None
+    ) -> None:
+        self.config = config
+        self.size = connections or config.integer("smtp.connections")
+        self.limiter = limiter or RateLimiter.from_config(config)
+        self.connections = [Connection(config) for _ in range(self.size)]
+        self.stopping = False
+
+    async def check(self) -> None:
+        """Preflight: one connection opens (raises NewsroomError saying why when it cannot)."""
+        try:
+            await self.connections[0].open()
+        except ConnectionLost as exc:
+            raise NewsroomError(str(exc)) from None
+
+    async def send_all(
+        self, messages: Iterator[Outgoing], on_outcome: Callable[[Outcome], Any]
+    ) -> None:
+        """Send MESSAGES over every connection until they run out or `stop()` is called;
+        ON_OUTCOME hears about each message sent. Messages not taken stay in the iterator."""
+        await asyncio.gather(*(self._work(c, messages, on_outcome) for c in self.connections))
+
+    async def _work(
+        self,
+        connection: Connection,
+        messages: Iterator[Outgoing],
+        on_outcome: Callable[[Outcome], Any],
+    ) -> None:
+        while not self.stopping:
+            message = next(messages, None)
+            if message is None:
+                return
+            await self.limiter.wait(message.recipient)
+            if self.stopping:
+                return  # taken but not sent: the caller finds no outcome and puts it back
+            outcome = await connection.send(message)
+            on_outcome(outcome)
+            if outcome.kind == RETRY and outcome.code == 0:
+                await asyncio.sleep(0.2)  # a dropped or unreachable relay: do not spin
+
+    def stop(self) -> None:
+        """Finish the messages in flight, take no more."""
+        self.stopping = True
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.quit() for c in self.connections))

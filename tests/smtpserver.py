@@ -48,7 +48,6 @@ class Rule:
 
 @dataclass
 class TestSMTPServer:
-    __test__ = False  # a fixture, not a class of tests
     __test__ = False  # a fixture, not a test class
 
     host: str = "127.0.0.1"
@@ -57,6 +56,7 @@ class TestSMTPServer:
     commands: list[str] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     connections: int = 0
+    pipelining: bool = True  # advertise RFC 2920 PIPELINING in the EHLO answer
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
@@ -126,6 +126,19 @@ class TestSMTPServer:
 class _Handler:
     def __init__(self, owner: TestSMTPServer) -> None:
         self.owner = owner
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.owner.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
