@@ -212,6 +212,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("mailing_id", "email"),
         Index("ix_deliveries_work", "mailing_id", "status", "next_attempt_at"),
+        Index("ix_deliveries_email", "email"),  # has this address already had this issue?
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     mailing_id: Mapped[int] = mapped_column(ForeignKey("mailings.id", ondelete="CASCADE"))

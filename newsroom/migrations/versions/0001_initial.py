@@ -151,6 +151,8 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_deliveries_work", ["mailing_id", "status", "next_attempt_at"], unique=False
         )
+        # "Has this address already had this issue?" is asked for every new mailing.
+        batch_op.create_index("ix_deliveries_email", ["email"], unique=False)
 
     op.create_table(
         "mailing_variants",
@@ -255,6 +257,7 @@ def downgrade() -> None:
     op.drop_table("subscriber_tags")
     op.drop_table("mailing_variants")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_deliveries_email")
         batch_op.drop_index("ix_deliveries_work")
         batch_op.drop_index(batch_op.f("ix_deliveries_subscriber_id"))
 
