@@ -1,0 +1,91 @@
+"""The double opt-in email: MJML + text templates, a signed link, one message for all lists."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from mjml import mjml2html
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsroom import consent, mailer, tokens
+from newsroom.models import MailingList, Subscriber, Subscription, SubscriptionStatus
+from newsroom.settings import Config
+
+TEMPLATES = Environment(
+    loader=PackageLoader("newsroom", "templates"),
+    autoescape=select_autoescape(["mjml", "html"]),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+def token(config: Config, person: Subscriber, list_ids: list[int], now: datetime) -> str:
+    hours = config.number("subscribe.confirm_hours")
+    payload = {"s": person.id, "a": tokens.address_digest(person.email), "l": list_ids}
+    return tokens.make(config, "confirm", payload, now=now, ttl=timedelta(hours=hours))
+
+
+def link(config: Config, value: str) -> str:
+    return f"{config.text('site.base_url').rstrip('/')}/confirm/{value}"
+
+
+def build(session: Session, config: Config, person_id: int, now: datetime) -> EmailMessage:
+    """The confirmation email for every pending subscription of one subscriber."""
+    person = session.get_one(Subscriber, person_id)
+    pending = session.scalars(
+        select(MailingList)
+        .join(Subscription, Subscription.list_id == MailingList.id)
+        .where(
+            Subscription.subscriber_id == person_id,
+            Subscription.status == SubscriptionStatus.PENDING,
+        )
+        .order_by(MailingList.name)
+    ).all()
+    value = token(config, person, [row.id for row in pending], now)
+    hours = config.number("subscribe.confirm_hours")
+    expires = (now + timedelta(hours=hours)).astimezone(ZoneInfo(config.text("site.timezone")))
+    text = consent.current_text(session, config)
+    context = {
+        "lang": config.text("site.lang"),
+        "subject": f"Confirm your subscription to {config.text('site.name')}",
+        "site_name": config.text("site.name"),
+        "sender": parseaddr(config.text("site.sender"))[1],
+        "base_url": config.text("site.base_url"),
+        "postal_address": config.text("site.postal_address"),
+        "email": person.email,  # the one thing typed by the requester that we repeat: the address
+        "lists": [{"name": row.name, "description": row.description} for row in pending],
+        "link": link(config, value),
+        "expires": expires.strftime("%-d %B %Y, %H:%M %Z"),
+        "consent_text": text.text,
+        "consent_version": text.version,
+    }
+    html = mjml2html(TEMPLATES.get_template("confirm.mjml").render(context))
+    plain = TEMPLATES.get_template("confirm.txt").render(context)
+    return _message(config, person.email, str(context["subject"]), plain, html, now)
+
+
+def _message(
+    config: Config, to: str, subject: str, plain: str, html: str, now: datetime
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = config.text("site.sender")
+    message["To"] = to  # the bare address: never a name someone typed
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    domain = parseaddr(config.text("site.sender"))[1].rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid("confirm", domain=domain)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
+    if config.text("site.reply_to"):
+        message["Reply-To"] = config.text("site.reply_to")
+    message.set_content(plain)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+def send(config: Config, message: EmailMessage) -> None:
+    mailer.send_message(config, message)

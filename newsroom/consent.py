@@ -1,0 +1,151 @@
+"""The consent ledger: append-only events, and the consent texts (version + sha256) behind them.
+
+Nothing in newsroom updates or deletes a ConsentEvent except `forget`, which erasure calls to
+strip the personal data (subscriber link, IP address, user agent) from a person's events.
+tests/test_consent.py checks that no other code touches the table that way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from newsroom.models import ConsentEvent, ConsentKind, ConsentText, MailingList
+from newsroom.settings import Config
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def site_consent_text(config: Config) -> str:
+    """The consent statement shown on the subscribe page, with the site's name filled in."""
+    return config.text("subscribe.consent_text").replace("{site}", config.text("site.name"))
+
+
+def consent_text(session: Session, text: str, version: str) -> ConsentText:
+    """The stored row for TEXT (found by its sha256, or added): events point at it."""
+    digest = text_digest(text)
+    row = session.scalars(select(ConsentText).where(ConsentText.sha256 == digest)).first()
+    if row is None:
+        row = ConsentText(version=version, sha256=digest, text=text)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def current_text(session: Session, config: Config) -> ConsentText:
+    return consent_text(
+        session, site_consent_text(config), config.text("subscribe.consent_version")
+    )
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a change came from: source (cli, web, import, bounce), method, and for web actions
+    the client's IP address and user agent."""
+
+    source: str
+    method: str = ""
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def record(
+    session: Session,
+    kind: ConsentKind,
+    *,
+    subscriber_id: int | None,
+    list_id: int | None,
+    origin: Origin,
+    now: datetime,
+    consent_text_id: int | None = None,
+    detail: str = "",
+) -> None:
+    """Append one event to the ledger."""
+    record_many(
+        session,
+        [
+            event_row(
+                kind,
+                subscriber_id=subscriber_id,
+                list_id=list_id,
+                origin=origin,
+                now=now,
+                consent_text_id=consent_text_id,
+                detail=detail,
+            )
+        ],
+    )
+
+
+def event_row(
+    kind: ConsentKind,
+    *,
+    subscriber_id: int | None,
+    list_id: int | None,
+    origin: Origin,
+    now: datetime,
+    consent_text_id: int | None = None,
+    detail: str = "",
+) -> dict[str, Any]:
+    return {
+        "subscriber_id": subscriber_id,
+        "list_id": list_id,
+        "kind": kind.value,
+        "method": origin.method,
+        "source": origin.source,
+        "at": now,
+        "ip": origin.ip,
+        "user_agent": (origin.user_agent or None) and origin.user_agent[:1000],
+        "consent_text_id": consent_text_id,
+        "detail": detail,
+    }
+
+
+def record_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Append many events at once (Core bulk insert: imports write thousands)."""
+    if rows:
+        session.execute(insert(ConsentEvent), list(rows))
+
+
+def ledger(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
+    """A subscriber's events, oldest first, as plain data (list slug, consent text and hash)."""
+    query = (
+        select(ConsentEvent, MailingList.slug, ConsentText)
+        .outerjoin(MailingList, MailingList.id == ConsentEvent.list_id)
+        .outerjoin(ConsentText, ConsentText.id == ConsentEvent.consent_text_id)
+        .where(ConsentEvent.subscriber_id == subscriber_id)
+        .order_by(ConsentEvent.at, ConsentEvent.id)
+    )
+    return [
+        {
+            "at": event.at.isoformat(),
+            "kind": event.kind,
+            "list": slug,
+            "source": event.source,
+            "method": event.method,
+            "ip": event.ip,
+            "user_agent": event.user_agent,
+            "consent_version": text.version if text else None,
+            "consent_sha256": text.sha256 if text else None,
+            "consent_text": text.text if text else None,
+            "detail": event.detail,
+        }
+        for event, slug, text in session.execute(query)
+    ]
+
+
+def forget(session: Session, subscriber_id: int) -> None:
+    """Erasure only: strip the personal data from a person's events; the events stay."""
+    session.execute(
+        update(ConsentEvent)
+        .where(ConsentEvent.subscriber_id == subscriber_id)
+        .values(subscriber_id=None, ip=None, user_agent=None)
+    )

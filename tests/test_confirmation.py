@@ -1,0 +1,150 @@
+"""Double opt-in: one email for all lists, through a real SMTP server; signed links that confirm
+once, expire, and cannot be reused for another address."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from newsroom import lists, subscribers, tokens
+from newsroom.site import Site
+from tests.smtpserver import TestSMTPServer
+
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def ready(site: Site, smtp_server: TestSMTPServer) -> Site:
+    # the smtp_server fixture set the environment after `site` was opened: read settings again
+    fresh = Site.open(site.root)
+    lists.sync(fresh, NOW)
+    yield fresh  # type: ignore[misc]
+    fresh.close()
+
+
+def link_of(server: TestSMTPServer, n: int = -1) -> str:
+    text = server.messages[n].message.get_body(("plain",)).get_content()
+    found = re.search(r"http://localhost:8000/confirm/(\S+)", text)
+    assert found, text
+    return found.group(1)
+
+
+def test_one_email_for_all_lists_with_what_and_who(
+    ready: Site, smtp_server: TestSMTPServer
+) -> None:
+    report = subscribers.add(
+        ready,
+        "Ann@Example.org",
+        ["all-members", "disability-group"],
+        now=NOW,
+        name="Zebulon <b>x</b>",
+    )
+    assert report.outcomes == {"all-members": "pending", "disability-group": "pending"}
+    assert report.confirmation_sent
+    (received,) = smtp_server.messages
+    assert received.rcpt_tos == ["ann@example.org"]
+    message = received.message
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["To"] == "ann@example.org"
+    assert message["Subject"] == "Confirm your subscription to Test Newsroom"
+    plain = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    for part in (plain, html):
+        assert "All members" in part and "Disability Group" in part
+        assert "Test Newsroom" in part
+        assert "Zebulon" not in part and "<b>x" not in part  # nothing typed but the address
+    assert "<html" in html and 'lang="en-GB"' in html
+    assert "5 January 2026" not in plain and "8 January 2026" in plain  # expiry, 72 hours on
+
+
+def test_confirming_confirms_once(ready: Site, smtp_server: TestSMTPServer) -> None:
+    subscribers.add(ready, "ann@example.org", ["all-members", "disability-group"], now=NOW)
+    token = link_of(smtp_server)
+    later = NOW + timedelta(hours=2)
+    result = subscribers.confirm(ready, token, ip="192.0.2.1", user_agent="Firefox", now=later)
+    assert result.confirmed == ["all-members", "disability-group"] and result.already == []
+    again = subscribers.confirm(ready, token, ip="192.0.2.1", user_agent="Firefox", now=later)
+    assert again.confirmed == [] and again.already == ["all-members", "disability-group"]
+
+
+def test_expired_links_say_so_and_a_new_email_can_be_asked_for(
+    ready: Site, smtp_server: TestSMTPServer
+) -> None:
+    subscribers.add(ready, "ann@example.org", ["all-members"], now=NOW)
+    token = link_of(smtp_server)
+    late = NOW + timedelta(hours=73)
+    with pytest.raises(tokens.TokenExpired, match="expired"):
+        subscribers.confirm(ready, token, ip=None, user_agent=None, now=late)
+    assert subscribers.resend_confirmation(ready, token, now=late)
+    assert len(smtp_server.messages) == 2
+    fresh = link_of(smtp_server)
+    assert subscribers.confirm(ready, fresh, ip=None, user_agent=None, now=late).confirmed == [
+        "all-members"
+    ]
+
+
+def test_at_most_one_email_per_address_per_day(ready: Site, smtp_server: TestSMTPServer) -> None:
+    subscribers.add(ready, "ann@example.org", ["all-members"], now=NOW)
+    held = subscribers.add(
+        ready, "ann@example.org", ["disability-group"], now=NOW + timedelta(hours=23)
+    )
+    assert held.confirmation_held and not held.confirmation_sent
+    assert len(smtp_server.messages) == 1
+    again = subscribers.add(
+        ready, "ann@example.org", ["disability-group"], now=NOW + timedelta(hours=24)
+    )
+    assert again.confirmation_sent
+    assert len(smtp_server.messages) == 2
+    # the second email covers every pending list
+    body = smtp_server.messages[1].message.get_body(("plain",)).get_content()
+    assert "All members" in body and "Disability Group" in body
+
+
+def test_a_token_cannot_be_used_for_another_address(
+    ready: Site, smtp_server: TestSMTPServer
+) -> None:
+    subscribers.add(ready, "ann@example.org", ["all-members"], now=NOW)
+    token = link_of(smtp_server)
+    payload = tokens.read(ready.config, "confirm", token, now=NOW)
+    subscribers.add(ready, "bob@example.org", ["all-members"], now=NOW)
+    bob_id = payload["s"] + 1
+    forged = tokens.make(
+        ready.config, "confirm", {**payload, "s": bob_id}, now=NOW
+    )  # even a correctly signed token naming Bob's id carries Ann's address digest
+    with pytest.raises(tokens.TokenError, match="no longer valid"):
+        subscribers.confirm(ready, forged, ip=None, user_agent=None, now=NOW)
+    with pytest.raises(tokens.TokenError):
+        subscribers.unsubscribe(ready, token, method="link", now=NOW)  # wrong purpose
+
+
+def test_the_relay_refusing_is_an_error_and_allows_a_retry(
+    ready: Site, smtp_server: TestSMTPServer
+) -> None:
+    smtp_server.fail("RCPT", 550, "5.1.1 No such user", times=1)
+    with pytest.raises(Exception, match="refused"):
+        subscribers.add(ready, "ann@example.org", ["all-members"], now=NOW)
+    report = subscribers.add(ready, "ann@example.org", ["all-members"], now=NOW)
+    assert report.confirmation_sent
+    assert len(smtp_server.messages) == 1
+
+
+def test_single_opt_in_confirms_at_once_without_email(
+    ready: Site, smtp_server: TestSMTPServer
+) -> None:
+    ready.lists_file.write_text(
+        ready.lists_file.read_text() + '\n[press]\nname = "Press"\nopt_in = "single"\n'
+    )
+    lists.sync(ready, NOW)
+    report = subscribers.add(ready, "ann@example.org", ["press"], now=NOW)
+    assert report.outcomes == {"press": "confirmed"} and not report.confirmation_sent
+    assert smtp_server.messages == []
+
+
+def test_internationalised_address(ready: Site, smtp_server: TestSMTPServer) -> None:
+    report = subscribers.add(ready, "josé@bücher.example", ["all-members"], now=NOW)
+    assert report.email == "josé@bücher.example"
+    (received,) = smtp_server.messages
+    assert received.rcpt_tos == ["josé@bücher.example"]
+    assert received.message["To"] == "josé@bücher.example"
