@@ -192,6 +192,7 @@ class Recipient:
     name: str = ""
     unsubscribe_url: str = ""
     preferences_url: str = ""
+    unsubscribe_mailto: str = ""  # RFC 2369 mailto (without "mailto:"), e.g. the VERP address
 
     def fields(self) -> dict[str, str]:
         first = self.name.split()[0] if self.name.strip() else ""
@@ -278,8 +279,9 @@ class Template:
         fields = recipient.fields()
         subject = self._subject_fixed or encode_header("Subject", fill(self.subject, fields))
         unsubscribe = f"<{check_header('List-Unsubscribe', recipient.unsubscribe_url)}>"
-        if self.unsubscribe_mailto:
-            unsubscribe += f", <mailto:{self.unsubscribe_mailto}>"
+        mailto = recipient.unsubscribe_mailto or self.unsubscribe_mailto
+        if mailto:
+            unsubscribe += f", <mailto:{check_header('List-Unsubscribe', mailto)}>"
         parts = [
             address_header("To", recipient.name, recipient.email),
             subject,

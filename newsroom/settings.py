@@ -78,6 +78,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("sending", "domain_rates", str, "", "Per-domain limits, e.g. 'gmail.com=100/minute, outlook.com=60/minute'"),
     S("sending", "retry_hours", float, 48.0, "How long deferred (4xx) deliveries are retried", check=_positive),
     S("sending", "max_consecutive_errors", int, 10, "Errors in a row that pause a mailing", check=_positive),
+    S("sending", "batch", int, 100, "Deliveries a sender claims at once; after a crash at most this many per sender are uncertain", check=_positive),
+    S("sending", "processes", int, 1, "Sender processes `newsroom send` and `newsroom worker` run on this machine", check=_positive),
     S("sending", "bounce_address", str, "bounces@example.org", "Envelope sender; a signed token is added to its local part (VERP)"),
     S("subscribe", "confirm_hours", float, 72.0, "How long a confirmation link stays valid", check=_positive),
     S("subscribe", "consent_text", str, "I want to receive emails from {site} on the lists I chose. I can leave at any time with the link in every email.", "The consent statement shown on the subscribe page and recorded with every consent"),

@@ -1,0 +1,326 @@
+"""One sender working through a mailing: claim a batch, re-check it, send it, write what happened.
+
+Outcomes (RFC 5321 §4.2): 2xx sent; 4xx, 421, 552 and a lost connection deferred with
+exponential backoff and jitter until `sending.retry_hours` after the mailing was created, then
+failed; any other 5xx failed and scored as a hard bounce; 5.7.x (RFC 3463: the relay refuses *us*)
+and `sending.max_consecutive_errors` errors in a row pause the whole mailing with the relay's words.
+`stop()` (Ctrl-C) finishes the messages in flight and puts the rest of the batch back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import formataddr
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+
+from newsroom import mailings, segments, tokens, verp
+from newsroom.database import transaction
+from newsroom.errors import NewsroomError
+from newsroom.mailer import FAIL, POLICY, RETRY, SENT, Outcome, Outgoing, Pool, relay_name
+from newsroom.mailings import Claimed, Result
+from newsroom.messages import (
+    Clock,
+    Recipient,
+    Signer,
+    Template,
+    new_message_id,
+    parse_sender,
+)
+from newsroom.models import Delivery, DeliveryStatus, Mailing, MailingStatus, utcnow
+from newsroom.ratelimit import per_second
+from newsroom.senders import SenderLock
+from newsroom.settings import Config
+from newsroom.site import Site
+
+D = DeliveryStatus
+
+
+def signer(config: Config) -> Signer | None:
+    """The DKIM signer the settings ask for, or None when `dkim.domain` is empty."""
+    domain = config.text("dkim.domain")
+    if not domain:
+        return None
+    if not config.text("dkim.selector") or not config.text("dkim.key_file"):
+        raise NewsroomError("dkim.domain is set, so dkim.selector and dkim.key_file must be too")
+    path = config.path("dkim.key_file")
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise NewsroomError(f"dkim.key_file: cannot read {path}: {exc.strerror}") from None
+    if b"PRIVATE KEY" not in key:
+        raise NewsroomError(f"dkim.key_file: {path} is not a PEM private key")
+    return Signer(domain, config.text("dkim.selector"), key)
+
+
+def list_id(config: Config, expression: str) -> str:
+    """RFC 2919 List-Id: the site's name and `<first-list.site-host>`."""
+    host = urlsplit(config.text("site.base_url")).hostname or "localhost"
+    slugs = [a.slug for a in segments.atoms(segments.parse(expression)) if hasattr(a, "slug")]
+    return formataddr((config.text("site.name"), f"{slugs[0] if slugs else 'news'}.{host}"))
+
+
+def templates(
+    config: Config, mailing: Mailing, variants: dict[str, mailings.Content]
+) -> dict[str, Template]:
+    """The mailing's variants encoded once each (raises NewsroomError on a bad setting)."""
+    sender = parse_sender(config.text("site.sender"))
+    dkim_signer = signer(config)
+    ident = list_id(config, mailing.expression)
+    return {
+        key: Template(
+            subject=content.subject,
+            text=content.text,
+            html=content.html,
+            sender=sender,
+            list_id=ident,
+            reply_to=config.text("site.reply_to"),
+            signer=dkim_signer,
+            message_id_domain=sender[1].rpartition("@")[2],
+        )
+        for key, content in variants.items()
+    }
+
+
+def batch_size(config: Config) -> int:
+    """`sending.batch`, but no more than about a second's worth at the configured rate."""
+    rate = per_second(config.text("sending.rate"))
+    return max(
+        1,
+        min(
+            config.integer("sending.batch"),
+            max(config.integer("smtp.connections"), math.ceil(rate)),
+        ),
+    )
+
+
+@dataclass
+class Report:
+    """What one sender did to one mailing."""
+
+    mailing_id: int
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    skipped: int = 0
+    paused: str = ""  # why the mailing was paused, if it was
+    done: bool = False
+    uncertain: int = 0
+    next_retry: datetime | None = None
+    interrupted: bool = False
+
+
+class Sender:
+    """Sends mailings as one sender (see senders.py); `stop()` from a signal handler."""
+
+    def __init__(
+        self,
+        site: Site,
+        lock: SenderLock,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+        on_result: Callable[[Result], object] | None = None,
+        wait_for_retries: bool = False,
+        pool: Pool | None = None,
+    ) -> None:
+        self.site = site
+        self.config = site.config
+        self.engine = site.engine
+        self.lock = lock
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.on_result = on_result
+        self.wait_for_retries = wait_for_retries
+        self.pool = pool or Pool(site.config)
+        self.stopping = False
+        self._stopped: asyncio.Event | None = None
+        self.consecutive = 0
+        self.dates = Clock()
+
+    def stop(self) -> None:
+        """Finish what is in flight, claim nothing more."""
+        self.stopping = True
+        self.pool.stop()
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def run(self, mailing_id: int) -> Report:
+        """Work on MAILING_ID until it is done, paused, waiting for retries, or stopped."""
+        self._stopped = asyncio.Event()
+        mailing = mailings.get(self.engine, mailing_id)
+        job = _Job(
+            self,
+            mailing,
+            templates(self.config, mailing, mailings.variants(self.engine, mailing_id)),
+        )
+        report = Report(mailing_id)
+        size = batch_size(self.config)
+        while not self.stopping and not report.paused:
+            current = mailings.get(self.engine, mailing_id)
+            if current.status != MailingStatus.SENDING:
+                report.paused = current.paused_reason or current.status
+                break
+            batch = mailings.claim(self.engine, mailing_id, self.lock.name, size, self.clock())
+            if batch:
+                await job.send(batch, report)
+            elif not await self._idle(mailing_id, report):
+                break
+        report.interrupted = self.stopping
+        return report
+
+    async def _idle(self, mailing_id: int, report: Report) -> bool:
+        """Nothing to claim now: finish the mailing, or wait for a retry. True: look again."""
+        counts = mailings.counts(self.engine, mailing_id, self.lock)
+        if counts.to_do == 0 and counts.in_flight == 0:
+            mailings.set_status(
+                self.engine, mailing_id, MailingStatus.DONE, only_from=(MailingStatus.SENDING,)
+            )
+            report.done, report.uncertain = True, counts.uncertain
+            return False
+        if counts[D.PENDING] == 0 and counts[D.DEFERRED] == 0:
+            return False  # the rest is in flight with other senders
+        with transaction(self.engine) as session:
+            report.next_retry = session.scalar(
+                select(func.min(Delivery.next_attempt_at)).where(
+                    Delivery.mailing_id == mailing_id, Delivery.status == D.DEFERRED
+                )
+            )
+        if not self.wait_for_retries or report.next_retry is None:
+            return counts[D.PENDING] > 0
+        wait = (report.next_retry - self.clock()).total_seconds()
+        await self._sleep(min(max(wait, 0.05), 30.0))
+        return True
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._stopped is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+class _Job:
+    """One mailing as one sender sends it: its templates, its retry deadline, its counters."""
+
+    def __init__(self, sender: Sender, mailing: Mailing, encoded: dict[str, Template]) -> None:
+        self.sender = sender
+        self.config = sender.config
+        self.mailing = mailing
+        self.templates = encoded
+        self.deadline = mailing.created_at + timedelta(
+            hours=self.config.number("sending.retry_hours")
+        )
+        self.base_url = self.config.text("site.base_url").rstrip("/")
+        with transaction(sender.engine) as session:
+            segment = segments.resolve(session, mailing.expression)
+        self.list_ids = list(segment.list_ids.values()) or None
+
+    async def send(self, batch: list[Claimed], report: Report) -> None:
+        sender = self.sender
+        with transaction(sender.engine) as session:
+            ids = [c.subscriber_id for c in batch if c.subscriber_id is not None]
+            keep = mailings.still_in_audience(session, self.mailing.expression, ids)
+            people = mailings.names(session, keep)
+        results: dict[int, Result] = {}
+        for claimed in batch:
+            if claimed.subscriber_id not in keep:
+                results[claimed.id] = Result(
+                    claimed,
+                    D.SKIPPED,
+                    "no longer in the audience (unsubscribed, bounced or erased)",
+                )
+        by_id = {c.id: c for c in batch}
+        now = sender.clock()
+
+        def heard(outcome: Outcome) -> None:
+            results[outcome.key] = self._result(by_id[outcome.key], outcome, now, report)
+            if sender.on_result is not None:
+                sender.on_result(results[outcome.key])
+
+        sender.pool.stopping = sender.stopping  # a pause in an earlier mailing stopped it
+        await sender.pool.send_all(self._messages(batch, people, results), heard)
+        for claimed in batch:
+            if claimed.id not in results:  # taken by no connection: back to the queue
+                results[claimed.id] = Result(claimed, D.PENDING, "")
+            else:
+                report.skipped += results[claimed.id].status == D.SKIPPED
+        mailings.record(sender.engine, self.config, list(results.values()), sender.clock())
+        if report.paused:
+            mailings.pause(sender.engine, self.mailing.id, report.paused)
+
+    def _messages(
+        self, batch: list[Claimed], people: dict[int, str], results: dict[int, Result]
+    ) -> Iterator[Outgoing]:
+        for claimed in batch:
+            if claimed.id in results:
+                continue
+            try:
+                yield self._outgoing(claimed, people.get(claimed.subscriber_id or 0, ""))
+            except NewsroomError as exc:  # e.g. a name with a line break in it
+                results[claimed.id] = Result(claimed, D.FAILED, f"not sent: {exc}")
+
+    def _outgoing(self, claimed: Claimed, name: str) -> Outgoing:
+        now = self.sender.clock()
+        person = {"s": claimed.subscriber_id, "a": tokens.address_digest(claimed.email)}
+        unsubscribe = dict(person, l=self.list_ids) if self.list_ids else person
+        envelope = verp.envelope_sender(self.config, claimed.id)
+        recipient = Recipient(
+            claimed.email,
+            name,
+            f"{self.base_url}/unsubscribe/{tokens.make(self.config, 'unsubscribe', unsubscribe, now=now)}",
+            f"{self.base_url}/preferences/{tokens.make(self.config, 'preferences', person, now=now)}",
+            f"{envelope}?subject=unsubscribe",
+        )
+        template = self.templates[claimed.variant_key]
+        data = template.build(
+            recipient, new_message_id(template.message_id_domain), self.sender.dates.date()
+        )
+        return Outgoing(claimed.id, envelope, claimed.email, data)
+
+    def _result(self, claimed: Claimed, outcome: Outcome, now: datetime, report: Report) -> Result:
+        sender = self.sender
+        if outcome.kind == SENT:
+            sender.consecutive = 0
+            report.sent += 1
+            return Result(claimed, D.SENT, outcome.answer, outcome.code)
+        sender.consecutive += 1
+        limit = self.config.integer("sending.max_consecutive_errors")
+        relay = relay_name(self.config)
+        if outcome.kind == POLICY:
+            self._pause(
+                f"the relay {relay} refused to send for us: {outcome.answer} (a policy "
+                "rejection: check site.sender, SPF/DKIM and the relay's limits, then "
+                f"`newsroom send --resume {self.mailing.id}`)",
+                report,
+            )
+            return Result(claimed, D.PENDING, outcome.answer)
+        if sender.consecutive >= limit:
+            self._pause(
+                f"{sender.consecutive} errors in a row from the relay {relay}; the last: "
+                f"{outcome.answer} (fix the cause, then `newsroom send --resume {self.mailing.id}`)",
+                report,
+            )
+        if outcome.kind == RETRY:
+            retry_at = now + mailings.backoff(claimed.attempts, sender.rng)
+            if retry_at <= self.deadline:
+                report.deferred += 1
+                return Result(claimed, D.DEFERRED, outcome.answer, outcome.code, retry_at)
+            report.failed += 1
+            return Result(claimed, D.FAILED, f"out of retries: {outcome.answer}")
+        assert outcome.kind == FAIL
+        report.failed += 1
+        return Result(claimed, D.FAILED, outcome.answer, outcome.code)
+
+    def _pause(self, reason: str, report: Report) -> None:
+        if not report.paused:
+            report.paused = reason
+            self.sender.pool.stop()

@@ -1,0 +1,108 @@
+"""Helpers for the sending tests: subscribers in the database, a mailing, a sender run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+
+from newsroom import lists, mailings
+from newsroom.database import transaction
+from newsroom.mailings import Content, Member, Result
+from newsroom.models import MailingList, Subscriber, Subscription, SubscriptionStatus, utcnow
+from newsroom.senders import SenderLock
+from newsroom.sending import Report, Sender
+from newsroom.site import Site
+
+TEXT = "Dear {{first_name|friend}},\n\nNews.\n\nLeave: {{unsubscribe_url}}\n"
+HTML = '<p>Dear {{first_name|friend}},</p>\n<p>News.</p>\n<a href="{{unsubscribe_url}}">Leave</a>\n'
+
+
+def subscribe(site: Site, count: int, list_slug: str = "all-members", start: int = 0) -> list[str]:
+    """COUNT confirmed subscribers p{start}..@example.net on LIST_SLUG; returns their addresses."""
+    lists.sync(site)
+    emails = [f"p{i}@example.net" for i in range(start, start + count)]
+    now = utcnow()
+    with transaction(site.engine) as session:
+        list_id = session.scalar(select(MailingList.id).where(MailingList.slug == list_slug))
+        session.execute(
+            insert(Subscriber),
+            [{"email": e, "name": f"Person {i}", "created_at": now} for i, e in enumerate(emails)],
+        )
+        ids = session.scalars(select(Subscriber.id).where(Subscriber.email.in_(emails))).all()
+        session.execute(
+            insert(Subscription),
+            [
+                {
+                    "subscriber_id": sid,
+                    "list_id": list_id,
+                    "status": SubscriptionStatus.CONFIRMED,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for sid in ids
+            ],
+        )
+    return emails
+
+
+def unsubscribe(site: Site, email: str) -> None:
+    with transaction(site.engine) as session:
+        sid = session.scalar(select(Subscriber.id).where(Subscriber.email == email))
+        session.execute(
+            update(Subscription)
+            .where(Subscription.subscriber_id == sid)
+            .values(status=SubscriptionStatus.UNSUBSCRIBED)
+        )
+
+
+def make_mailing(
+    site: Site,
+    expression: str = "all-members",
+    slug: str = "save-our-socialists",
+    again: bool = False,
+    now: datetime | None = None,
+) -> mailings.Created:
+    with transaction(site.engine) as session:
+        rows = session.execute(
+            select(Subscriber.id, Subscriber.email)
+            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+            .where(Subscription.status == SubscriptionStatus.CONFIRMED)
+            .order_by(Subscriber.id)
+        ).all()
+    return mailings.create(
+        site.engine,
+        issue_slug=slug,
+        issue_path=f"issues/2020-12-24-{slug}.md",
+        subject="Save our socialists",
+        expression=expression,
+        variants={"main": Content("Save our socialists", HTML, TEXT)},
+        members=[Member(sid, email, "main") for sid, email in rows],
+        again=again,
+        now=now or utcnow(),
+    )
+
+
+def run(
+    site: Site,
+    mailing_id: int,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    on_result: Callable[[Result], object] | None = None,
+    lock: SenderLock | None = None,
+) -> Report:
+    async def go() -> Report:
+        sender = Sender(site, held, clock=clock, on_result=on_result)
+        try:
+            return await sender.run(mailing_id)
+        finally:
+            await sender.close()
+
+    held = lock or SenderLock(site.engine).acquire()
+    try:
+        return asyncio.run(go())
+    finally:
+        if lock is None:
+            held.release()
