@@ -293,13 +293,14 @@ class _Batch:
         wanted = {(people[e], t) for e, row in merged.items() for t in row.tags}
         if not wanted:
             return
-        have = set(
-            self.session.execute(
+        have = {
+            (sid, tag)
+            for sid, tag in self.session.execute(
                 select(SubscriberTag.subscriber_id, SubscriberTag.tag).where(
                     SubscriberTag.subscriber_id.in_({sid for sid, _ in wanted})
                 )
-            ).tuples()
-        )
+            )
+        }
         new = [{"subscriber_id": sid, "tag": tag} for sid, tag in wanted - have]
         if new:
             self.session.execute(insert(SubscriberTag), new)

@@ -1,0 +1,271 @@
+"""The lists, subscribers and segment commands as a volunteer sees them: words and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from tests.conftest import Run
+from tests.smtpserver import TestSMTPServer
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def fails(result: Result, message: str) -> str:
+    stderr = result.stderr
+    assert result.exit_code == 1, result.stdout
+    assert message in stderr, stderr
+    assert "Traceback" not in stderr
+    return stderr
+
+
+@pytest.fixture
+def members(cli: Run, tmp_path: Path) -> Run:
+    csv = tmp_path / "members.csv"
+    csv.write_text(
+        "email,name,tags,lists\n"
+        "ann@example.org,Ann Lee,access-needs,disability-group\n"
+        "bob@example.com,Bob Roy,,clp-secretaries\n"
+        "cat@example.org,Cat Poe,press,\n",
+        encoding="utf-8",
+    )
+    ok(
+        cli(
+            "subscribers",
+            "import",
+            str(csv),
+            "--list",
+            "all-members",
+            "--confirmed",
+            "--consent",
+            "AGM 2025",
+        )
+    )
+    return cli
+
+
+def test_lists_shows_counts(members: Run) -> None:
+    out = ok(members("lists"))
+    assert "all-members" in out and "confirmed" in out
+    rows = {r["slug"]: r for r in json.loads(ok(members("lists", "--json")))}
+    assert rows["all-members"]["counts"]["confirmed"] == 3
+    assert rows["clp-secretaries"]["public"] is False
+
+
+def test_lists_refuses_removing_a_list_people_are_on(members: Run, site_dir: Path) -> None:
+    path = site_dir / "subscribers" / "lists.toml"
+    text = path.read_text()
+    path.write_text(text[: text.index("[clp-secretaries]")])
+    fails(
+        members("lists"), "subscribers/lists.toml: list 'clp-secretaries' was removed but 1 subscr"
+    )
+    path.write_text(text)
+    ok(members("subscribers", "remove", "--all", "--list", "clp-secretaries"))
+    path.write_text(text[: text.index("[clp-secretaries]")])
+    ok(members("lists"))
+
+
+def test_lists_with_a_broken_file(cli: Run, site_dir: Path) -> None:
+    (site_dir / "subscribers" / "lists.toml").write_text("[x]\nname = 'X'\nopt_in = 'maybe'\n")
+    fails(cli("lists"), 'subscribers/lists.toml:3: [x] opt_in must be "double" or "single"')
+
+
+def test_add_sends_one_confirmation(cli: Run, smtp_server: TestSMTPServer) -> None:
+    out = ok(
+        cli(
+            "subscribers",
+            "add",
+            "ann@example.org",
+            "--list",
+            "all-members",
+            "--list",
+            "disability-group",
+            "--name",
+            "Ann",
+            "--tag",
+            "press",
+        )
+    )
+    assert "ann@example.org all-members: pending" in out
+    assert "sent a confirmation email to ann@example.org" in out
+    out = ok(cli("subscribers", "add", "ann@example.org", "--list", "all-members"))
+    assert "less than 24 hours ago" in out
+    assert len(smtp_server.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ann@example.org", "--list", "nope"], "Error: unknown list 'nope' (lists: all-members"),
+        (
+            ["not-an-address", "--list", "all-members"],
+            "Error: 'not-an-address' is not an email address",
+        ),
+        (
+            ["ann@example.org", "--list", "all-members", "--name", "Ann\r\nBcc: x@example.net"],
+            "line break",
+        ),
+        (["ann@example.org", "--list", "all-members", "--tag", "Bad Tag"], "Error: tag 'bad tag'"),
+    ],
+)
+def test_add_errors(cli: Run, args: list[str], message: str) -> None:
+    fails(cli("subscribers", "add", *args), message)
+
+
+def test_add_when_the_relay_is_down(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.smtpserver import free_port
+
+    monkeypatch.setenv("NEWSROOM_SMTP_PORT", str(free_port()))
+    fails(
+        cli("subscribers", "add", "ann@example.org", "--list", "all-members"),
+        "SMTP relay",
+    )
+
+
+def test_import_reports_every_bad_row(cli: Run, tmp_path: Path) -> None:
+    csv = tmp_path / "bad.csv"
+    csv.write_text("email,name\nann@example.org,Ann\nnope,X\nbob@,Y\n", encoding="utf-8")
+    err = fails(
+        cli(
+            "subscribers",
+            "import",
+            str(csv),
+            "--list",
+            "all-members",
+            "--confirmed",
+            "--consent",
+            "x",
+        ),
+        "bad.csv:3: 'nope'",
+    )
+    assert "bad.csv:4: 'bob@'" in err and "bad.csv: nothing imported: 2 row(s) are wrong" in err
+    out = ok(
+        cli(
+            "subscribers",
+            "import",
+            str(csv),
+            "--list",
+            "all-members",
+            "--confirmed",
+            "--consent",
+            "x",
+            "--skip-invalid",
+        )
+    )
+    assert "3 rows, 1 new subscribers, 1 subscriptions confirmed" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--confirmed"], 'Error: --confirmed needs --consent "TEXT"'),
+        (["--consent", "x"], "Error: --consent is only for --confirmed imports"),
+        (["--list", "nope", "--confirmed", "--consent", "x"], "Error: unknown list 'nope'"),
+    ],
+)
+def test_import_option_errors(cli: Run, tmp_path: Path, args: list[str], message: str) -> None:
+    csv = tmp_path / "ok.csv"
+    csv.write_text("email,lists\nann@example.org,all-members\n", encoding="utf-8")
+    fails(cli("subscribers", "import", str(csv), *args), message)
+
+
+def test_import_missing_file(cli: Run, tmp_path: Path) -> None:
+    fails(
+        cli("subscribers", "import", str(tmp_path / "nope.csv"), "--list", "all-members"),
+        "cannot read",
+    )
+
+
+def test_import_pending_sends_confirmations(
+    cli: Run, tmp_path: Path, smtp_server: TestSMTPServer
+) -> None:
+    csv = tmp_path / "new.csv"
+    csv.write_text("email\nann@example.org\nbob@example.org\n", encoding="utf-8")
+    out = ok(cli("subscribers", "import", str(csv), "--list", "all-members"))
+    assert "2 subscriptions pending" in out and "2 confirmation emails sent" in out
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == [
+        "ann@example.org",
+        "bob@example.org",
+    ]
+
+
+def test_export_csv_and_json(members: Run) -> None:
+    out = ok(members("subscribers", "export", "--list", "disability-group"))
+    assert (
+        out
+        == "email,name,tags,lists\nann@example.org,Ann Lee,access-needs,all-members disability-group\n"
+    )
+    lines = ok(members("subscribers", "export", "--format", "json")).splitlines()
+    assert [json.loads(line)["email"] for line in lines] == [
+        "ann@example.org",
+        "bob@example.com",
+        "cat@example.org",
+    ]
+    fails(members("subscribers", "export", "--list", "nope"), "Error: unknown list 'nope'")
+
+
+def test_show(members: Run) -> None:
+    out = ok(members("subscribers", "show", "ann@example.org"))
+    assert (
+        "Ann Lee" in out and "disability-group" in out and "imported" in out and "consent v" in out
+    )
+    data = json.loads(ok(members("subscribers", "show", "ANN@example.org", "--json")))
+    assert data["ledger"][0]["consent_text"] == "AGM 2025"
+    fails(
+        members("subscribers", "show", "zed@example.org"),
+        "Error: no subscriber with the address zed@example.org",
+    )
+
+
+def test_remove(members: Run) -> None:
+    assert "unsubscribed ann@example.org from disability-group" in ok(
+        members("subscribers", "remove", "ann@example.org", "--list", "disability-group")
+    )
+    assert "nothing to do" in ok(
+        members("subscribers", "remove", "ann@example.org", "--list", "disability-group")
+    )
+    fails(members("subscribers", "remove"), "Error: give the EMAIL")
+    fails(members("subscribers", "remove", "--all"), "Error: --all takes exactly one --list")
+    fails(members("subscribers", "remove", "zed@example.org"), "no subscriber")
+
+
+def test_erase(members: Run, tmp_path: Path) -> None:
+    aborted = members("subscribers", "erase", "ann@example.org", input="n\n")
+    assert aborted.exit_code == 1
+    assert "erased ann@example.org" in ok(
+        members("subscribers", "erase", "ann@example.org", "--yes")
+    )
+    fails(
+        members("subscribers", "add", "ann@example.org", "--list", "all-members"),
+        "suppression list",
+    )
+    fails(members("subscribers", "erase", "ann@example.org", "--yes"), "no subscriber")
+    csv = tmp_path / "again.csv"
+    csv.write_text("email\nann@example.org\n", encoding="utf-8")
+    result = members(
+        "subscribers", "import", str(csv), "--list", "all-members", "--confirmed", "--consent", "x"
+    )
+    assert result.exit_code == 0
+    assert "again.csv:2: skipped: this address was erased" in result.stderr
+
+
+def test_prune(members: Run) -> None:
+    assert "removed 0 unconfirmed subscriptions" in ok(members("subscribers", "prune"))
+
+
+def test_segment(members: Run) -> None:
+    out = ok(members("segment", "all-members and not clp-secretaries"))
+    assert out.startswith("2 subscribers match") and "ann@example.org  Ann Lee" in out
+    assert "... and 1 more" in ok(members("segment", "all-members", "--limit", "2"))
+    data = json.loads(ok(members("segment", "tag:press", "--json")))
+    assert data == {"expression": "tag:press", "count": 1, "first": ["cat@example.org"]}
+    err = fails(
+        members("segment", "all-members and foo"), "Error: segment: unknown list 'foo' at column 17"
+    )
+    assert err.splitlines()[-1] == " " * 18 + "^"  # under the f of foo
