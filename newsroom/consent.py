@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from newsroom.models import ConsentEvent, ConsentKind, ConsentText, MailingList
+from newsroom.models import Base, ConsentEvent, ConsentKind, ConsentText, MailingList
 from newsroom.settings import Config
 
 
@@ -112,7 +112,7 @@ def event_row(
 def record_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Append many events at once (Core bulk insert: imports write thousands)."""
     if rows:
-        session.execute(insert(ConsentEvent), list(rows))
+        session.execute(insert(Base.metadata.tables[ConsentEvent.__tablename__]), list(rows))
 
 
 def ledger(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
