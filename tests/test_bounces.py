@@ -1,0 +1,360 @@
+"""Bounce and complaint reports: matched through VERP, scored, acted on, each handled once."""
+
+from __future__ import annotations
+
+import imaplib
+import mailbox
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from newsroom import bounces, database, verp
+from newsroom.models import (
+    ConsentEvent,
+    Delivery,
+    Mailing,
+    MailingList,
+    ProcessedReport,
+    Subscriber,
+    Subscription,
+)
+from newsroom.site import Site
+from tests.conftest import Run
+from tests.smtpserver import free_port
+
+DATA = Path(__file__).parent / "data" / "bounces"
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+RCPT = "gone@example.com"
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+
+
+@dataclass
+class Sent:
+    delivery_id: int
+    subscriber_id: int
+    verp: str
+
+
+@pytest.fixture
+def sent(site: Site) -> Sent:
+    """One subscriber on two lists, and one delivery of a mailing to them."""
+    with database.transaction(site.engine) as s:
+        lists = [MailingList(slug=f"l{i}", name=f"List {i}") for i in (1, 2)]
+        person = Subscriber(email=RCPT, name="Gone Person")
+        s.add_all([*lists, person])
+        s.flush()
+        s.add_all(
+            [Subscription(subscriber_id=person.id, list_id=x.id, status="confirmed") for x in lists]
+        )
+        mailing = Mailing(
+            issue_slug="save", issue_path="issues/x.md", subject="Save", expression="l1"
+        )
+        s.add(mailing)
+        s.flush()
+        delivery = Delivery(
+            mailing_id=mailing.id,
+            subscriber_id=person.id,
+            email=RCPT,
+            variant_key="v",
+            status="sent",
+        )
+        s.add(delivery)
+        s.flush()
+        return Sent(delivery.id, person.id, verp.envelope_sender(site.config, delivery.id))
+
+
+def report(name: str, sent: Sent, verp_address: str | None = None, msgid: str = "m1") -> bytes:
+    text = (DATA / name).read_text()
+    text = (
+        text.replace("{VERP}", verp_address or sent.verp)
+        .replace("{RCPT}", RCPT)
+        .replace("{MSGID}", msgid)
+    )
+    return text.replace("\n", "\r\n").encode()
+
+
+def process_bytes(
+    site: Site, raws: list[bytes], tmp_path: Path, now: datetime = NOW
+) -> bounces.Outcome:
+    box = mailbox.mbox(tmp_path / "bounces.mbox")
+    for raw in raws:
+        box.add(raw)
+    box.flush()
+    box.close()
+    return bounces.process(site.engine, site.config, str(tmp_path / "bounces.mbox"), now=now)
+
+
+def statuses(site: Site, sent: Sent) -> list[str]:
+    with database.transaction(site.engine) as s:
+        return sorted(
+            s.scalars(
+                select(Subscription.status).where(Subscription.subscriber_id == sent.subscriber_id)
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    "name", ["postfix-hard.eml", "exim-hard.eml", "gmail-hard.eml", "exchange-hard.eml"]
+)
+def test_permanent_failures_are_hard(site: Site, sent: Sent, name: str) -> None:
+    found = bounces.read_report(site.config, report(name, sent))
+    assert (found.kind, found.delivery_id, found.ignored) == ("hard", sent.delivery_id, "")
+
+
+def test_dsn_diagnostic_is_kept(site: Site, sent: Sent) -> None:
+    found = bounces.read_report(site.config, report("postfix-hard.eml", sent))
+    assert found.diagnostic.startswith(
+        "5.1.1 smtp; 550 5.1.1 <gone@example.com>: Recipient address rejected"
+    )
+
+
+def test_delayed_is_soft(site: Site, sent: Sent) -> None:
+    found = bounces.read_report(site.config, report("postfix-delayed.eml", sent))
+    assert (found.kind, found.delivery_id) == ("soft", sent.delivery_id)
+    assert found.diagnostic.startswith("4.4.7")
+
+
+def test_arf_is_a_complaint_matched_through_the_originals_return_path(
+    site: Site, sent: Sent
+) -> None:
+    found = bounces.read_report(site.config, report("arf-abuse.eml", sent))
+    assert (found.kind, found.delivery_id) == ("complaint", sent.delivery_id)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (lambda s: report("out-of-office.eml", s), "not a bounce or complaint"),
+        (
+            lambda s: report("postfix-hard.eml", s, s.verp.replace("-", "-0", 1)[:-1]),
+            "forged or unknown token",
+        ),
+        (
+            lambda s: report("postfix-hard.eml", s, "someone@elsewhere.example"),
+            "no newsroom address in it",
+        ),
+        (
+            lambda s: b"x" * (bounces.MAX_REPORT_BYTES + 1),
+            f"larger than {bounces.MAX_REPORT_BYTES} bytes",
+        ),
+    ],
+    ids=["out-of-office", "forged", "foreign", "huge"],
+)
+def test_reports_that_change_nothing(
+    site: Site, sent: Sent, tmp_path: Path, raw, reason: str
+) -> None:  # type: ignore[no-untyped-def]
+    outcome = process_bytes(site, [raw(sent)], tmp_path)
+    assert outcome.ignored == {reason: 1}
+    assert statuses(site, sent) == ["confirmed", "confirmed"]
+
+
+def test_the_body_never_names_the_victim(site: Site, sent: Sent) -> None:
+    """A forged report naming a real subscriber in its text but not our VERP changes nothing."""
+    forged = report("postfix-hard.eml", sent, "attacker@evil.example")
+    assert bounces.read_report(site.config, forged).delivery_id is None
+
+
+def test_three_hard_bounces_within_the_window_set_bounced(
+    site: Site, sent: Sent, tmp_path: Path
+) -> None:
+    raws = [
+        report("postfix-hard.eml", sent).replace(b"4F2A1@mx", f"{i}@mx".encode()) for i in range(3)
+    ]
+    outcome = process_bytes(site, raws[:2], tmp_path)
+    assert outcome.hard == 2 and statuses(site, sent) == ["confirmed", "confirmed"]
+    outcome = process_bytes(site, raws, tmp_path / "..", now=NOW + timedelta(days=1))
+    assert outcome.duplicates == 2 and outcome.hard == 1
+    assert outcome.bounced == [RCPT]
+    assert statuses(site, sent) == ["bounced", "bounced"]
+    with database.transaction(site.engine) as s:
+        details = [
+            e.detail for e in s.scalars(select(ConsentEvent).where(ConsentEvent.kind == "bounced"))
+        ]
+    assert sum("reached the threshold 3" in d for d in details) == 2
+    assert sum(d.startswith("hard bounce scored 1") for d in details) == 3
+
+
+def test_old_bounces_fall_out_of_the_window(site: Site, sent: Sent, tmp_path: Path) -> None:
+    raws = [
+        report("postfix-hard.eml", sent).replace(b"4F2A1@mx", f"{i}@mx".encode()) for i in range(3)
+    ]
+    for i, raw in enumerate(raws):
+        (tmp_path / str(i)).mkdir()
+        process_bytes(site, [raw], tmp_path / str(i), now=NOW + timedelta(days=20 * i))
+    assert statuses(site, sent) == ["confirmed", "confirmed"]
+
+
+def test_soft_bounces_score_at_most_once_a_day(site: Site, sent: Sent, tmp_path: Path) -> None:
+    raws = [report("postfix-delayed.eml", sent, msgid=f"d{i}") for i in range(8)]
+    outcome = process_bytes(site, raws, tmp_path)
+    assert outcome.soft == 8
+    assert statuses(site, sent) == ["confirmed", "confirmed"]
+    with database.transaction(site.engine) as s:
+        assert bounces._score(s, site.config, sent.subscriber_id, NOW) == 0.5
+
+
+def test_a_complaint_unsubscribes_from_every_list_at_once(
+    site: Site, sent: Sent, tmp_path: Path
+) -> None:
+    outcome = process_bytes(site, [report("arf-abuse.eml", sent)], tmp_path)
+    assert outcome.complaints == 1
+    assert statuses(site, sent) == ["complained", "complained"]
+    with database.transaction(site.engine) as s:
+        kinds = sorted(e.kind for e in s.scalars(select(ConsentEvent)))
+        assert kinds == ["complained", "complained"]
+        assert s.get(ProcessedReport, "<arf-report-1@mailbox.example>").outcome == "complaint"  # type: ignore[union-attr]
+
+
+def test_processed_reports_can_be_deleted_or_moved(site: Site, sent: Sent, tmp_path: Path) -> None:
+    maildir = mailbox.Maildir(tmp_path / "in", create=True)
+    maildir.add(report("postfix-hard.eml", sent))
+    maildir.add(report("out-of-office.eml", sent))
+    maildir.close()
+    bounces.process(
+        site.engine, site.config, str(tmp_path / "in"), now=NOW, move_to=str(tmp_path / "done")
+    )
+    assert len(mailbox.Maildir(tmp_path / "in")) == 0
+    assert len(mailbox.Maildir(tmp_path / "done")) == 2
+    bounces.process(site.engine, site.config, str(tmp_path / "done"), now=NOW, delete=True)
+    assert len(mailbox.Maildir(tmp_path / "done")) == 0
+
+
+def test_an_erased_subscribers_delivery_is_ignored(site: Site, sent: Sent, tmp_path: Path) -> None:
+    with database.transaction(site.engine) as s:
+        s.get(Delivery, sent.delivery_id).subscriber_id = None  # type: ignore[union-attr]
+    outcome = process_bytes(site, [report("postfix-hard.eml", sent)], tmp_path)
+    assert outcome.ignored == {"unknown delivery (erased or deleted)": 1}
+
+
+# --- the command line ------------------------------------------------------------------
+
+
+def test_process_an_mbox_and_list_the_bounces(
+    cli: Run, site: Site, sent: Sent, tmp_path: Path
+) -> None:
+    box = mailbox.mbox(tmp_path / "b.mbox")
+    box.add(report("gmail-hard.eml", sent))
+    box.add(report("out-of-office.eml", sent))
+    box.close()
+    result = cli("bounces", "process", str(tmp_path / "b.mbox"))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "1 hard bounces, 0 soft bounces, 0 complaints, 0 already handled, 1 ignored",
+        "  ignored 1: not a bounce or complaint",
+    ]
+    again = cli("bounces", "process", str(tmp_path / "b.mbox"))
+    assert again.stdout.startswith(
+        "0 hard bounces, 0 soft bounces, 0 complaints, 2 already handled"
+    )
+    listed = cli("bounces")
+    assert (
+        "hard" in listed.stdout and "gone@example.com" in listed.stdout and "5.1.1" in listed.stdout
+    )
+
+
+def test_missing_source_is_one_clear_line(cli: Run, tmp_path: Path) -> None:
+    result = cli("bounces", "process", str(tmp_path / "nothing.mbox"))
+    assert result.exit_code == 1
+    assert (
+        result.stderr.strip() == f"Error: {tmp_path / 'nothing.mbox'}: no such mbox file or Maildir"
+    )
+
+
+def test_a_plain_folder_is_not_a_maildir(cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    result = cli("bounces", "process", str(tmp_path / "folder"))
+    assert result.exit_code == 1
+    assert "is a folder but not a Maildir" in result.stderr
+
+
+def test_delete_and_move_together_are_refused(cli: Run, tmp_path: Path) -> None:
+    result = cli("bounces", "process", str(tmp_path), "--delete", "--move-to", "x")
+    assert result.exit_code == 2
+    assert "choose one of --delete and --move-to" in result.stderr
+
+
+def test_imap_without_a_password_says_which_variable(cli: Run) -> None:
+    result = cli("bounces", "process", "imaps://bounces@127.0.0.1/INBOX")
+    assert result.exit_code == 1
+    assert "NEWSROOM_BOUNCES_IMAP_PASSWORD" in result.stderr
+
+
+def test_unreachable_imap_server(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSROOM_BOUNCES_IMAP_PASSWORD", "x")
+    result = cli("bounces", "process", f"imap://bounces@127.0.0.1:{free_port()}/INBOX")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot open the IMAP mailbox 127.0.0.1:")
+
+
+@pytest.fixture
+def imap_server() -> Iterator[int]:
+    """A real Dovecot IMAP server on 127.0.0.1 with user bounces / password secret."""
+    if not os.path.exists(DOVECOT):
+        if os.environ.get("CI"):
+            pytest.fail("dovecot is not installed (.ci/run installs Debian's dovecot-imapd)")
+        pytest.skip("dovecot is not installed: apt-get install dovecot-imapd")
+    # Dovecot's auth process runs as its own user: the folder must be readable by it.
+    root, port = Path(tempfile.mkdtemp(prefix="newsroom-dovecot-")), free_port()
+    root.chmod(0o755)
+    for sub in ("run", "state", "mail", "home"):
+        (root / sub).mkdir(parents=True)
+    (root / "mail").chmod(0o777)
+    (root / "home").chmod(0o777)
+    (root / "users").write_text("bounces:{PLAIN}secret\n")
+    (root / "dovecot.conf").write_text(
+        f"base_dir = {root}/run\nstate_dir = {root}/state\nlog_path = {root}/log\n"
+        "protocols = imap\nlisten = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\n"
+        f"first_valid_uid = 100\nmail_location = maildir:{root}/mail/%u\n"
+        f"passdb {{\n driver = passwd-file\n args = scheme=PLAIN username_format=%u {root}/users\n}}\n"
+        f"userdb {{\n driver = static\n args = uid=65534 gid=65534 home={root}/home/%u\n}}\n"
+        f"service imap-login {{\n inet_listener imap {{\n  address = 127.0.0.1\n  port = {port}\n }}\n"
+        " inet_listener imaps {\n  port = 0\n }\n}\n"
+    )
+    process = subprocess.Popen([DOVECOT, "-F", "-c", str(root / "dovecot.conf")])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            imaplib.IMAP4("127.0.0.1", port, timeout=1).logout()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"dovecot did not start: {(root / 'log').read_text()}")
+            time.sleep(0.1)
+    yield port
+    process.terminate()
+    process.wait(timeout=10)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_imap_source_handles_and_moves_reports(
+    cli: Run,
+    site: Site,
+    sent: Sent,
+    imap_server: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = imaplib.IMAP4("127.0.0.1", imap_server)
+    client.login("bounces", "secret")
+    client.append("INBOX", None, None, report("arf-abuse.eml", sent))
+    client.append("INBOX", None, None, report("exim-hard.eml", sent))
+    monkeypatch.setenv("NEWSROOM_BOUNCES_IMAP_PASSWORD", "secret")
+    url = f"imap://bounces@127.0.0.1:{imap_server}/INBOX"
+    result = cli("bounces", "process", url, "--move-to", "Processed")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("1 hard bounces, 0 soft bounces, 1 complaints")
+    assert statuses(site, sent) == ["complained", "complained"]
+    client.select("INBOX")
+    assert client.uid("SEARCH", "ALL")[1] == [b""]  # type: ignore[arg-type]
+    client.select('"Processed"')
+    assert len(client.uid("SEARCH", "ALL")[1][0].split()) == 2  # type: ignore[arg-type]
+    client.logout()
