@@ -222,7 +222,9 @@ def show(state: State, email: str, as_json: bool) -> None:
         how = " ".join(x for x in (event["source"], event["method"]) if x)
         line = f"  {event['at']}  {event['kind']:12} {event['list'] or '-':20} {how}"
         if event["consent_version"]:
-            line += f"  consent v{event['consent_version']} sha256:{event['consent_sha256'][:12]}"
+            line += (
+                f"  consent text {event['consent_version']!r} sha256:{event['consent_sha256'][:12]}"
+            )
         if event["ip"]:
             line += f"  ip {event['ip']}"
         if event["detail"]:

@@ -44,6 +44,22 @@ def main() -> None:
     newsroom("init", str(DEMO))  # a second run changes nothing
     newsroom("db", "upgrade")
     newsroom("settings")
+    # Lists and subscribers (issue 4): members who already consented, then a segment of them.
+    sample = str(ROOT / "subscribers" / "sample.csv")
+    newsroom(
+        "subscribers",
+        "import",
+        sample,
+        "--list",
+        "all-members",
+        "--confirmed",
+        "--consent",
+        "Joined as a member; agreed to receive members' bulletins",
+    )
+    newsroom("lists")
+    newsroom("segment", "all-members and not clp-secretaries")
+    newsroom("segment", "disability-group or tag:access-needs")
+    newsroom("subscribers", "show", "carys.jenkins@example.org")
     console.rule("[bold green]demo finished")
     console.print(f"The demo site is in {DEMO}")
 
