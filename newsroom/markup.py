@@ -1,0 +1,365 @@
+"""The Markdown of an issue: checking links, images and merge fields; rendering to HTML and text.
+
+Merge fields (`{{first_name|friend}}`) are swapped for private-use sentinels before Markdown sees
+them, so no Markdown rule, template or inliner can mangle them; `rendering` turns the sentinels
+into placeholders once per variant and `personalise` fills those per recipient.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+Report = Callable[[int, str], None]
+
+FIELD = re.compile(r"\{\{\s*([^{}|]*?)\s*(?:\|\s*([^{}]*?)\s*)?\}\}")
+# The merge fields a volunteer may use, with what the public variant (web, feeds) says instead.
+FIELDS = {"first_name": "friend", "name": "friend", "email": ""}
+RESERVED = ("unsubscribe_url", "preferences_url")  # filled by the sender for the footer
+SENTINEL = re.compile("\ue000(\\d+)\ue001")
+LINK_SCHEMES = ("https", "http", "mailto", "tel")
+VAGUE = {"here", "click here", "this", "link", "read more", "more", "this link", "click"}
+
+MD = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+MD.validateLink = lambda url: True  # type: ignore[method-assign]  # we report bad links ourselves
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "del", "em", "h2", "h3", "h4", "h5", "h6", "hr",
+    "i", "img", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "sup", "table", "tbody",
+    "td", "th", "thead", "tr", "u", "ul",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "width", "height", "title"},
+    "td": {"style"},
+    "th": {"style"},
+    "ol": {"start"},
+    "abbr": {"title"},
+}
+
+
+def sanitise(html: str) -> str:
+    """Raw HTML in Markdown is cut down to an allow-list (nh3): no scripts, styles or h1."""
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        link_rel=None,
+        url_schemes=set(LINK_SCHEMES),
+        filter_style_properties={"text-align"},
+    )
+
+
+def field_problem(name: str) -> str | None:
+    if name in FIELDS:
+        return None
+    if name in RESERVED:
+        return (
+            f"{{{{{name}}}}} is filled in by newsroom for the footer: it cannot be used in an issue"
+        )
+    return (
+        f"unknown merge field {{{{{name}}}}}: use one of {', '.join(FIELDS)}"
+        " (with a fallback if you like: {{first_name|friend}})"
+    )
+
+
+def check_fields(text: str, first_line: int, report: Report) -> None:
+    for match in FIELD.finditer(text):
+        problem = field_problem(match.group(1))
+        if problem:
+            report(first_line + text.count("\n", 0, match.start()), problem)
+
+
+def url_problem(url: str, what: str) -> str | None:
+    scheme = urlsplit(url).scheme.lower() if ":" in url else ""
+    if scheme in ("https", "http") and urlsplit(url).netloc:
+        return None
+    if what == "link" and scheme in ("mailto", "tel"):
+        return None
+    if scheme in ("javascript", "data", "vbscript", "file"):
+        return f'{what} "{url}" is not allowed: addresses must start with https://'
+    return (
+        f'{what} "{url}" is not a full address: write it with https://, such as '
+        "https://example.org/page"
+    )
+
+
+def check(text: str, first_line: int, report: Report) -> None:
+    """Report bad links, images without alt text and unknown merge fields in one Markdown text."""
+    check_fields(text, first_line, report)
+    lines = text.splitlines()
+    for token, child in _inline_children(MD.parse(text)):
+        if child.type == "link_open":
+            url = str(child.attrGet("href") or "")
+            problem = url_problem(url, "link")
+        elif child.type == "image":
+            url = str(child.attrGet("src") or "")
+            problem = url_problem(url, "image")
+            if not problem and not child.content.strip():
+                problem = f'image "{url}" has no alt text: write ![what the image shows]({url})'
+        else:
+            continue
+        if problem:
+            report(first_line + _line_of(url, token, lines), problem)
+
+
+def _inline_children(tokens: list[Token]) -> Iterator[tuple[Token, Token]]:
+    for token in tokens:
+        for child in token.children or ():
+            yield token, child
+
+
+def _line_of(needle: str, token: Token, lines: list[str]) -> int:
+    start, end = token.map or (0, len(lines))
+    for index in range(start, min(end, len(lines))):
+        if needle in lines[index]:
+            return index
+    return start
+
+
+@dataclass
+class FieldTable:
+    """The merge fields of one issue, by sentinel number."""
+
+    fields: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def protect(self, text: str) -> str:
+        """Swap each merge field for a sentinel Markdown and templates leave alone."""
+
+        def swap(match: re.Match[str]) -> str:
+            self.fields.append((match.group(1), match.group(2)))
+            return f"\ue000{len(self.fields) - 1}\ue001"
+
+        return FIELD.sub(swap, text)
+
+
+@dataclass
+class Outline:
+    """Heading levels so far: the title is the one h1, and no level is ever skipped."""
+
+    last: int = 1
+
+    def level(self, wanted: int, base: int) -> int:
+        level = min(max(wanted, base), self.last + 1)
+        self.last = level
+        return level
+
+
+def to_html(text: str, fields: FieldTable, outline: Outline, base: int = 2) -> str:
+    tokens = MD.parse(fields.protect(text))
+    for token in tokens:
+        if token.type == "heading_open":
+            token.tag = f"h{outline.level(int(token.tag[1]), base)}"
+        elif token.type == "heading_close":
+            token.tag = f"h{outline.last}"
+    html = MD.renderer.render(tokens, MD.options, {})
+    return sanitise(html).replace("{{", "&#123;{")
+
+
+def inline_html(text: str, fields: FieldTable) -> str:
+    return sanitise(MD.renderInline(fields.protect(text))).replace("{{", "&#123;{")
+
+
+def vague_links(text: str) -> Iterator[tuple[int, str]]:
+    """(line offset, link text) of links whose text says nothing out of context."""
+    lines = text.splitlines()
+    for token, child in _inline_children(MD.parse(text)):
+        if child.type != "link_open":
+            continue
+        label = _label_after(token.children or [], child)
+        if label.strip().lower().strip(".!:") in VAGUE:
+            yield _line_of(str(child.attrGet("href") or ""), token, lines), label
+
+
+def _label_after(children: list[Token], opening: Token) -> str:
+    words, inside = [], False
+    for child in children:
+        if child is opening:
+            inside = True
+        elif inside and child.type == "link_close":
+            break
+        elif inside:
+            words.append(child.content)
+    return "".join(words)
+
+
+def links_in(text: str) -> Iterator[tuple[int, str]]:
+    lines = text.splitlines()
+    for token, child in _inline_children(MD.parse(text)):
+        if child.type in ("link_open", "image"):
+            url = str(child.attrGet("href") or child.attrGet("src") or "")
+            yield _line_of(url, token, lines), url
+
+
+# Plain text ---------------------------------------------------------------------------------
+
+
+@dataclass
+class References:
+    """Links in the text part, numbered [1], [2] … and listed at the end."""
+
+    urls: list[str] = field(default_factory=list)
+
+    def number(self, url: str) -> int:
+        if url not in self.urls:
+            self.urls.append(url)
+        return self.urls.index(url) + 1
+
+
+WIDTH = 72
+
+
+def wrap(text: str, first: str = "", rest: str | None = None, width: int = WIDTH) -> str:
+    rest = first if rest is None else rest
+    out = []
+    for index, line in enumerate(text.split("\n")):
+        out.append(
+            textwrap.fill(
+                line,
+                width=width,
+                initial_indent=first if index == 0 else rest,
+                subsequent_indent=rest,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            or (first if index == 0 else rest).rstrip()
+        )
+    return "\n".join(out)
+
+
+def to_text(text: str, fields: FieldTable, refs: References, indent: str = "") -> str:
+    """A Markdown text as plain text: paragraphs wrapped, lists marked, links numbered."""
+    return _TextRenderer(refs, indent).render(MD.parse(fields.protect(text)))
+
+
+def inline_text(text: str, fields: FieldTable, refs: References) -> str:
+    tokens = MD.parseInline(fields.protect(text))
+    return _inline(tokens[0].children or [], refs) if tokens else ""
+
+
+class _TextRenderer:
+    def __init__(self, refs: References, indent: str) -> None:
+        self.refs, self.indent = refs, indent
+        self.lists: list[list[int]] = []  # per open list: [next number] or [-1] for bullets
+        self.quote = 0
+        self.marker: str | None = None  # list marker waiting for the item's first paragraph
+        self.out: list[str] = []
+        self.row: list[str] | None = None  # cells of the table row being read
+        self.tight = False  # inside a tight list item (no blank lines between items)
+        self.item_last = False  # the last thing written was a tight list item
+
+    def prefix(self) -> tuple[str, str]:
+        base = self.indent + "> " * self.quote + "   " * max(0, len(self.lists) - 1)
+        if self.marker is not None:
+            first, self.marker = base + self.marker, None
+            return first, base + " " * (len(first) - len(base))
+        pad = "   " if self.lists else ""
+        return base + pad, base + pad
+
+    def render(self, tokens: list[Token]) -> str:
+        heading = 0
+        for token in tokens:
+            kind = token.type
+            if kind == "inline":
+                self._text(_inline(token.children or [], self.refs), heading)
+                continue
+            if kind == "paragraph_open":
+                self.tight = token.hidden
+            elif kind == "heading_open":
+                heading = int(token.tag[1])
+            elif kind == "heading_close":
+                heading = 0
+            elif kind == "bullet_list_open":
+                self.lists.append([-1])
+            elif kind == "ordered_list_open":
+                self.lists.append([int(str(token.attrGet("start") or 1))])
+            elif kind in ("bullet_list_close", "ordered_list_close"):
+                self.lists.pop()
+            elif kind == "list_item_open":
+                counter = self.lists[-1]
+                self.marker = "- " if counter[0] < 0 else f"{counter[0]}. "
+                counter[0] += 0 if counter[0] < 0 else 1
+            elif kind == "blockquote_open":
+                self.quote += 1
+            elif kind == "blockquote_close":
+                self.quote -= 1
+            elif kind in ("fence", "code_block"):
+                pad = self.indent + "    "
+                self.out.append(
+                    "\n".join(pad + ln for ln in token.content.rstrip("\n").split("\n"))
+                )
+            elif kind == "hr":
+                self.out.append(self.indent + "* * *")
+            elif kind == "html_block":
+                text = nh3.clean(token.content, tags=set()).strip()
+                if text:
+                    self.out.append(wrap(text, *self.prefix()))
+            elif kind == "tr_open":
+                self.row = []
+            elif kind == "tr_close" and self.row is not None:
+                self.out.append(self.indent + " | ".join(self.row))
+                self.row = None
+            if not kind.startswith(("paragraph_", "list_item_", "bullet_list_", "ordered_list_")):
+                self.item_last = False
+        return "\n\n".join(self.out)
+
+    def _text(self, text: str, heading: int) -> None:
+        if self.row is not None:
+            self.row.append(text)
+            return
+        if heading:
+            self.out.append(self._heading(text, heading))
+            return
+        first, rest = self.prefix()
+        if self.tight and self.item_last and first.strip():
+            self.out[-1] += "\n" + wrap(text, first, rest)
+        else:
+            self.out.append(wrap(text, first, rest))
+        self.item_last = self.tight
+
+    def _heading(self, text: str, level: int) -> str:
+        underline = "-" if level <= 2 else "·"
+        return f"{self.indent}{text}\n{self.indent}{underline * min(len(text), WIDTH)}"
+
+
+def _inline(children: list[Token], refs: References) -> str:
+    parts: list[str] = []
+    href: list[str] = []
+    start: list[int] = []
+    for child in children:
+        kind = child.type
+        if kind in ("text", "code_inline"):
+            parts.append(child.content)
+        elif kind == "softbreak":
+            parts.append(" ")
+        elif kind == "hardbreak":
+            parts.append("\n")
+        elif kind == "html_inline":
+            parts.append(nh3.clean(child.content, tags=set()))
+        elif kind == "link_open":
+            href.append(str(child.attrGet("href") or ""))
+            start.append(len(parts))
+        elif kind == "link_close" and href:
+            url, at = href.pop(), start.pop()
+            label = "".join(parts[at:])
+            bare = url.removeprefix("mailto:").removeprefix("tel:")
+            if label.strip() not in (url, bare):
+                parts.append(f" [{refs.number(url)}]")
+        elif kind == "image":
+            alt = child.content or "image"
+            parts.append(f"[image: {alt}] [{refs.number(str(child.attrGet('src') or ''))}]")
+    return "".join(parts).strip()
+
+
+def fill_public(text: str) -> str:
+    """Merge fields replaced by their fallbacks, as the public variant (web, feeds) says them."""
+    return FIELD.sub(
+        lambda m: m.group(2) if m.group(2) is not None else FIELDS.get(m.group(1), ""), text
+    )
