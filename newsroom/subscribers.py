@@ -81,6 +81,8 @@ def _normalise_slowly(raw: str) -> str:
         checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidInput(f"{text!r} is not an email address: {exc}") from None
+    if len(checked.local_part.encode()) > 64:  # RFC 5321 §4.5.3.1.1; relays refuse longer ones
+        raise InvalidInput(f"{text!r} is not an email address: more than 64 bytes before the @")
     # Local parts are case-sensitive in theory and never in practice; one row per mailbox.
     return checked.normalized.lower()
 

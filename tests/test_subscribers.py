@@ -53,6 +53,14 @@ def test_addresses_are_normalised(raw: str, normal: str) -> None:
         "ann@example",
         "a b@example.org",
         "ann@example.org\r\nBcc: x@y.z",
+        "a..b@example.org",
+        ".ann@example.org",
+        "ann@-example.org",
+        "ann@exa_mple.org",
+        "x" * 65 + "@example.org",
+        "ann@" + "a" * 64 + ".org",
+        "ann@localhost",
+        '"ann lee"@example.org',  # quoted local parts are refused (email-validator's default)
     ],
 )
 def test_invalid_addresses(raw: str) -> None:
