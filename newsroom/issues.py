@@ -253,7 +253,7 @@ class _Reader:
 def load_issue(path: Path, config: Config | None = None, shown: str | None = None) -> Issue:
     """Read and check one issue file; every problem of the file is raised at once."""
     path = Path(path)
-    shown = shown or _shown(path, config)
+    shown = shown or shown_path(path, config)
     timezone = config.text("site.timezone") if config is not None else "Europe/London"
     reader = _Reader(path, shown, timezone)
     try:
@@ -323,7 +323,7 @@ def _front_date(value: Any, line: int, reader: _Reader) -> dt.date | None:
     return None
 
 
-def _shown(path: Path, config: Config | None) -> str:
+def shown_path(path: Path, config: Config | None) -> str:
     """The path as a volunteer knows it: relative to the site (issues/FILE.md) when inside it."""
     base = config.site_dir if config is not None else Path.cwd()
     try:
