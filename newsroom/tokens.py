@@ -20,7 +20,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from newsroom.errors import NewsroomError
 from newsroom.settings import Config
 
-PURPOSES = ("confirm", "unsubscribe", "preferences", "verp")
+PURPOSES = ("confirm", "unsubscribe", "preferences", "verp", "form")  # form: CSRF of web forms
 MAX_TOKEN_LENGTH = 2000
 
 

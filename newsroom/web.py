@@ -1,0 +1,423 @@
+"""The web side (Starlette): subscribe, confirm, one-click unsubscribe, preferences, and the
+public archive and feeds. `create_app(site)` builds the app; `newsroom serve` hands it to uvicorn.
+
+The handlers are thin: every rule (who may subscribe, what a token may do, the ledger) lives in
+subscribers.py, preferences.py and erasure.py. A GET never changes anything, because mail
+scanners follow links; every change is a POST.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from newsroom import consent, lists, preferences, subscribers, tokens
+from newsroom.errors import NewsroomError
+from newsroom.models import utcnow
+from newsroom.site import Site
+from newsroom.websecurity import CSP, FormGuard, RateLimiter, SecurityHeaders
+
+log = logging.getLogger("newsroom.web")
+Clock = Callable[[], datetime]
+TEMPLATES = Environment(
+    loader=PackageLoader("newsroom", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ONE_CLICK = ("List-Unsubscribe", "One-Click")  # RFC 8058 section 3.1: the POST body's one field
+
+
+def stylesheet() -> str:
+    return resources.files("newsroom").joinpath("templates/web/site.css").read_text("utf-8")
+
+
+class Pages:
+    """The site's own pages, rendered with what every page shows (name, language, links)."""
+
+    def __init__(self, site: Site) -> None:
+        config = site.config
+        self.base = {
+            "lang": config.text("site.lang"),
+            "site_name": config.text("site.name"),
+            "description": config.text("site.description"),
+            "postal_address": config.text("site.postal_address"),
+            "root": urlsplit(config.text("site.base_url")).path.rstrip("/"),
+            "csp": CSP,
+            "token_page": False,
+        }
+
+    def html(self, name: str, **context: Any) -> str:
+        return TEMPLATES.get_template(f"web/{name}.html").render({**self.base, **context})
+
+    def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(self.html(name, **context), status_code=status)
+
+    def message(self, title: str, text: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return self.page("message", status, title=title, text=text, **context)
+
+
+class Web:
+    """The handlers, sharing the site, the clock, the pages and the guards."""
+
+    def __init__(self, site: Site, clock: Clock) -> None:
+        self.site = site
+        self.clock = clock
+        self.pages = Pages(site)
+        self.guard = FormGuard(site.config)
+        self.limiter = RateLimiter(site.config.text("web.subscribe_rate"))
+        self.style = stylesheet()
+
+    # -- subscribe ---------------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        return await self._form(request, "index", issues=[], dynamic=True)
+
+    async def subscribe_form(self, request: Request) -> Response:
+        return await self._form(request, "subscribe")
+
+    async def _form(
+        self,
+        request: Request,
+        name: str,
+        status: int = 200,
+        error: str = "",
+        values: FormData | None = None,
+        **context: Any,
+    ) -> Response:
+        cookie = self.guard.cookie_value(request.cookies.get(FormGuard.COOKIE))
+        public = await run_in_threadpool(preferences.public_lists, self.site)
+        response = self.pages.page(
+            name,
+            status,
+            lists=public,
+            form_token=self.guard.field(cookie, self.clock()),
+            consent_text=consent.site_consent_text(self.site.config),
+            error=error,
+            values={
+                "email": values.get("email", "") if values else "",
+                "name": values.get("name", "") if values else "",
+                "lists": values.getlist("lists") if values else [],
+            },
+            **context,
+        )
+        response.set_cookie(
+            FormGuard.COOKIE,
+            cookie,
+            httponly=True,
+            samesite="strict",
+            secure=self.guard.secure,
+            path="/",
+        )
+        return response
+
+    async def subscribe(self, request: Request) -> Response:
+        form = await _form_data(request)
+        now = self.clock()
+        if not self.guard.check(request.cookies.get(FormGuard.COOKIE), form.get("form_token"), now):
+            return await self._form(
+                request,
+                "subscribe",
+                400,
+                "This form had expired or your browser did not send it back whole. "
+                "Please try again.",
+                form,
+            )
+        client = _client(request)
+        if not self.limiter.allow(client, now.timestamp()):
+            response = self.pages.message(
+                "Too many requests",
+                "Too many subscribe requests came from your network. Please try again later.",
+                429,
+            )
+            response.headers["Retry-After"] = str(self.limiter.retry_after(client, now.timestamp()))
+            return response
+        if form.get("website"):  # the honeypot: hidden from people, filled in by bots
+            log.info("subscribe: honeypot filled, ignored")
+            return self._check_inbox()
+        chosen = [str(v) for v in form.getlist("lists")]
+        if not chosen:
+            return await self._form(request, "subscribe", 400, "Choose at least one list.", form)
+        try:
+            await run_in_threadpool(
+                subscribers.subscribe,
+                self.site,
+                str(form.get("email", "")),
+                str(form.get("name", "")),
+                chosen,
+                ip=client,
+                user_agent=request.headers.get("user-agent"),
+                now=now,
+            )
+        except subscribers.InvalidInput as exc:
+            return await self._form(request, "subscribe", 400, str(exc), form)
+        except NewsroomError as exc:
+            # The relay failed: the library let the address try again at once. Answering
+            # differently would tell a stranger the address's state, so the answer is the same.
+            log.warning("subscribe: confirmation email not sent: %s", exc)
+        return self._check_inbox()
+
+    def _check_inbox(self) -> Response:
+        return self.pages.message(
+            "Check your inbox",
+            "If this address can be subscribed, an email is on its way with a link to confirm. "
+            "Nothing happens until you open it. If no email comes within the hour, look in your "
+            "spam folder, then try again tomorrow.",
+        )
+
+    # -- links from emails ---------------------------------------------------------------------
+
+    def _invalid(self) -> Response:
+        """The one answer to every bad token: forged, truncated, altered, of another purpose or
+        for an erased address. It tells nothing about why."""
+        return self.pages.message(
+            "This link does not work",
+            "The link is incomplete or has been altered. Copy the whole link from the email "
+            "into your browser, or use the link in a more recent email.",
+            400,
+            token_page=True,
+        )
+
+    async def confirm(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        now = self.clock()
+        if request.method == "POST":
+            form = await _form_data(request)
+            if form.get("action") == "resend":
+                return await self._resend(token, now)
+            try:
+                result = await run_in_threadpool(
+                    subscribers.confirm,
+                    self.site,
+                    token,
+                    ip=_client(request),
+                    user_agent=request.headers.get("user-agent"),
+                    now=now,
+                )
+            except tokens.TokenExpired:
+                return self._expired()
+            except tokens.TokenError:
+                return self._invalid()
+            person = await run_in_threadpool(
+                preferences.holder, self.site, "confirm", token, now=now, allow_expired=True
+            )
+            return self.pages.page(
+                "confirmed",
+                token_page=True,
+                email=person.email,
+                lists=person.names(result.confirmed + result.already),
+            )
+        try:
+            person = await run_in_threadpool(
+                preferences.holder, self.site, "confirm", token, now=now
+            )
+        except tokens.TokenExpired:
+            return self._expired()
+        except tokens.TokenError:
+            return self._invalid()
+        return self.pages.page(
+            "confirm", token_page=True, email=person.email, lists=person.names(person.named)
+        )
+
+    def _expired(self) -> Response:
+        return self.pages.page("expired", 410, token_page=True)
+
+    async def _resend(self, token: str, now: datetime) -> Response:
+        try:
+            await run_in_threadpool(subscribers.resend_confirmation, self.site, token, now=now)
+        except tokens.TokenError:
+            return self._invalid()
+        except NewsroomError as exc:
+            log.warning("confirm: new confirmation email not sent: %s", exc)
+        return self._check_inbox()
+
+    async def unsubscribe(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        now = self.clock()
+        if request.method == "POST":
+            # RFC 8058: the mail provider POSTs `List-Unsubscribe=One-Click` (urlencoded or
+            # multipart), with no cookie and no CSRF token: the signed token is the authority.
+            form = await _form_data(request)
+            one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1]
+            try:
+                left = await run_in_threadpool(
+                    subscribers.unsubscribe,
+                    self.site,
+                    token,
+                    method="one-click" if one_click else "link",
+                    ip=_client(request),
+                    user_agent=request.headers.get("user-agent"),
+                    now=now,
+                )
+            except tokens.TokenError:
+                return self._invalid()
+            if one_click:
+                return PlainTextResponse("Unsubscribed.\n")
+            return self.pages.page("unsubscribed", token_page=True, left=left)
+        try:
+            person = await run_in_threadpool(
+                preferences.holder, self.site, "unsubscribe", token, now=now
+            )
+        except tokens.TokenError:
+            return self._invalid()
+        active = {c.slug for c in person.choices if c.active}
+        named = [slug for slug in person.named if slug in active]
+        return self.pages.page(
+            "unsubscribe", token_page=True, email=person.email, lists=person.names(named)
+        )
+
+    async def preferences(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        now = self.clock()
+        try:
+            if request.method == "POST":
+                return await self._change_preferences(request, token, now)
+            return await self._preferences_page(token, now)
+        except tokens.TokenError:
+            return self._invalid()
+
+    async def _preferences_page(
+        self, token: str, now: datetime, status: int = 200, notice: str = "", error: str = ""
+    ) -> Response:
+        person = await run_in_threadpool(
+            preferences.holder, self.site, "preferences", token, now=now
+        )
+        return self.pages.page(
+            "preferences",
+            status,
+            token_page=True,
+            email=person.email,
+            choices=person.choices,
+            notice=notice,
+            error=error,
+        )
+
+    async def _change_preferences(self, request: Request, token: str, now: datetime) -> Response:
+        form = await _form_data(request)
+        action = form.get("action")
+        who = {"ip": _client(request), "user_agent": request.headers.get("user-agent")}
+        if action == "save":
+            wanted = [str(v) for v in form.getlist("lists")]
+            try:
+                choice = await run_in_threadpool(
+                    lambda: preferences.choose(self.site, token, wanted, now=now, **who)
+                )
+            except subscribers.InvalidInput as exc:
+                return await self._preferences_page(token, now, 400, error=str(exc))
+            except tokens.TokenError:
+                raise
+            except NewsroomError as exc:
+                log.warning("preferences: confirmation email not sent: %s", exc)
+                return await self._preferences_page(
+                    token, now, notice="Saved, but the confirmation email could not be sent."
+                )
+            return await self._preferences_page(token, now, notice=_saved(choice))
+        if action == "leave":
+            await run_in_threadpool(lambda: preferences.leave_all(self.site, token, now=now, **who))
+            return await self._preferences_page(
+                token, now, notice="You have left every list. You will get no more emails."
+            )
+        if action == "download":
+            data = await run_in_threadpool(preferences.export, self.site, token, now=now)
+            return Response(
+                json.dumps(data, indent=2, ensure_ascii=False),
+                media_type="application/json",
+                headers={"Content-Disposition": 'attachment; filename="my-data.json"'},
+            )
+        if action == "erase":
+            person = await run_in_threadpool(
+                preferences.holder, self.site, "preferences", token, now=now
+            )
+            return self.pages.page("erase", token_page=True, email=person.email)
+        if action == "erase-confirmed":
+            await run_in_threadpool(preferences.erase, self.site, token, now=now)
+            return self.pages.message(
+                "Your data has been erased",
+                "We have deleted your address, your name and your subscriptions. We keep only a "
+                "one-way fingerprint of the address so that nobody can add it again without you.",
+                token_page=True,
+            )
+        return await self._preferences_page(token, now, 400, error="Unknown action.")
+
+    # -- the rest ------------------------------------------------------------------------------
+
+    async def stylesheet(self, request: Request) -> Response:
+        return Response(
+            self.style,
+            media_type="text/css",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    async def health(self, request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 404:
+            return self.pages.message("Page not found", "There is no page at this address.", 404)
+        return self.pages.message("Not allowed", "This request is not allowed here.", status)
+
+
+def _saved(choice: preferences.Choice) -> str:
+    parts = ["Saved."]
+    if choice.left:
+        parts.append(f"You have left {len(choice.left)} list(s).")
+    if choice.confirmation_sent:
+        parts.append("We have sent you an email: open its link to confirm the new lists.")
+    elif choice.joined:
+        parts.append("You asked to join new lists.")
+    return " ".join(parts)
+
+
+async def _form_data(request: Request) -> FormData:
+    """The POSTed form, urlencoded or multipart; no files, few fields."""
+    try:
+        return await request.form(max_files=0, max_fields=100)
+    except (HTTPException, ValueError, KeyError):
+        return FormData()
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def routes(web: Web) -> list[BaseRoute]:
+    return [
+        Route("/", web.index, methods=["GET"]),
+        Route("/subscribe", web.subscribe_form, methods=["GET"]),
+        Route("/subscribe", web.subscribe, methods=["POST"]),
+        Route("/confirm/{token}", web.confirm, methods=["GET", "POST"]),
+        Route("/unsubscribe/{token}", web.unsubscribe, methods=["GET", "POST"]),
+        Route("/preferences/{token}", web.preferences, methods=["GET", "POST"]),
+        Route("/style.css", web.stylesheet, methods=["GET"]),
+        Route("/healthz", web.health, methods=["GET"]),
+    ]
+
+
+def create_app(site: Site, *, clock: Clock = utcnow) -> Starlette:
+    """The web app of SITE. Checks the secret key and brings the lists in step with lists.toml
+    first, so a misconfigured site fails at start-up with one clear line."""
+    site.config.secret_key  # noqa: B018 -- raises ConfigError naming the setting when unset
+    lists.sync(site)
+    web = Web(site, clock)
+    return Starlette(
+        routes=routes(web),
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={HTTPException: web.http_error},
+    )

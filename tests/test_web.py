@@ -1,0 +1,529 @@
+"""The web side through Starlette's test client: subscribe, confirm, one-click unsubscribe,
+preferences, every bad token, the CSRF token, honeypot and rate limit, and the security headers.
+Confirmation emails go through a real SMTP server."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from newsroom import erasure, lists, subscribers, tokens
+from newsroom.database import transaction
+from newsroom.models import ConsentEvent, ConsentText, Subscriber, Subscription
+from newsroom.site import Site
+from newsroom.web import create_app
+from newsroom.websecurity import redact
+from tests.conftest import TEST_SECRET
+from tests.smtpserver import TestSMTPServer
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+UA = "Mozilla/5.0 (test browser)"
+
+
+@dataclass
+class Clock:
+    now: datetime = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def web_site(site_dir: Path, smtp_server: TestSMTPServer) -> Iterator[Site]:
+    opened = Site.open(site_dir)  # after smtp_server pointed the settings at the test server
+    lists.sync(opened, NOW)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def client(web_site: Site, clock: Clock) -> Iterator[TestClient]:
+    with TestClient(
+        create_app(web_site, clock=clock), headers={"User-Agent": UA}, follow_redirects=False
+    ) as test_client:
+        yield test_client
+
+
+def form_token(page: str) -> str:
+    found = re.search(r'name="form_token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def subscribe(client: TestClient, email: str, *lists: str, **extra: str) -> str:
+    """Open the form, post it as a browser would; returns the answer's text."""
+    page = client.get("/")
+    data = {"form_token": form_token(page.text), "email": email, "name": "Ann", **extra}
+    answer = client.post("/subscribe", data={**data, "lists": list(lists or ["all-members"])})
+    return answer.text
+
+
+def link(smtp_server: TestSMTPServer, kind: str = "confirm", n: int = -1) -> str:
+    text = smtp_server.messages[n].message.get_body(("plain",)).get_content()
+    found = re.search(rf"http://localhost:8000/{kind}/(\S+)", text)
+    assert found, text
+    return found.group(1)
+
+
+def statuses(site: Site, email: str) -> dict[int, str]:
+    with transaction(site.engine) as session:
+        person = session.scalars(select(Subscriber).where(Subscriber.email == email)).first()
+        if person is None:
+            return {}
+        subs = session.scalars(select(Subscription).where(Subscription.subscriber_id == person.id))
+        return {sub.list_id: sub.status for sub in subs}
+
+
+def member(site: Site, email: str, *lists: str) -> int:
+    """A confirmed subscriber (through the library, as an admin would add one)."""
+    subscribers.add(site, email, list(lists or ["all-members"]), now=NOW)
+    with transaction(site.engine) as session:
+        person = session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
+        for sub in session.scalars(
+            select(Subscription).where(Subscription.subscriber_id == person.id)
+        ):
+            sub.status = "confirmed"
+        return person.id
+
+
+def unsubscribe_token(site: Site, person_id: int, email: str) -> str:
+    return subscribers.unsubscribe_token(site, person_id, email, None, now=NOW)
+
+
+def preferences_token(site: Site, person_id: int, email: str) -> str:
+    payload = {"s": person_id, "a": tokens.address_digest(email)}
+    return tokens.make(site.config, "preferences", payload, now=NOW)
+
+
+# -- subscribe --------------------------------------------------------------------------------
+
+
+def test_home_page_offers_public_lists_only_with_security_headers(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "All members" in page.text and "Disability Group" in page.text
+    assert "CLP secretaries" not in page.text  # not public
+    assert '<html lang="en-GB">' in page.text
+    assert 'href="#main"' in page.text and '<main id="main"' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp and "unsafe" not in csp
+    assert "<script" not in page.text
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "HttpOnly" in page.headers["set-cookie"]
+
+
+def test_subscribe_confirm_records_consent_with_ip_and_user_agent(
+    client: TestClient, web_site: Site, smtp_server: TestSMTPServer, clock: Clock
+) -> None:
+    answer = subscribe(client, "ann@example.org", "all-members", "disability-group")
+    assert "Check your inbox" in answer
+    assert len(smtp_server.to("ann@example.org")) == 1
+    token = link(smtp_server)
+
+    page = client.get(f"/confirm/{token}")  # a mail scanner following the link changes nothing
+    assert page.status_code == 200 and "<button" in page.text and "ann@example.org" in page.text
+    assert set(statuses(web_site, "ann@example.org").values()) == {"pending"}
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["cache-control"] == "no-store"
+
+    clock.now = NOW + timedelta(hours=1)
+    done = client.post(f"/confirm/{token}")
+    assert done.status_code == 200 and "You are subscribed" in done.text
+    assert set(statuses(web_site, "ann@example.org").values()) == {"confirmed"}
+    with transaction(web_site.engine) as session:
+        rows = session.execute(
+            select(ConsentEvent, ConsentText.version)
+            .join(ConsentText, ConsentText.id == ConsentEvent.consent_text_id)
+            .where(ConsentEvent.kind == "confirmed")
+        ).all()
+    assert len(rows) == 2
+    for event, version in rows:
+        assert event.ip == "testclient" and event.user_agent == UA and version == "1"
+        assert event.at == NOW + timedelta(hours=1)
+    again = client.post(f"/confirm/{token}")  # confirming twice changes nothing
+    assert again.status_code == 200
+
+
+def test_same_answer_whatever_the_address_state(
+    client: TestClient, web_site: Site, smtp_server: TestSMTPServer, clock: Clock
+) -> None:
+    confirmed_id = member(web_site, "confirmed@example.org")
+    subscribers.add(web_site, "pending@example.org", ["all-members"], now=NOW)
+    left_id = member(web_site, "left@example.org")
+    subscribers.unsubscribe(web_site, left_id, method="admin", now=NOW)
+    member(web_site, "erased@example.org")
+    erasure.erase(web_site, "erased@example.org", now=NOW)
+    assert confirmed_id
+    smtp_server.reset()
+    clock.now = NOW + timedelta(hours=25)
+    answers = {
+        email: subscribe(client, email)
+        for email in (
+            "new@example.org",
+            "pending@example.org",
+            "confirmed@example.org",
+            "left@example.org",
+            "erased@example.org",
+        )
+    }
+    assert len(set(answers.values())) == 1, answers
+    # a confirmation for each but the confirmed one, who needs none
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == [
+        "erased@example.org",
+        "left@example.org",
+        "new@example.org",
+        "pending@example.org",
+    ]
+
+
+def test_at_most_one_confirmation_a_day(
+    client: TestClient, smtp_server: TestSMTPServer, clock: Clock
+) -> None:
+    for hours in (0, 1, 23):
+        clock.now = NOW + timedelta(hours=hours)
+        subscribe(client, "ann@example.org")
+    assert len(smtp_server.messages) == 1
+    clock.now = NOW + timedelta(hours=25)
+    subscribe(client, "ann@example.org")
+    assert len(smtp_server.messages) == 2
+
+
+def test_honeypot_filled_answers_the_same_and_does_nothing(
+    client: TestClient, web_site: Site, smtp_server: TestSMTPServer
+) -> None:
+    normal = subscribe(client, "human@example.org")
+    trapped = subscribe(client, "bot@example.org", website="http://spam.example")
+    assert trapped == normal
+    assert statuses(web_site, "bot@example.org") == {}
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["human@example.org"]]
+
+
+def test_csrf_token_is_required_and_bound_to_the_cookie(
+    client: TestClient, web_site: Site, web_site_other_client: TestClient
+) -> None:
+    data = {"email": "ann@example.org", "lists": "all-members"}
+    assert client.post("/subscribe", data=data).status_code == 400  # no token
+    client.get("/")
+    assert client.post("/subscribe", data={**data, "form_token": "forged"}).status_code == 400
+    # a token another visitor was given does not go with this browser's cookie
+    stolen = form_token(web_site_other_client.get("/").text)
+    answer = client.post("/subscribe", data={**data, "form_token": stolen})
+    assert answer.status_code == 400 and "try again" in answer.text
+    client.cookies.clear()  # a cross-site post carries no cookie (SameSite=Strict)
+    stolen_with_cookie = form_token(client.get("/").text)
+    client.cookies.clear()
+    assert (
+        client.post("/subscribe", data={**data, "form_token": stolen_with_cookie}).status_code
+        == 400
+    )
+    assert statuses(web_site, "ann@example.org") == {}
+
+
+@pytest.fixture
+def web_site_other_client(web_site: Site, clock: Clock) -> Iterator[TestClient]:
+    with TestClient(create_app(web_site, clock=clock)) as other:
+        yield other
+
+
+def test_expired_form_token_is_refused(client: TestClient, clock: Clock) -> None:
+    token = form_token(client.get("/").text)
+    clock.now = NOW + timedelta(hours=13)
+    answer = client.post(
+        "/subscribe", data={"form_token": token, "email": "a@example.org", "lists": "all-members"}
+    )
+    assert answer.status_code == 400
+    assert form_token(answer.text) != token  # a fresh form to try again with
+
+
+def test_rate_limit_per_client(
+    site_dir: Path, smtp_server: TestSMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSROOM_WEB_SUBSCRIBE_RATE", "3/hour")
+    limited = Site.open(site_dir)
+    clock = Clock()
+    try:
+        with TestClient(create_app(limited, clock=clock)) as client:
+            codes = []
+            for n in range(5):
+                page = client.get("/")
+                data = {"form_token": form_token(page.text), "email": f"p{n}@example.org"}
+                codes.append(client.post("/subscribe", data={**data, "lists": "all-members"}))
+            assert [r.status_code for r in codes] == [200, 200, 200, 429, 429]
+            assert int(codes[3].headers["retry-after"]) <= 3600
+            assert len(smtp_server.messages) == 3
+            clock.now = NOW + timedelta(hours=1, seconds=1)
+            assert "Check your inbox" in subscribe(client, "later@example.org")
+    finally:
+        limited.close()
+
+
+def test_private_list_cannot_be_joined_by_posting_its_slug(
+    client: TestClient, web_site: Site, smtp_server: TestSMTPServer
+) -> None:
+    for chosen in (["clp-secretaries"], ["all-members", "clp-secretaries"], ["no-such-list"]):
+        page = client.get("/")
+        data = {"form_token": form_token(page.text), "email": "x@example.org", "lists": chosen}
+        answer = client.post("/subscribe", data=data)
+        assert answer.status_code == 400 and "unknown list" in answer.text
+    assert statuses(web_site, "x@example.org") == {}
+    assert smtp_server.messages == []
+
+
+def test_bad_input_is_shown_beside_the_form(client: TestClient) -> None:
+    page = client.get("/")
+    token = form_token(page.text)
+    bad = client.post(
+        "/subscribe", data={"form_token": token, "email": "not an address", "lists": "all-members"}
+    )
+    assert bad.status_code == 400 and "is not an email address" in bad.text
+    assert 'value="not an address"' in bad.text
+    none = client.post("/subscribe", data={"form_token": token, "email": "a@example.org"})
+    assert none.status_code == 400 and "Choose at least one list" in none.text
+    injected = client.post(
+        "/subscribe",
+        data={
+            "form_token": token,
+            "email": "a@example.org",
+            "name": "A\r\nBcc: x@evil.example",
+            "lists": "all-members",
+        },
+    )
+    assert injected.status_code == 400 and "line break" in injected.text
+
+
+def test_expired_confirmation_offers_a_new_email(
+    client: TestClient, web_site: Site, smtp_server: TestSMTPServer, clock: Clock
+) -> None:
+    subscribe(client, "ann@example.org")
+    token = link(smtp_server)
+    clock.now = NOW + timedelta(hours=73)
+    page = client.get(f"/confirm/{token}")
+    assert page.status_code == 410 and "expired" in page.text
+    assert client.post(f"/confirm/{token}").status_code == 410
+    assert set(statuses(web_site, "ann@example.org").values()) == {"pending"}
+    resent = client.post(f"/confirm/{token}", data={"action": "resend"})
+    assert "Check your inbox" in resent.text
+    assert len(smtp_server.messages) == 2
+    assert client.post(f"/confirm/{link(smtp_server)}").status_code == 200
+    assert set(statuses(web_site, "ann@example.org").values()) == {"confirmed"}
+
+
+# -- unsubscribe ------------------------------------------------------------------------------
+
+
+def test_one_click_unsubscribe_urlencoded_without_cookies(
+    client: TestClient, web_site: Site
+) -> None:
+    person = member(web_site, "ann@example.org", "all-members", "disability-group")
+    token = unsubscribe_token(web_site, person, "ann@example.org")
+    page = client.get(f"/unsubscribe/{token}")  # GET: a page with a button, nothing changed
+    assert page.status_code == 200 and "<button" in page.text
+    assert set(statuses(web_site, "ann@example.org").values()) == {"confirmed"}
+    client.cookies.clear()
+    answer = client.post(
+        f"/unsubscribe/{token}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200 and not answer.is_redirect
+    assert set(statuses(web_site, "ann@example.org").values()) == {"unsubscribed"}
+    with transaction(web_site.engine) as session:
+        methods = session.scalars(
+            select(ConsentEvent.method).where(ConsentEvent.kind == "unsubscribed")
+        ).all()
+    assert methods == ["one-click", "one-click"]
+    again = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert again.status_code == 200  # twice changes nothing and is not an error
+
+
+def test_one_click_unsubscribe_multipart(client: TestClient, web_site: Site) -> None:
+    person = member(web_site, "ann@example.org")
+    token = unsubscribe_token(web_site, person, "ann@example.org")
+    answer = client.post(
+        f"/unsubscribe/{token}",
+        files={"List-Unsubscribe": (None, "One-Click")},  # multipart/form-data, no file
+    )
+    assert answer.status_code == 200
+    assert set(statuses(web_site, "ann@example.org").values()) == {"unsubscribed"}
+
+
+def test_unsubscribe_button_on_the_page_is_method_link(client: TestClient, web_site: Site) -> None:
+    person = member(web_site, "ann@example.org")
+    token = unsubscribe_token(web_site, person, "ann@example.org")
+    answer = client.post(f"/unsubscribe/{token}")
+    assert answer.status_code == 200 and "You are unsubscribed" in answer.text
+    with transaction(web_site.engine) as session:
+        event = session.scalars(
+            select(ConsentEvent).where(ConsentEvent.kind == "unsubscribed")
+        ).one()
+    assert event.method == "link" and event.ip == "testclient" and event.user_agent == UA
+
+
+def bad_tokens(site: Site, person: int, email: str, other: int) -> dict[str, str]:
+    good = unsubscribe_token(site, person, email)
+    body = good.split(".", 1)[1]
+    other_key = tokens.key_id("some other key")
+    return {
+        "tampered": good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
+        "truncated": good[: len(good) // 2],
+        "other purpose": preferences_token(site, person, email),
+        "confirm token": tokens.make(
+            site.config, "confirm", {"s": person, "a": tokens.address_digest(email)}, now=NOW
+        ),
+        "another address": tokens.make(
+            site.config, "unsubscribe", {"s": other, "a": tokens.address_digest(email)}, now=NOW
+        ),
+        "no such subscriber": tokens.make(
+            site.config, "unsubscribe", {"s": 99999, "a": tokens.address_digest(email)}, now=NOW
+        ),
+        "unknown key": f"{other_key}.{body}",
+        "no key id": body,
+        "garbage": "hello",
+        "long": "a" * 3000,
+    }
+
+
+def test_every_bad_token_gets_the_same_answer_and_changes_nothing(
+    client: TestClient, web_site: Site
+) -> None:
+    person = member(web_site, "ann@example.org")
+    other = member(web_site, "bob@example.org")
+    before = {e: statuses(web_site, e) for e in ("ann@example.org", "bob@example.org")}
+    answers = set()
+    for name, token in bad_tokens(web_site, person, "ann@example.org", other).items():
+        for route in ("unsubscribe", "confirm", "preferences"):
+            if name == "other purpose" and route == "preferences":
+                continue  # it is a good preferences token
+            if name == "confirm token" and route == "confirm":
+                continue
+            url = f"/{route}/{token}"
+            for answer in (
+                client.get(url),
+                client.post(url, data={"List-Unsubscribe": "One-Click"}),
+                client.post(url, data={"action": "erase-confirmed"}),
+            ):
+                assert answer.status_code == 400, (name, route, answer.text)
+                answers.add(answer.text)
+    assert len(answers) == 1
+    assert {e: statuses(web_site, e) for e in before} == before
+
+
+def test_old_links_work_after_the_key_is_rotated(
+    web_site: Site, site_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person = member(web_site, "ann@example.org")
+    old_token = unsubscribe_token(web_site, person, "ann@example.org")
+    assert old_token.split(".")[0] == tokens.key_id(TEST_SECRET)
+    monkeypatch.setenv("NEWSROOM_SECRET_KEY", "a-brand-new-key-after-rotation")
+    monkeypatch.setenv("NEWSROOM_SECRET_OLD_KEYS", TEST_SECRET)
+    rotated = Site.open(site_dir)
+    try:
+        with TestClient(create_app(rotated)) as client:
+            answer = client.post(
+                f"/unsubscribe/{old_token}", data={"List-Unsubscribe": "One-Click"}
+            )
+            assert answer.status_code == 200
+        assert set(statuses(rotated, "ann@example.org").values()) == {"unsubscribed"}
+    finally:
+        rotated.close()
+    monkeypatch.delenv("NEWSROOM_SECRET_OLD_KEYS")
+    forgotten = Site.open(site_dir)  # the old key dropped: its links stop working
+    try:
+        with TestClient(create_app(forgotten)) as client:
+            assert client.get(f"/unsubscribe/{old_token}").status_code == 400
+    finally:
+        forgotten.close()
+
+
+# -- preferences ------------------------------------------------------------------------------
+
+
+def test_preferences_choose_lists_and_leave_everything(
+    client: TestClient, web_site: Site, smtp_server: TestSMTPServer, clock: Clock
+) -> None:
+    person = member(web_site, "ann@example.org", "all-members", "clp-secretaries")
+    clock.now = NOW + timedelta(days=2)  # past the one-confirmation-a-day limit of member()
+    token = preferences_token(web_site, person, "ann@example.org")
+    page = client.get(f"/preferences/{token}")
+    assert page.status_code == 200
+    assert "CLP secretaries" in page.text  # private, but she is on it
+    assert page.headers["referrer-policy"] == "no-referrer"
+    saved = client.post(
+        f"/preferences/{token}",
+        data={"action": "save", "lists": ["all-members", "disability-group"]},
+    )
+    assert saved.status_code == 200 and "confirm the new lists" in saved.text
+    after = statuses(web_site, "ann@example.org")
+    assert sorted(after.values()) == ["confirmed", "pending", "unsubscribed"]
+    assert len(smtp_server.to("ann@example.org")) == 2  # the one from member() and this one
+    # a private list she is no longer on cannot be chosen again from here
+    refused = client.post(
+        f"/preferences/{token}", data={"action": "save", "lists": ["clp-secretaries"]}
+    )
+    assert refused.status_code == 400 and "unknown list" in refused.text
+    left = client.post(f"/preferences/{token}", data={"action": "leave"})
+    assert "You have left every list" in left.text
+    assert set(statuses(web_site, "ann@example.org").values()) == {"unsubscribed"}
+
+
+def test_preferences_download_my_data(client: TestClient, web_site: Site) -> None:
+    person = member(web_site, "ann@example.org")
+    token = preferences_token(web_site, person, "ann@example.org")
+    answer = client.post(f"/preferences/{token}", data={"action": "download"})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/json")
+    assert "attachment" in answer.headers["content-disposition"]
+    data = json.loads(answer.text)
+    assert data["subscriber"]["email"] == "ann@example.org"
+    assert [s["list"] for s in data["subscriptions"]] == ["all-members"]
+    assert [e["kind"] for e in data["ledger"]] == ["requested"]
+    assert client.get(f"/preferences/{token}").status_code == 200  # GET never downloads
+
+
+def test_erase_needs_a_confirmation_step(client: TestClient, web_site: Site) -> None:
+    person = member(web_site, "ann@example.org")
+    token = preferences_token(web_site, person, "ann@example.org")
+    step = client.post(f"/preferences/{token}", data={"action": "erase"})
+    assert step.status_code == 200 and "Yes, erase me" in step.text
+    assert statuses(web_site, "ann@example.org") != {}  # not yet
+    done = client.post(f"/preferences/{token}", data={"action": "erase-confirmed"})
+    assert done.status_code == 200 and "erased" in done.text
+    assert statuses(web_site, "ann@example.org") == {}
+    assert client.get(f"/preferences/{token}").status_code == 400  # the link is dead now
+
+
+# -- the guards -------------------------------------------------------------------------------
+
+
+def test_large_bodies_are_refused(client: TestClient) -> None:
+    answer = client.post("/subscribe", content=b"x" * 100_000)
+    assert answer.status_code == 413
+
+
+def test_unknown_pages_are_404_with_headers(client: TestClient) -> None:
+    answer = client.get("/no/such/page")
+    assert answer.status_code == 404 and "Page not found" in answer.text
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert client.delete("/subscribe").status_code == 405
+
+
+def test_tokens_are_redacted_from_log_lines() -> None:
+    line = '127.0.0.1:5 - "POST /unsubscribe/abc.def-GH_i HTTP/1.1" 200 and /confirm/x.y?z=1'
+    assert redact(line) == (
+        '127.0.0.1:5 - "POST /unsubscribe/[token] HTTP/1.1" 200 and /confirm/[token]?z=1'
+    )
+    assert redact("/preferences/t/") == "/preferences/[token]/"
+    assert redact("/issues/slug/") == "/issues/slug/"
