@@ -407,6 +407,15 @@ def cancel(engine: Engine, mailing_id: int, now: datetime) -> int:
     return int(skipped)
 
 
+def under_way(engine: Engine) -> list[int]:
+    """The mailings senders should work on, oldest first."""
+    with engine.connect() as connection:
+        query = (
+            select(Mailing.id).where(Mailing.status == MailingStatus.SENDING).order_by(Mailing.id)
+        )
+        return list(connection.scalars(query))
+
+
 def listing(engine: Engine) -> Iterator[tuple[Mailing, Counts]]:
     with transaction(engine) as session:
         found = list(session.scalars(select(Mailing).order_by(Mailing.id)))

@@ -68,12 +68,12 @@ def list_id(config: Config, expression: str) -> str:
 
 
 def templates(
-    config: Config, mailing: Mailing, variants: dict[str, mailings.Content]
+    config: Config, expression: str, variants: dict[str, mailings.Content]
 ) -> dict[str, Template]:
     """The mailing's variants encoded once each (raises NewsroomError on a bad setting)."""
     sender = parse_sender(config.text("site.sender"))
     dkim_signer = signer(config)
-    ident = list_id(config, mailing.expression)
+    ident = list_id(config, expression)
     return {
         key: Template(
             subject=content.subject,
@@ -159,7 +159,7 @@ class Sender:
         job = _Job(
             self,
             mailing,
-            templates(self.config, mailing, mailings.variants(self.engine, mailing_id)),
+            templates(self.config, mailing.expression, mailings.variants(self.engine, mailing_id)),
         )
         report = Report(mailing_id)
         size = batch_size(self.config)

@@ -1,0 +1,158 @@
+"""What `newsroom send` is about to do: the issue rendered per variant, its audience, preflight.
+
+Preflight runs before anything is written or sent: the secret key, the sender address, the DKIM
+key, the rate settings, the issue (all its errors at once), the segment expression, and a
+connection to the relay. Any failure stops the send with one line saying what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from newsroom import audience, mailings, segments, tokens
+from newsroom.database import transaction
+from newsroom.errors import NewsroomError
+from newsroom.mailer import SENT, Outgoing, Pool
+from newsroom.mailings import Content, Member
+from newsroom.messages import Clock, Recipient, new_message_id, parse_sender
+from newsroom.ratelimit import RateLimiter, domain_rates, per_second
+from newsroom.sending import signer, templates
+from newsroom.site import Site
+
+
+@dataclass
+class Plan:
+    """An issue ready to send: where it is, its subject, its variants, and how to choose one."""
+
+    path: Path
+    slug: str
+    title: str
+    default_to: str
+    variants: dict[str, Content]
+    choose: Callable[[Callable[[str], bool]], str]
+
+
+def find_issue(site: Site, name: str) -> Path:
+    """ISSUE as a path, or a slug or file name in the site's issues/ folder."""
+    path = Path(name)
+    if path.is_file():
+        return path.resolve()
+    folder = site.issues_dir
+    for candidate in (folder / name, folder / f"{name}.md", *sorted(folder.glob(f"*-{name}.md"))):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise NewsroomError(
+        f"no issue {name!r}: give a file (issues/2020-12-24-save-our-socialists.md) or a slug "
+        f"of a file in {folder}"
+    )
+
+
+def plan(site: Site, issue: str) -> Plan:
+    """Load and render ISSUE once per variant (raises ProblemsError listing every error)."""
+    path = find_issue(site, issue)
+    try:
+        issues: Any = importlib.import_module("newsroom.issues")
+        rendering: Any = importlib.import_module("newsroom.rendering")
+    except ModuleNotFoundError as exc:
+        raise NewsroomError(f"cannot render issues: {exc.name} is missing") from None
+    loaded = issues.load_issue(path, site.config)
+    rendered = rendering.render(loaded, site.config)
+    variants = {
+        key: Content(variant.subject, variant.html, variant.text)
+        for key, variant in rendered.variants.items()
+    }
+
+    def choose(matches: Callable[[str], bool]) -> str:
+        picked = rendered.variant_for(matches)
+        if isinstance(picked, str):
+            return picked
+        return next(k for k, v in rendered.variants.items() if v is picked)
+
+    return Plan(path, loaded.slug, loaded.title, loaded.to or "", variants, choose)
+
+
+def preflight(site: Site, expression: str) -> None:
+    """Check the settings sending needs, and EXPRESSION (raises NewsroomError naming the fix)."""
+    config = site.config
+    _ = config.secret_key  # raises ConfigError saying how to set one
+    parse_sender(config.text("site.sender"))
+    signer(config)
+    per_second(config.text("sending.rate"))
+    domain_rates(config.text("sending.domain_rates"))
+    with transaction(site.engine) as session:
+        segments.resolve(session, expression)
+
+
+def check_relay(site: Site) -> None:
+    """Open one connection to the relay, or raise NewsroomError saying why not."""
+
+    async def go() -> None:
+        pool = Pool(site.config, connections=1)
+        try:
+            await pool.check()
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+
+
+def dry_run(site: Site, planned: Plan, expression: str) -> Iterator[Member]:
+    return audience.members(site.engine, expression, planned.choose)
+
+
+def create(
+    site: Site, planned: Plan, expression: str, *, again: bool, now: datetime
+) -> mailings.Created:
+    subject = next(iter(planned.variants.values())).subject if planned.variants else planned.title
+    root = site.root
+    relative = planned.path.relative_to(root) if planned.path.is_relative_to(root) else planned.path
+    return mailings.create(
+        site.engine,
+        issue_slug=planned.slug,
+        issue_path=str(relative),
+        subject=subject,
+        expression=expression,
+        variants=planned.variants,
+        members=audience.members(site.engine, expression, planned.choose),
+        again=again,
+        now=now,
+    )
+
+
+def send_test(site: Site, planned: Plan, address: str, expression: str, now: datetime) -> str:
+    """One copy of the issue to ADDRESS with `[TEST]` before the subject; returns the answer."""
+    config = site.config
+    key = planned.choose(lambda _only: True)  # the fullest variant: every `only` block shown
+    content = planned.variants[key]
+    content = Content(f"[TEST] {content.subject}", content.html, content.text)
+    template = templates(config, expression or planned.default_to, {key: content})[key]
+    base = config.text("site.base_url").rstrip("/")
+    person = {"s": 0, "a": tokens.address_digest(address)}
+    recipient = Recipient(
+        address,
+        "",
+        f"{base}/unsubscribe/{tokens.make(config, 'unsubscribe', person, now=now)}",
+        f"{base}/preferences/{tokens.make(config, 'preferences', person, now=now)}",
+    )
+    data = template.build(recipient, new_message_id(template.message_id_domain), Clock().date())
+    sender = config.text("sending.bounce_address")  # a test copy belongs to no delivery
+    outcomes: list[Any] = []
+
+    async def go() -> None:
+        pool = Pool(config, connections=1, limiter=RateLimiter(1000.0))
+        try:
+            await pool.check()
+            await pool.send_all(iter([Outgoing(0, sender, address, data)]), outcomes.append)
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+    if outcomes[0].kind != SENT:
+        raise NewsroomError(f"the relay did not take the test copy: {outcomes[0].answer}")
+    return str(outcomes[0].answer)

@@ -1,0 +1,255 @@
+"""`newsroom send --resume`, `mailings`, `worker`, `dev-smtp`: what a volunteer sees, including
+every error path, a sender killed with SIGKILL and resumed, and Ctrl-C."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import random
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from newsroom import mailings
+from newsroom.models import MailingStatus, utcnow
+from newsroom.senders import SenderLock
+from newsroom.site import Site
+from tests.conftest import Run
+from tests.sendhelp import make_mailing, subscribe
+from tests.smtpserver import TestSMTPServer, free_port
+
+
+@pytest.fixture
+def fast(smtp_server: TestSMTPServer, monkeypatch: pytest.MonkeyPatch) -> TestSMTPServer:
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "100000/second")
+    monkeypatch.setenv("NEWSROOM_SMTP_TIMEOUT", "3")
+    return smtp_server
+
+
+@pytest.fixture
+def opened(site_dir: Path, fast: TestSMTPServer) -> Site:
+    site = Site.open(site_dir)
+    yield site  # type: ignore[misc]
+    site.close()
+
+
+def error_line(result: object) -> str:
+    output = getattr(result, "output", "")
+    assert getattr(result, "exit_code", None) == 1, output
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["send"], "give an ISSUE"),
+        (["send", "--resend-uncertain"], "--resend-uncertain goes with --resume"),
+        (["send", "x", "--resume", "1"], "--resume ID takes no ISSUE"),
+        (["send", "--resume", "99"], "no mailing 99"),
+        (["send", "no-such-issue", "--to", "all-members"], "no issue 'no-such-issue'"),
+        (["mailings", "show", "99"], "no mailing 99"),
+        (["mailings", "pause", "99"], "no mailing 99"),
+        (["mailings", "cancel", "99"], "no mailing 99"),
+    ],
+)
+def test_error_paths(cli: Run, args: list[str], words: str) -> None:
+    assert words in error_line(cli(*args))
+
+
+def test_resume_sends_the_rest_and_lists(cli: Run, opened: Site, fast: TestSMTPServer) -> None:
+    subscribe(opened, 5)
+    created = make_mailing(opened)
+    mailings.pause(opened.engine, created.mailing_id, "paused by hand")
+    result = cli("mailings")
+    assert result.exit_code == 0
+    assert "paused" in result.output and "save-our-socialists" in result.output
+    result = cli("send", "--resume", str(created.mailing_id))
+    assert result.exit_code == 0, result.output
+    assert f"mailing {created.mailing_id} done: 5 sent, 0 failed" in result.output
+    assert len(fast.messages) == 5
+    shown = cli("mailings", "show", str(created.mailing_id))
+    assert "status:  done" in shown.output and "sent: 5" in shown.output
+    assert "already done" in error_line(cli("mailings", "cancel", str(created.mailing_id)))
+    assert "not sending" in error_line(cli("mailings", "pause", str(created.mailing_id)))
+
+
+def test_pause_then_cancel(cli: Run, opened: Site) -> None:
+    subscribe(opened, 2)
+    created = make_mailing(opened)
+    ident = str(created.mailing_id)
+    assert cli("mailings", "pause", ident).exit_code == 0
+    assert mailings.get(opened.engine, created.mailing_id).status == MailingStatus.PAUSED
+    result = cli("mailings", "cancel", ident)
+    assert result.exit_code == 0 and "2 deliveries will not be sent" in result.output
+    assert "was cancelled" in error_line(cli("send", "--resume", ident))
+
+
+def test_policy_pause_is_one_clear_line(cli: Run, opened: Site, fast: TestSMTPServer) -> None:
+    subscribe(opened, 3)
+    created = make_mailing(opened)
+    fast.fail("MAIL", 554, "5.7.1 Relay access denied")
+    line = error_line(cli("send", "--resume", str(created.mailing_id)))
+    assert line.startswith(f"Error: mailing {created.mailing_id} paused")
+    assert "554 5.7.1 Relay access denied" in line
+
+
+def test_unreachable_relay_stops_before_sending(
+    cli: Run, opened: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscribe(opened, 1)
+    created = make_mailing(opened)
+    mailings.pause(opened.engine, created.mailing_id, "x")
+    monkeypatch.setenv("NEWSROOM_SMTP_PORT", str(free_port()))
+    assert "cannot reach the SMTP relay" in error_line(
+        cli("send", "--resume", str(created.mailing_id))
+    )
+    assert mailings.get(opened.engine, created.mailing_id).status == MailingStatus.PAUSED
+
+
+def test_second_sender_on_sqlite_is_refused(cli: Run, opened: Site) -> None:
+    if opened.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL allows many senders")
+    subscribe(opened, 1)
+    created = make_mailing(opened)
+    with SenderLock(opened.engine):
+        line = error_line(cli("send", "--resume", str(created.mailing_id)))
+        assert "one `newsroom send` or `newsroom worker` runs at a time" in line
+        assert "on SQLite" in error_line(cli("worker", "--once"))
+
+
+def test_worker_once_sends_everything(cli: Run, opened: Site, fast: TestSMTPServer) -> None:
+    subscribe(opened, 4)
+    make_mailing(opened)
+    make_mailing(opened, slug="second-issue")
+    result = cli("worker", "--once")
+    assert result.exit_code == 0, result.output
+    assert "worker stopped: 8 sent" in result.output
+    assert len(fast.messages) == 8
+
+
+def newsroom(site_dir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsroom", "--site", str(site_dir), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_resume(
+    site_dir: Path, opened: Site, fast: TestSMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten senders killed mid-mailing: resumed, everyone has the issue; nobody got it twice
+    beyond the documented bound (one batch per sender), and only with --resend-uncertain."""
+    batch = 10
+    monkeypatch.setenv("NEWSROOM_SENDING_BATCH", str(batch))
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "400/second")
+    chance = random.Random(5)
+    emails = subscribe(opened, 200)
+    killed_mid_way = 0
+    for run in range(10):
+        fast.reset()
+        created = make_mailing(opened, slug=f"issue-{run}")
+        ident = str(created.mailing_id)
+        sender = newsroom(site_dir, "send", "--resume", ident)
+        time.sleep(chance.uniform(0.4, 1.2))
+        sender.send_signal(signal.SIGKILL)
+        sender.communicate()
+        before = Counter(m.rcpt_tos[0] for m in fast.messages)
+        killed_mid_way += 0 < len(before) < 200
+        with SenderLock(opened.engine) as lock:
+            uncertain = mailings.counts(opened.engine, created.mailing_id, lock).uncertain
+        assert uncertain <= batch
+        resend = ["--resend-uncertain"] if run % 2 else []
+        finish = newsroom(site_dir, "send", "--resume", ident, *resend)
+        output, _ = finish.communicate(timeout=60)
+        assert finish.returncode == 0, output
+        received = Counter(m.rcpt_tos[0] for m in fast.messages)
+        twice = sum(n - 1 for n in received.values())
+        assert max(received.values()) <= 2 and set(received.values()) <= {1, 2}
+        if resend:
+            assert set(received) == set(emails), output
+            assert twice <= uncertain
+        else:
+            assert twice == 0
+            assert len(set(emails) - set(received)) <= uncertain
+            if uncertain:
+                assert f"{uncertain} deliveries are uncertain" in output
+    assert killed_mid_way >= 5
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_in_flight_and_pauses(
+    site_dir: Path, opened: Site, fast: TestSMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "40/second")
+    subscribe(opened, 200)
+    created = make_mailing(opened)
+    sender = newsroom(site_dir, "send", "--resume", str(created.mailing_id))
+    time.sleep(1.5)
+    sender.send_signal(signal.SIGINT)
+    output, _ = sender.communicate(timeout=30)
+    assert sender.returncode == 130, output
+    assert f"mailing {created.mailing_id} paused" in output
+    assert f"newsroom send --resume {created.mailing_id}" in output
+    counts = mailings.counts(opened.engine, created.mailing_id)
+    assert mailings.get(opened.engine, created.mailing_id).status == MailingStatus.PAUSED
+    assert counts["sending"] == 0  # nothing left uncertain
+    assert counts["sent"] == len(fast.messages) > 0
+    assert counts["pending"] == 200 - len(fast.messages)
+
+
+def test_dev_smtp_stores_messages_in_a_maildir(site_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    folder = tmp_path / "outbox"
+    server = newsroom(site_dir, "dev-smtp", "--maildir", str(folder), "--port", str(port))
+    try:
+        for _ in range(100):
+            try:
+                client = smtplib.SMTP("127.0.0.1", port, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with client:
+            client.ehlo()
+            assert client.has_extn("pipelining")
+            client.sendmail(
+                "b@example.org", ["ann@example.net"], b"Subject: hi\r\n\r\n.dot\r\nok\r\n"
+            )
+    finally:
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=10)
+    assert server.returncode == 0, output
+    assert "1 message(s) stored" in output
+    [stored] = list(mailbox.Maildir(folder))
+    assert stored["Subject"] == "hi" and stored["X-Envelope-To"] == "<ann@example.net>"
+    assert stored.get_payload() == ".dot\nok\n"
+
+
+def test_dev_smtp_port_in_use_is_one_line(cli: Run, fast: TestSMTPServer, tmp_path: Path) -> None:
+    result = cli("dev-smtp", "--maildir", str(tmp_path / "m"), "--port", str(fast.port))
+    assert "cannot listen on" in error_line(result)
+
+
+def test_resend_uncertain_from_the_cli(cli: Run, opened: Site, fast: TestSMTPServer) -> None:
+    subscribe(opened, 4)
+    created = make_mailing(opened)
+    mailings.claim(opened.engine, created.mailing_id, "gone:1:abc", 2, utcnow())
+    result = cli("send", "--resume", str(created.mailing_id))
+    assert result.exit_code == 0, result.output
+    assert "2 deliveries are uncertain" in result.output and len(fast.messages) == 2
+    shown = cli("mailings", "show", str(created.mailing_id))
+    assert "2 uncertain" in shown.output
+    result = cli("send", "--resume", str(created.mailing_id), "--resend-uncertain")
+    assert "2 uncertain deliveries will be sent again" in result.output
+    assert len(fast.messages) == 4 and os.path.exists(opened.root)
