@@ -31,6 +31,15 @@ FILE_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)\.md$")
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 OPEN = re.compile(r"^:::\s*([A-Za-z][\w-]*)?\s*(.*?)\s*$")
 CLOSE = re.compile(r"^:::\s*$")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML without timestamp magic: dates stay text, so a bad one is our message, not a crash."""
+
+
+_Loader.add_constructor(
+    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
+)
 KEY = re.compile(r"^([A-Za-z_][\w-]*):(?:\s+(.*))?$")
 
 
@@ -115,7 +124,7 @@ class _Reader:
             self.report(1, 'the front matter is never closed: add a line "---" after it')
             return {}, len(lines)
         try:
-            data = yaml.safe_load("\n".join(lines[1:end])) or {}
+            data = yaml.load("\n".join(lines[1:end]), Loader=_Loader) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 2 if mark is not None else 1

@@ -23,7 +23,10 @@ FIELD = re.compile(r"\{\{\s*([^{}|]*?)\s*(?:\|\s*([^{}]*?)\s*)?\}\}")
 # The merge fields a volunteer may use, with what the public variant (web, feeds) says instead.
 FIELDS = {"first_name": "friend", "name": "friend", "email": ""}
 RESERVED = ("unsubscribe_url", "preferences_url")  # filled by the sender for the footer
-SENTINEL = re.compile("\ue000(\\d+)\ue001")
+# mjml-python writes the sentinels in attribute values (the footer's href) as \u{e000}.
+# In text a sentinel is padded (\ue002) to about the width of a name, so lines wrap near 72.
+SENTINEL = re.compile(r"(?:\ue000|\\u\{e000\})(\d+)\ue002*(?:\ue001|\\u\{e001\})")
+SENTINEL_WIDTH = 10
 LINK_SCHEMES = ("https", "http", "mailto", "tel")
 VAGUE = {"here", "click here", "this", "link", "read more", "more", "this link", "click"}
 
@@ -135,7 +138,8 @@ class FieldTable:
 
         def swap(match: re.Match[str]) -> str:
             self.fields.append((match.group(1), match.group(2)))
-            return f"\ue000{len(self.fields) - 1}\ue001"
+            number = str(len(self.fields) - 1)
+            return f"\ue000{number}{chr(0xE002) * (SENTINEL_WIDTH - 2 - len(number))}\ue001"
 
         return FIELD.sub(swap, text)
 

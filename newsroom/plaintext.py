@@ -50,9 +50,9 @@ def _footer(issue: Issue, config: Config, audience: Audience, fields: FieldTable
     lines.append(wrap(f"You get this email because you subscribed to {site} at {base}."))
     lines += [
         "",
-        f"Unsubscribe: {unsubscribe}",
-        f"Your preferences and data: {preferences}",
-        f"Read this on the web: {page}",
+        wrap(f"Unsubscribe: {unsubscribe}"),
+        wrap(f"Your preferences and data: {preferences}"),
+        wrap(f"Read this on the web: {page}"),
     ]
     return "\n".join(lines)
 

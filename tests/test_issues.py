@@ -1,0 +1,229 @@
+"""Reading issues: front matter, blocks, and every problem of a file reported at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from newsroom import blocks
+from newsroom.errors import ProblemsError
+from newsroom.issues import Block, Markdown, load_all, load_issue
+from newsroom.site import Site
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+---
+title: Save our socialists
+date: 2020-12-24
+to: clp-secretaries
+summary: MPs back the campaign.
+---
+Dear {{first_name|friend}},
+
+::: statement A statement from Diane Abbott
+by: Diane Abbott MP
+date: 2020-12-16
+
+“I fully support this important campaign.”
+:::
+
+::: private
+Secret.
+
+::: only disability-group
+Only for the group.
+:::
+:::
+"""
+
+
+def write(site: Site, text: str, name: str = "2020-12-24-save-our-socialists.md") -> Path:
+    path = site.issues_dir / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(site: Site, text: str, name: str = "2020-12-24-save-our-socialists.md") -> list[str]:
+    with pytest.raises(ProblemsError) as caught:
+        load_issue(write(site, text, name), site.config)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_reads_front_matter_and_blocks(site: Site) -> None:
+    issue = load_issue(write(site, GOOD), site.config)
+    assert (issue.slug, issue.title, issue.date) == (
+        "save-our-socialists",
+        "Save our socialists",
+        dt.date(2020, 12, 24),
+    )
+    assert issue.to == "clp-secretaries"
+    assert issue.summary == "MPs back the campaign."
+    first, statement, private = issue.body
+    assert isinstance(first, Markdown) and first.line == 7
+    assert isinstance(statement, Block) and statement.line == 9
+    assert statement.data == blocks.Statement("Diane Abbott MP", "", dt.date(2020, 12, 16), False)
+    assert statement.body == "“I fully support this important campaign.”"
+    assert isinstance(private, Block) and private.type == "private"
+    assert [type(n).__name__ for n in private.children] == ["Markdown", "Block"]
+    only = private.children[1]
+    assert isinstance(only, Block) and only.data == blocks.Only("disability-group")
+
+
+def test_slug_from_front_matter(site: Site) -> None:
+    issue = load_issue(write(site, GOOD.replace("summary:", "slug: sos\nsummary:")), site.config)
+    assert issue.slug == "sos"
+
+
+def test_every_problem_of_a_file_at_once(site: Site) -> None:
+    text = """\
+---
+title: Save our socialists
+date: 2020-12-24
+colour: red
+---
+Hello {{nmae}}, see [the page](page.html), [this](javascript:alert(1)) and ![](https://example.org/a.png).
+
+::: statment
+:::
+
+::: statement
+role: MP
+mood: happy
+
+Quote.
+:::
+
+::: meeting Members meeting
+when: 2022-10-05 25:30
+timezone: Europe/Londn
+:::
+
+::: supporters
+source: missing.txt
+:::
+
+::: action
+url: /petition
+:::
+
+Text {{unsubscribe_url}}
+
+::: motion
+1. never closed
+"""
+    assert problems(site, text) == [
+        'issues/2020-12-24-save-our-socialists.md:4: unknown key "colour" in the front matter: '
+        "allowed keys are title, date, to, summary, slug",
+        "issues/2020-12-24-save-our-socialists.md:6: unknown merge field {{nmae}}: use one of "
+        "first_name, name, email (with a fallback if you like: {{first_name|friend}})",
+        'issues/2020-12-24-save-our-socialists.md:6: link "page.html" is not a full address: '
+        "write it with https://, such as https://example.org/page",
+        'issues/2020-12-24-save-our-socialists.md:6: link "javascript:alert(1)" is not allowed: '
+        "addresses must start with https://",
+        'issues/2020-12-24-save-our-socialists.md:6: image "https://example.org/a.png" has no alt '
+        "text: write ![what the image shows](https://example.org/a.png)",
+        'issues/2020-12-24-save-our-socialists.md:8: unknown block type "statment": use one of '
+        "statement, meeting, supporters, motion, action, private, only",
+        'issues/2020-12-24-save-our-socialists.md:11: missing key "by" in the statement block '
+        "(required: by)",
+        'issues/2020-12-24-save-our-socialists.md:13: unknown key "mood" in the statement block: '
+        "allowed keys are by, role, date",
+        'issues/2020-12-24-save-our-socialists.md:19: bad date and time "2022-10-05 25:30" for '
+        '"when": write it as YYYY-MM-DD HH:MM, such as 2022-10-05 18:30',
+        'issues/2020-12-24-save-our-socialists.md:20: unknown time zone "Europe/Londn" for '
+        '"timezone": use a name such as Europe/London',
+        'issues/2020-12-24-save-our-socialists.md:24: supporters file "missing.txt" not found in '
+        "issues/, the folder of the issue: create it there, one name per line",
+        'issues/2020-12-24-save-our-socialists.md:28: "url" must be a full https:// address, such '
+        'as https://example.org/page, not "/petition"',
+        "issues/2020-12-24-save-our-socialists.md:31: {{unsubscribe_url}} is filled in by "
+        "newsroom for the footer: it cannot be used in an issue",
+        "issues/2020-12-24-save-our-socialists.md:33: the motion block opened here is never "
+        'closed: add a line ":::" after its content',
+    ]
+
+
+def test_missing_front_matter_keys_and_bad_date(site: Site) -> None:
+    assert problems(site, "---\ndate: 2020-13-01\n---\nText\n") == [
+        'issues/2020-12-24-save-our-socialists.md:1: missing key "title" in the front matter '
+        "(required: title, date)",
+        'issues/2020-12-24-save-our-socialists.md:2: bad date "2020-13-01" for "date": write it '
+        "as YYYY-MM-DD, such as 2020-12-24",
+    ]
+
+
+def test_no_front_matter(site: Site) -> None:
+    assert problems(site, "Just text\n") == [
+        'issues/2020-12-24-save-our-socialists.md:1: an issue starts with front matter: a line "---", '
+        'then "title: …" and "date: YYYY-MM-DD", then "---"',
+    ]
+
+
+def test_stray_close_nested_leaf_and_bad_segment(site: Site) -> None:
+    text = """\
+---
+title: T
+date: 2020-12-24
+to: all-members and
+---
+:::
+
+::: statement
+by: X
+
+::: action
+url: https://example.org
+:::
+:::
+
+::: only
+x
+:::
+"""
+    assert problems(site, text) == [
+        'issues/2020-12-24-save-our-socialists.md:4: bad segment expression in "to": segment: '
+        "expected a list, tag:NAME, 'not' or '(', found the end at column 16",
+        'issues/2020-12-24-save-our-socialists.md:6: ":::" closes no block: remove it, or open a '
+        'block before it with "::: TYPE"',
+        "issues/2020-12-24-save-our-socialists.md:11: a statement block cannot hold other blocks: "
+        'close it with ":::" first',
+        "issues/2020-12-24-save-our-socialists.md:16: the only block needs a segment expression "
+        "after its type, such as ::: only disability-group",
+    ]
+
+
+def test_file_name_must_be_dated(site: Site) -> None:
+    assert problems(site, GOOD, name="save.md") == [
+        "issues/save.md:1: name the issue file YYYY-MM-DD-slug.md, such as "
+        "2020-12-24-save-our-socialists.md"
+    ]
+
+
+def test_supporters_source_file_next_to_the_issue(site: Site) -> None:
+    (site.issues_dir / "names.txt").write_text("# comment\nRed Flag\n\nHavant CLP\n", "utf-8")
+    text = GOOD.split("::: statement")[0] + "::: supporters Signed by\nsource: names.txt\n:::\n"
+    issue = load_issue(write(site, text), site.config)
+    assert issue.blocks[0].data == blocks.Supporters(("Red Flag", "Havant CLP"), "names.txt", "")
+
+
+def test_meeting_uses_the_site_time_zone(site: Site) -> None:
+    text = (
+        GOOD.split("::: statement")[0]
+        + "::: meeting M\nwhen: 2022-10-05 18:30\nuntil: 20:00\n:::\n"
+    )
+    data = load_issue(write(site, text), site.config).blocks[0].data
+    assert isinstance(data, blocks.Meeting)
+    assert data.start.utcoffset() == dt.timedelta(hours=1)  # BST in October
+    assert data.when_words == "Wednesday 5 October 2022, 6.30pm–8pm"
+
+
+def test_the_example_issues_are_valid_and_use_every_block_type() -> None:
+    site = Site.open(ROOT)
+    found = load_all(site)
+    assert len(found) >= 5
+    used = {block.type for issue in found for block in issue.blocks}
+    assert used == set(blocks.SPECS)
+    assert [i.date for i in found] == sorted((i.date for i in found), reverse=True)
