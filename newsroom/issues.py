@@ -37,9 +37,12 @@ class _Loader(yaml.SafeLoader):
     """YAML without timestamp magic: dates stay text, so a bad one is our message, not a crash."""
 
 
-_Loader.add_constructor(
-    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
-)
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    assert isinstance(node, yaml.ScalarNode)
+    return str(loader.construct_scalar(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 KEY = re.compile(r"^([A-Za-z_][\w-]*):(?:\s+(.*))?$")
 
 
