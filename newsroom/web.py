@@ -8,8 +8,11 @@ scanners follow links; every change is a POST.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime
 from importlib import resources
@@ -26,11 +29,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from newsroom import consent, lists, preferences, subscribers, tokens
+from newsroom import consent, feeds, lists, preferences, subscribers, tokens
+from newsroom.archive import Archive, Published
 from newsroom.errors import NewsroomError
 from newsroom.models import utcnow
 from newsroom.site import Site
-from newsroom.websecurity import CSP, FormGuard, RateLimiter, SecurityHeaders
+from newsroom.websecurity import CSP, CSP_HEADER, FormGuard, RateLimiter, SecurityHeaders
 
 log = logging.getLogger("newsroom.web")
 Clock = Callable[[], datetime]
@@ -83,11 +87,13 @@ class Web:
         self.guard = FormGuard(site.config)
         self.limiter = RateLimiter(site.config.text("web.subscribe_rate"))
         self.style = stylesheet()
+        self.archive = Archive(site, clock)
 
     # -- subscribe ---------------------------------------------------------------------------
 
     async def index(self, request: Request) -> Response:
-        return await self._form(request, "index", issues=[], dynamic=True)
+        issues = await run_in_threadpool(self.archive.issues)
+        return await self._form(request, "index", issues=issues, dynamic=True)
 
     async def subscribe_form(self, request: Request) -> Response:
         return await self._form(request, "subscribe")
@@ -355,6 +361,44 @@ class Web:
             )
         return await self._preferences_page(token, now, 400, error="Unknown action.")
 
+    # -- archive and feeds ---------------------------------------------------------------------
+
+    async def issue(self, request: Request) -> Response:
+        published = await self._published(request)
+        return HTMLResponse(
+            published.page_html, headers={"Content-Security-Policy": page_csp(published.page_html)}
+        )
+
+    async def ics(self, request: Request) -> Response:
+        published = await self._published(request)
+        data = published.ics.get(f"{request.path_params['name']}.ics")
+        if data is None:
+            raise HTTPException(404)
+        return Response(data, media_type="text/calendar; charset=utf-8")
+
+    async def _published(self, request: Request) -> Published:
+        found = await run_in_threadpool(self.archive.get, request.path_params["slug"])
+        if found is None:
+            raise HTTPException(404)
+        return found
+
+    async def rss(self, request: Request) -> Response:
+        issues = await run_in_threadpool(self.archive.issues)
+        return _xml(feeds.rss(self.site.config, issues), "application/rss+xml")
+
+    async def atom(self, request: Request) -> Response:
+        issues = await run_in_threadpool(self.archive.issues)
+        return _xml(feeds.atom(self.site.config, issues), "application/atom+xml")
+
+    async def list_feed(self, request: Request) -> Response:
+        slug = request.path_params["slug"]
+        public = {row.slug: row.name for row in preferences.public_lists(self.site)}
+        if slug not in public:  # a private list's feed would say what was sent to it
+            raise HTTPException(404)
+        issues = await run_in_threadpool(self.archive.sent_to, slug)
+        path = f"/lists/{slug}/feed.xml"
+        return _xml(feeds.rss(self.site.config, issues, path, public[slug]), "application/rss+xml")
+
     # -- the rest ------------------------------------------------------------------------------
 
     async def stylesheet(self, request: Request) -> Response:
@@ -372,6 +416,19 @@ class Web:
         if status == 404:
             return self.pages.message("Page not found", "There is no page at this address.", 404)
         return self.pages.message("Not allowed", "This request is not allowed here.", status)
+
+
+def page_csp(html: str) -> str:
+    """The CSP for an issue's page: its one inline <style> allowed by hash, still no script."""
+    hashes = []
+    for style in re.findall(r"<style>(.*?)</style>", html, re.DOTALL):
+        digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+        hashes.append(f"'sha256-{digest}'")
+    return CSP_HEADER.replace("style-src 'self'", " ".join(["style-src 'self'", *hashes]))
+
+
+def _xml(data: bytes, kind: str) -> Response:
+    return Response(data, media_type=f"{kind}; charset=utf-8")
 
 
 def _saved(choice: preferences.Choice) -> str:
@@ -405,6 +462,11 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/confirm/{token}", web.confirm, methods=["GET", "POST"]),
         Route("/unsubscribe/{token}", web.unsubscribe, methods=["GET", "POST"]),
         Route("/preferences/{token}", web.preferences, methods=["GET", "POST"]),
+        Route("/issues/{slug}/", web.issue, methods=["GET"]),
+        Route("/issues/{slug}/{name}.ics", web.ics, methods=["GET"]),
+        Route("/feed.xml", web.rss, methods=["GET"]),
+        Route("/atom.xml", web.atom, methods=["GET"]),
+        Route("/lists/{slug}/feed.xml", web.list_feed, methods=["GET"]),
         Route("/style.css", web.stylesheet, methods=["GET"]),
         Route("/healthz", web.health, methods=["GET"]),
     ]
@@ -421,3 +483,28 @@ def create_app(site: Site, *, clock: Clock = utcnow) -> Starlette:
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: web.http_error},
     )
+
+
+def static_files(site: Site, now: datetime) -> dict[str, bytes]:
+    """The public part of the web side as files (`newsroom build`): index, issue pages and their
+    calendar files, feeds, per-list feeds, the stylesheet. The subscribe form itself stays on
+    `newsroom serve` (it needs a CSRF cookie): the static index links to /subscribe."""
+    archive = Archive(site, lambda: now)
+    pages = Pages(site)
+    issues = archive.issues()
+    config = site.config
+    files = {
+        "index.html": pages.html("index", issues=issues, dynamic=False).encode(),
+        "style.css": stylesheet().encode(),
+        "feed.xml": feeds.rss(config, issues),
+        "atom.xml": feeds.atom(config, issues),
+    }
+    for published in issues:
+        files[f"issues/{published.slug}/index.html"] = published.page_html.encode()
+        for name, data in published.ics.items():
+            files[f"issues/{published.slug}/{name}"] = data
+    for row in preferences.public_lists(site):
+        path = f"lists/{row.slug}/feed.xml"
+        sent = archive.sent_to(row.slug)
+        files[path] = feeds.rss(config, sent, f"/{path}", row.name)
+    return files

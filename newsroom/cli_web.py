@@ -1,0 +1,72 @@
+"""`newsroom serve` (the web side on uvicorn) and `newsroom build` (its public part as files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from newsroom import archive, lists, web
+from newsroom.cli_common import State, pass_state
+from newsroom.models import utcnow
+from newsroom.websecurity import redact_access_log
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default: the web.host setting).")
+@click.option("--port", type=int, help="Port to listen on (default: the web.port setting).")
+@pass_state
+def serve(state: State, host: str | None, port: int | None) -> None:
+    """Run the web side: archive, feeds, subscribe, confirm, unsubscribe, preferences.
+
+    Put it behind a reverse proxy that terminates HTTPS; link tokens are kept out of its
+    access log.
+
+    \b
+    Example:
+      newsroom serve --host 127.0.0.1 --port 8000
+    """
+    import uvicorn
+
+    site = state.site
+    app = web.create_app(site)  # refuses to start without a secret key, or with bad lists
+    config = uvicorn.Config(
+        app,
+        host=host or site.config.text("web.host"),
+        port=port or site.config.integer("web.port"),
+        proxy_headers=True,  # the client's address from X-Forwarded-For of a local proxy
+        server_header=False,
+    )
+    redact_access_log()  # after uvicorn.Config, which sets its logging up
+    uvicorn.Server(config).run()
+
+
+@click.command()
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to write the site into (empty, new, or an earlier build).",
+)
+@pass_state
+def build(state: State, out: Path) -> None:
+    """Write the public archive and feeds as static files for any web host.
+
+    The subscribe form, confirmation, unsubscribe and preference pages need `newsroom serve`:
+    route /subscribe, /confirm/, /unsubscribe/ and /preferences/ to it.
+
+    \b
+    Example:
+      newsroom build --out public/
+    """
+    site = state.site
+    archive.check_out_folder(out)  # before any work: a wrong folder is refused at once
+    archive.strict_issues(site)  # every problem of every issue, at once
+    lists.sync(site)  # the per-list feeds follow lists.toml
+    report = archive.build(site, out, web.static_files(site, utcnow()))
+    click.echo(f"wrote {report.files} files ({report.issues} issues) to {report.out}")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(serve)
+    main.add_command(build)

@@ -1,0 +1,265 @@
+"""The public archive, feeds and calendar files, served and built: feedparser reads every feed
+without a complaint (bozo 0), GUIDs stay put, and a canary string in private blocks, only blocks,
+join links and merge fields never reaches any public output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import feedparser
+import icalendar
+import pytest
+from starlette.testclient import TestClient
+
+from newsroom import archive, lists
+from newsroom.database import transaction
+from newsroom.models import Mailing
+from newsroom.site import Site
+from newsroom.web import create_app
+from tests.conftest import Run
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+CANARY = "CANARY"
+ISSUE = """\
+---
+title: Canary test for {{first_name|friend}}
+date: 2026-02-01
+to: all-members
+summary: A test issue for {{first_name|reader}}.
+---
+Hello {{first_name|friend}}, this is PUBLICWORD for {{email|you}}.
+
+::: meeting Members meeting
+when: 2026-02-10 18:30
+until: 20:00
+where: Online
+register: https://example.org/register
+join: https://example.org/join-CANARY-JOIN
+
+Public description of the meeting.
+:::
+
+::: private
+Secret CANARY-PRIVATE text for {{name|you}}.
+
+::: meeting Private meeting CANARY-PMEETING
+when: 2026-02-11 18:00
+where: CANARY-PLACE
+:::
+:::
+
+::: only disability-group
+Only CANARY-ONLY text.
+:::
+"""
+OLDER = """\
+---
+title: An older bulletin
+date: 2025-12-24
+---
+Season's greetings & <news>.
+"""
+DRAFT = """\
+---
+title: A draft CANARY-DRAFT
+date: 2026-12-01
+---
+Not yet.
+"""
+PUBLIC_ROUTES = (
+    "/",
+    "/subscribe",
+    "/feed.xml",
+    "/atom.xml",
+    "/lists/all-members/feed.xml",
+    "/lists/disability-group/feed.xml",
+    "/issues/canary/",
+    "/issues/canary/meeting-1.ics",
+    "/issues/older-bulletin/",
+    "/style.css",
+)
+
+
+@pytest.fixture
+def issues_site(site: Site) -> Site:
+    for name, text in (
+        ("2026-02-01-canary.md", ISSUE),
+        ("2025-12-24-older-bulletin.md", OLDER),
+        ("2026-12-01-draft.md", DRAFT),
+    ):
+        (site.issues_dir / name).write_text(text, encoding="utf-8")
+    lists.sync(site, NOW)
+    return site
+
+
+@pytest.fixture
+def client(issues_site: Site) -> Iterator[TestClient]:
+    with TestClient(create_app(issues_site, clock=lambda: NOW)) as test_client:
+        yield test_client
+
+
+def sent(site: Site, slug: str, expression: str, status: str = "done") -> None:
+    with transaction(site.engine) as session:
+        session.add(
+            Mailing(
+                issue_slug=slug,
+                issue_path=f"issues/{slug}.md",
+                subject="s",
+                expression=expression,
+                status=status,
+            )
+        )
+
+
+def assert_public(text: str) -> None:
+    assert CANARY not in text
+    assert "{{" not in text and "first_name" not in text
+    for route in ("/unsubscribe/", "/preferences/", "/confirm/"):
+        assert route not in text
+
+
+def test_no_canary_on_any_public_route(client: TestClient) -> None:
+    for route in PUBLIC_ROUTES:
+        answer = client.get(route)
+        assert answer.status_code == 200, route
+        assert_public(answer.text)
+    assert "PUBLICWORD" in client.get("/issues/canary/").text
+    assert client.get("/issues/draft/").status_code == 404  # dated later: not published yet
+    assert "draft" not in client.get("/feed.xml").text.lower()
+    assert client.get("/issues/canary/meeting-2.ics").status_code == 404  # the private meeting
+
+
+def test_issue_page_is_accessible_with_a_strict_csp(client: TestClient) -> None:
+    page = client.get("/issues/canary/")
+    assert '<html lang="en-GB">' in page.text
+    assert "Skip to content" in page.text and "<main" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "'sha256-" in csp and "unsafe-inline" not in csp and "script" not in csp
+    assert "<script" not in page.text
+
+
+def test_index_lists_published_issues_newest_first(client: TestClient) -> None:
+    page = client.get("/").text
+    assert page.index("/issues/canary/") < page.index("/issues/older-bulletin/")
+    assert "Canary test for friend" in page
+
+
+def test_feeds_parse_cleanly_with_full_content_and_stable_ids(client: TestClient) -> None:
+    for route in ("/feed.xml", "/atom.xml"):
+        answer = client.get(route)
+        assert answer.headers["content-type"].startswith("application/")
+        feed = feedparser.parse(answer.content)
+        assert feed.bozo == 0, (route, feed.get("bozo_exception"))
+        assert feed.feed.title == "Test Newsroom"
+        assert [e.title for e in feed.entries] == ["Canary test for friend", "An older bulletin"]
+        first = feed.entries[0]
+        assert first.id == "http://localhost:8000/issues/canary/"
+        assert first.link == "http://localhost:8000/issues/canary/"
+        assert "PUBLICWORD" in first.content[0].value  # the full text, not a summary
+        assert "Public description of the meeting" in first.content[0].value
+        assert "greetings &amp;" in feed.entries[1].content[0].value
+        assert client.get(route).content == answer.content  # the same bytes every time
+
+
+def test_per_list_feeds_hold_the_issues_sent_to_that_list(
+    client: TestClient, issues_site: Site
+) -> None:
+    sent(issues_site, "canary", "all-members and not disability-group")
+    sent(issues_site, "older-bulletin", "disability-group", status="cancelled")
+    members = feedparser.parse(client.get("/lists/all-members/feed.xml").content)
+    assert members.bozo == 0
+    assert members.feed.title == "Test Newsroom: All members"
+    assert [e.id for e in members.entries] == ["http://localhost:8000/issues/canary/"]
+    group = feedparser.parse(client.get("/lists/disability-group/feed.xml").content)
+    assert group.bozo == 0 and group.entries == []  # negated, or cancelled: not sent to it
+    assert client.get("/lists/clp-secretaries/feed.xml").status_code == 404  # not public
+    assert client.get("/lists/no-such-list/feed.xml").status_code == 404
+
+
+def test_addressed_lists_of_an_expression() -> None:
+    assert archive.addressed("all-members and not clp-secretaries") == {"all-members"}
+    assert archive.addressed("(a or b) and tag:press") == {"a", "b"}
+    assert archive.addressed("not (a or b)") == set()
+    assert archive.addressed("a and (") == set()
+
+
+def test_meeting_calendar_file_has_public_details_only(client: TestClient) -> None:
+    answer = client.get("/issues/canary/meeting-1.ics")
+    assert answer.headers["content-type"].startswith("text/calendar")
+    calendar = icalendar.Calendar.from_ical(answer.content)
+    (event,) = calendar.walk("VEVENT")
+    assert str(event["summary"]) == "Members meeting"
+    assert "join" not in answer.text.lower()
+
+
+def test_build_writes_the_public_part_without_private_content(
+    cli: Run, issues_site: Site, tmp_path: Path
+) -> None:
+    sent(issues_site, "canary", "all-members")
+    out = tmp_path / "public"
+    result = cli("build", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "2 issues" in result.output
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == [
+        ".newsroom-build",
+        "atom.xml",
+        "feed.xml",
+        "index.html",
+        "issues/canary/index.html",
+        "issues/canary/meeting-1.ics",
+        "issues/older-bulletin/index.html",
+        "lists/all-members/feed.xml",
+        "lists/disability-group/feed.xml",
+        "style.css",
+    ]
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert_public(path.read_text(encoding="utf-8"))
+    for name in ("feed.xml", "atom.xml", "lists/all-members/feed.xml"):
+        assert feedparser.parse((out / name).read_bytes()).bozo == 0
+    assert len(feedparser.parse((out / "lists/all-members/feed.xml").read_bytes()).entries) == 1
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert 'href="/subscribe"' in index and "form_token" not in index
+    assert 'http-equiv="Content-Security-Policy"' in index
+    # building again replaces the earlier build
+    (issues_site.issues_dir / "2025-12-24-older-bulletin.md").unlink()
+    again = cli("build", "--out", str(out))
+    assert again.exit_code == 0 and not (out / "issues/older-bulletin").exists()
+
+
+def test_build_refuses_a_folder_it_did_not_write(cli: Run, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"jpeg")
+    result = cli("build", "--out", str(folder))
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "is not empty and was not written by" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["holiday.jpg"]
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    result = cli("build", "--out", str(a_file))
+    assert result.exit_code == 1 and "is a file" in result.output
+
+
+def test_build_reports_every_problem_of_the_issues(cli: Run, site: Site, tmp_path: Path) -> None:
+    (site.issues_dir / "2026-01-01-broken.md").write_text(
+        "---\ntitle: Broken\ndate: 2026-01-01\n---\n::: nonsense\n\ntext\n:::\n", encoding="utf-8"
+    )
+    result = cli("build", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "issues/2026-01-01-broken.md:5:" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_serve_skips_a_broken_issue_and_publishes_the_rest(
+    client: TestClient, issues_site: Site
+) -> None:
+    (issues_site.issues_dir / "2026-01-01-broken.md").write_text(
+        "---\ntitle: Broken\ndate: 2026-01-01\n---\n::: nonsense\n\ntext\n:::\n", encoding="utf-8"
+    )
+    feed = feedparser.parse(client.get("/feed.xml").content)
+    assert [e.title for e in feed.entries] == ["Canary test for friend", "An older bulletin"]
