@@ -1,0 +1,119 @@
+"""The composing commands as a volunteer runs them: new, check, preview."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from newsroom.models import MailingList, Subscriber, SubscriberTag, Subscription
+from newsroom.site import Site
+from tests.conftest import Run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_new_writes_a_skeleton_that_passes_check(cli: Run, site_dir: Path) -> None:
+    result = cli("new", "Save our socialists!", "--date", "2020-12-24")
+    assert result.exit_code == 0, result.output
+    path = site_dir / "issues" / "2020-12-24-save-our-socialists.md"
+    assert result.stdout.startswith(f"created {path}\n")
+    text = path.read_text(encoding="utf-8")
+    for block in ("statement", "meeting", "supporters", "motion", "action", "private", "only"):
+        assert f"  ::: {block}" in text
+    checked = cli("check", str(path))
+    assert checked.exit_code == 0, checked.output
+    assert "issues/2020-12-24-save-our-socialists.md: ok — 2 variants" in checked.stdout
+    again = cli("new", "Save our socialists!", "--date", "2020-12-24")
+    assert again.exit_code == 1
+    assert again.stderr == f"Error: {path} already exists: choose another --slug or --date\n"
+
+
+def test_check_reports_errors_with_file_and_line(cli: Run, site_dir: Path) -> None:
+    path = site_dir / "issues" / "2020-12-24-bad.md"
+    path.write_text("---\ntitle: Bad\ndate: 2020-12-24\n---\n::: poll\n:::\n", encoding="utf-8")
+    result = cli("check")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        'issues/2020-12-24-bad.md:5: unknown block type "poll": use one of statement, meeting, '
+        "supporters, motion, action, private, only\n"
+    )
+
+
+def test_check_warns_without_failing(cli: Run, site_dir: Path) -> None:
+    path = site_dir / "issues" / "2020-12-24-vague.md"
+    path.write_text(
+        "---\ntitle: Vague\ndate: 2020-12-24\n---\nRead it [here](http://example.org).\n\n"
+        "#### Deep\n",
+        encoding="utf-8",
+    )
+    result = cli("check", str(path))
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        'issues/2020-12-24-vague.md:1: warning: no "summary" in the front matter: it is the '
+        "preview line inboxes show beside the subject",
+        'issues/2020-12-24-vague.md:5: warning: link text "here" says nothing out of context: '
+        "name where the link goes",
+        'issues/2020-12-24-vague.md:5: warning: "http://example.org" is not https: use https:// '
+        "if the site offers it",
+        "issues/2020-12-24-vague.md:7: warning: heading level 4 after level 1: do not skip "
+        "levels (use ##)",
+    ]
+    assert cli("check", "--strict", str(path)).exit_code == 1
+
+
+def test_check_all_examples_pass() -> None:
+    from click.testing import CliRunner
+
+    from newsroom.cli import main
+
+    result = CliRunner().invoke(main, ["--site", str(ROOT), "check", "--strict"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count(": ok — ") >= 5
+
+
+def test_preview_writes_the_files(cli: Run, site_dir: Path, tmp_path: Path) -> None:
+    source = ROOT / "issues" / "2022-10-03-sln-bulletin.md"
+    shutil.copy(source, site_dir / "issues")
+    out = tmp_path / "preview"
+    result = cli("preview", str(site_dir / "issues" / source.name), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    names = ["email.html", "email.txt", "web.html", "meeting-1.ics"]
+    assert result.stdout.splitlines() == [
+        "subject: SLN bulletin: all members meeting, the crisis, and NHS dentistry (variant email)",
+        *(str(out / name) for name in names),
+    ]
+    text = (out / "email.txt").read_text(encoding="utf-8")
+    assert "Dear comrade," in text
+    assert "Unsubscribe: http://localhost:8000/unsubscribe/PREVIEW" in text
+
+
+def test_preview_as_a_subscriber(cli: Run, site: Site, site_dir: Path, tmp_path: Path) -> None:
+    source = ROOT / "issues" / "2022-10-03-sln-bulletin.md"
+    shutil.copy(source, site_dir / "issues")
+    cli("lists")  # brings the lists into the database
+    with Session(site.engine) as session:
+        person = Subscriber(email="ann@example.org", name="<Ann> {{email}} Smith")
+        session.add(person)
+        session.flush()
+        for slug in ("all-members", "disability-group"):
+            lst = session.query(MailingList).filter_by(slug=slug).one()
+            session.add(Subscription(subscriber_id=person.id, list_id=lst.id, status="confirmed"))
+        session.add(SubscriberTag(subscriber_id=person.id, tag="union-rep"))
+        session.commit()
+    out = tmp_path / "ann"
+    path = str(site_dir / "issues" / source.name)
+    result = cli("preview", path, "--as", "ann@example.org", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "(variant email+1)" in result.stdout
+    html = (out / "email.html").read_text(encoding="utf-8")
+    assert "Dear &lt;Ann&gt;," in html and "Socialist Disability Group" in html
+    assert "/unsubscribe/" in html and "PREVIEW" not in html
+    text = (out / "email.txt").read_text(encoding="utf-8")
+    assert "Dear <Ann>," in text
+    unknown = cli("preview", path, "--as", "nobody@example.org", "--out", str(out))
+    assert unknown.exit_code == 1
+    assert unknown.stderr == (
+        "Error: nobody@example.org is not a subscriber: see `newsroom subscribers show`\n"
+    )
