@@ -1,0 +1,97 @@
+"""The web side as deployed: `newsroom serve` in its own process on a real port, spoken to over
+HTTP; and its refusals to start, each one clear line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from newsroom import subscribers
+from newsroom.database import transaction
+from newsroom.models import Subscription
+from newsroom.site import Site
+from tests.conftest import Run
+from tests.smtpserver import TestSMTPServer
+from tests.webserver import Server, start
+
+
+@pytest.fixture
+def server(site_dir: Path, smtp_server: TestSMTPServer, tmp_path: Path) -> Iterator[Server]:
+    running = start(site_dir, tmp_path / "serve.log")
+    yield running
+    running.stop()
+
+
+def test_subscribe_confirm_and_one_click_over_http(
+    server: Server, site_dir: Path, smtp_server: TestSMTPServer
+) -> None:
+    with httpx.Client(base_url=server.url, timeout=10) as browser:
+        home = browser.get("/")
+        assert home.status_code == 200
+        assert home.headers["x-content-type-options"] == "nosniff"
+        assert "server" not in home.headers
+        token = re.search(r'name="form_token" value="([^"]+)"', home.text)
+        assert token
+        answer = browser.post(
+            "/subscribe",
+            data={"form_token": token.group(1), "email": "ann@example.org", "lists": "all-members"},
+        )
+        assert answer.status_code == 200 and "Check your inbox" in answer.text
+    (message,) = smtp_server.to("ann@example.org")
+    text = message.message.get_body(("plain",)).get_content()
+    confirm = re.search(r"http://localhost:8000/confirm/(\S+)", text)
+    assert confirm
+    confirm_path = f"/confirm/{confirm.group(1)}"
+    assert httpx.post(server.url + confirm_path, timeout=10).status_code == 200
+
+    site = Site.open(site_dir)
+    try:
+        with transaction(site.engine) as session:
+            (sub,) = session.scalars(select(Subscription)).all()
+            assert sub.status == "confirmed"
+        unsubscribe = subscribers.unsubscribe_token(
+            site, sub.subscriber_id, "ann@example.org", None, now=sub.updated_at
+        )
+        # RFC 8058: a bare POST from the mail provider, no cookie, no redirect followed
+        one_click = httpx.post(
+            f"{server.url}/unsubscribe/{unsubscribe}",
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=10,
+        )
+        assert one_click.status_code == 200 and not one_click.is_redirect
+        with transaction(site.engine) as session:
+            assert session.scalars(select(Subscription.status)).all() == ["unsubscribed"]
+    finally:
+        site.close()
+
+    log = server.stop()
+    assert "POST /unsubscribe/[token]" in log and "POST /confirm/[token]" in log
+    assert unsubscribe not in log and confirm.group(1) not in log
+    assert unsubscribe.split(".")[1][:20] not in log
+
+
+def test_serve_refuses_to_start_without_a_secret_key(
+    cli: Run, site_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (site_dir / ".env").unlink()
+    monkeypatch.delenv("NEWSROOM_SECRET_KEY")
+    result = cli("serve", "--port", "1")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: no secret key: set NEWSROOM_SECRET_KEY")
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_serve_refuses_to_start_with_a_broken_lists_file(cli: Run, site_dir: Path) -> None:
+    (site_dir / "subscribers" / "lists.toml").write_text(
+        '[news]\nname = "News"\nopt_in = "maybe"\n'
+    )
+    result = cli("serve", "--port", "1")
+    assert result.exit_code == 1
+    assert 'subscribers/lists.toml:3: [news] opt_in must be "double" or "single"' in result.output
+    assert "Traceback" not in result.output
