@@ -19,7 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from newsroom import mailings, outbox
+from newsroom import lists, mailings, outbox
 from newsroom.cli_common import Group, State, echo_json, json_option, pass_state
 from newsroom.errors import NewsroomError
 from newsroom.mailings import Result
@@ -76,6 +76,7 @@ def send(
     if not issue:
         raise NewsroomError("give an ISSUE to send (or --resume ID)")
     planned = outbox.plan(site, issue)
+    lists.sync(site, utcnow())  # lists.toml is the truth about which lists exist
     target = expression or planned.default_to
     if not target:
         raise NewsroomError(f"{planned.path.name}: no `to:` in the issue; say who with --to EXPR")

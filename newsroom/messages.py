@@ -22,10 +22,13 @@ from html import escape
 
 import dkim
 
+from newsroom import personalise
 from newsroom.errors import NewsroomError
 
-FIELD = re.compile(r"\{\{\s*([a-z_]+)\s*(?:\|([^{}]*))?\}\}")
-FIELDS = ("first_name", "name", "email", "unsubscribe_url", "preferences_url")
+# The placeholders rendering.py leaves in each variant (see personalise.py): `{{name}}` or
+# `{{name|fallback}}`, the fallback already escaped for the part it sits in.
+FIELD = re.compile(r"\{\{([a-z_]+)(?:\|([^{}]*))?\}\}")
+FIELDS = personalise.FIELDS
 # RFC 6376 §5.4: the headers a DKIM signature covers (the issue's list, plus MIME structure).
 SIGNED_HEADERS = (
     b"From",
@@ -169,7 +172,7 @@ def _cut(template: str, html: bool, where: str) -> list[bytes | Slot]:
                 f"{where}: unknown merge field {{{{{name}}}}}; known: {', '.join(FIELDS)}"
             )
         pieces.append(qp_encode(template[position : match.start()]))
-        pieces.append(Slot(name, (match.group(2) or "").strip(), html))
+        pieces.append(Slot(name, match.group(2) or "", html))
         position = match.end()
     pieces.append(qp_encode(template[position:]))
     return [p for p in pieces if p != b""]
@@ -179,7 +182,7 @@ def fill(template: str, fields: Mapping[str, str]) -> str:
     """TEMPLATE (a subject) with its merge fields filled as plain text."""
 
     def value(match: re.Match[str]) -> str:
-        return fields.get(match.group(1)) or (match.group(2) or "").strip()
+        return fields.get(match.group(1)) or match.group(2) or ""
 
     return FIELD.sub(value, template)
 
@@ -297,8 +300,10 @@ class Template:
             assert isinstance(piece, Slot)
             encoded = cache.get(piece)
             if encoded is None:
-                value = fields[piece.name] or piece.fallback
-                encoded = cache[piece] = qp_encode(escape(value) if piece.html else value)
+                value = fields[piece.name]
+                if value and piece.html:
+                    value = escape(value)
+                encoded = cache[piece] = qp_encode(value or piece.fallback)
             parts.append(encoded)
         message = b"".join(parts)
         if self.signer is not None:

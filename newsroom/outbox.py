@@ -66,15 +66,9 @@ def plan(site: Site, issue: str) -> Plan:
     variants = {
         key: Content(variant.subject, variant.html, variant.text)
         for key, variant in rendered.variants.items()
+        if key != "public"  # the web's variant: no private content, fields already filled
     }
-
-    def choose(matches: Callable[[str], bool]) -> str:
-        picked = rendered.variant_for(matches)
-        if isinstance(picked, str):
-            return picked
-        return next(k for k, v in rendered.variants.items() if v is picked)
-
-    return Plan(path, loaded.slug, loaded.title, loaded.to or "", variants, choose)
+    return Plan(path, loaded.slug, loaded.title, loaded.to or "", variants, rendered.variant_for)
 
 
 def preflight(site: Site, expression: str) -> None:

@@ -27,10 +27,14 @@ def subscribe(site: Site, count: int, list_slug: str = "all-members", start: int
     now = utcnow()
     with transaction(site.engine) as session:
         list_id = session.scalar(select(MailingList.id).where(MailingList.slug == list_slug))
-        session.execute(
-            insert(Subscriber),
-            [{"email": e, "name": f"Person {i}", "created_at": now} for i, e in enumerate(emails)],
-        )
+        known = set(session.scalars(select(Subscriber.email).where(Subscriber.email.in_(emails))))
+        new = [
+            {"email": e, "name": f"Person {start + i}", "created_at": now}
+            for i, e in enumerate(emails)
+            if e not in known
+        ]
+        if new:
+            session.execute(insert(Subscriber), new)
         ids = session.scalars(select(Subscriber.id).where(Subscriber.email.in_(emails))).all()
         session.execute(
             insert(Subscription),
