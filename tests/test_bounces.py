@@ -29,7 +29,7 @@ from newsroom.models import (
 )
 from newsroom.site import Site
 from tests.conftest import Run
-from tests.smtpserver import free_port
+from tests.smtpserver import TestSMTPServer, free_port
 
 DATA = Path(__file__).parent / "data" / "bounces"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -358,3 +358,36 @@ def test_imap_source_handles_and_moves_reports(
     client.select('"Processed"')
     assert len(client.uid("SEARCH", "ALL")[1][0].split()) == 2  # type: ignore[arg-type]
     client.logout()
+
+
+# --- the whole loop: sending meets a relay that refuses chosen recipients -------------------
+
+
+def test_5xx_while_sending_scores_hard_bounces_until_the_address_is_dropped(
+    cli: Run, site_dir: Path, smtp_server: TestSMTPServer, tmp_path: Path
+) -> None:
+    (tmp_path / "people.csv").write_text(
+        "email,name\nkeeps@example.org,Keeps Going\ngone@example.com,Gone Away\n"
+    )
+    imported = cli("subscribers", "import", str(tmp_path / "people.csv"), "--list", "all-members",
+                   "--confirmed", "--consent", "Members' bulletin, agreed at joining")  # fmt: skip
+    assert imported.exit_code == 0, imported.stderr
+    (site_dir / "issues" / "2026-11-20-news.md").write_text(
+        "---\ntitle: News\ndate: 2026-11-20\nsummary: The news.\n---\nHello {{first_name|friend}}.\n"
+    )
+    smtp_server.fail("RCPT", 550, "5.1.1 No such user here", match="gone@")
+    for attempt in range(3):
+        again = ["--again"] if attempt else []
+        sent = cli("send", "2026-11-20-news.md", "--to", "all-members", "--yes", *again)
+        assert sent.exit_code == 0, sent.stdout + sent.stderr
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["keeps@example.org"]] * 3
+    shown = cli("subscribers", "show", "gone@example.com")
+    assert "bounced" in shown.stdout
+    assert "5.1.1 No such user here" in shown.stdout
+    listed = cli("bounces")
+    assert listed.stdout.count("gone@example.com") == 3
+    before = len(smtp_server.commands)
+    fourth = cli("send", "2026-11-20-news.md", "--to", "all-members", "--yes", "--again")
+    assert fourth.exit_code == 0, fourth.stderr
+    assert len(smtp_server.messages) == 4
+    assert not [c for c in smtp_server.commands[before:] if "gone@" in c]
