@@ -13,10 +13,12 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -38,6 +40,7 @@ from newsroom.websecurity import CSP, CSP_HEADER, FormGuard, RateLimiter, Securi
 
 log = logging.getLogger("newsroom.web")
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 TEMPLATES = Environment(
     loader=PackageLoader("newsroom", "templates"),
     autoescape=select_autoescape(["html"]),
@@ -88,6 +91,19 @@ class Web:
         self.limiter = RateLimiter(site.config.text("web.subscribe_rate"))
         self.style = stylesheet()
         self.archive = Archive(site, clock)
+        # SQLite has one writer at a time, and a second one waits in its busy handler (sleeps of
+        # milliseconds): taking turns here instead is several times faster under load.
+        sqlite = site.engine.dialect.name == "sqlite"
+        self.writing: AbstractContextManager[Any] = threading.Lock() if sqlite else nullcontext()
+
+    async def write(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a library call that changes the database, in a worker thread."""
+
+        def call() -> T:
+            with self.writing:
+                return function(*args, **kwargs)
+
+        return await run_in_threadpool(call)
 
     # -- subscribe ---------------------------------------------------------------------------
 
@@ -161,7 +177,7 @@ class Web:
         if not chosen:
             return await self._form(request, "subscribe", 400, "Choose at least one list.", form)
         try:
-            await run_in_threadpool(
+            await self.write(
                 subscribers.subscribe,
                 self.site,
                 str(form.get("email", "")),
@@ -208,7 +224,7 @@ class Web:
             if form.get("action") == "resend":
                 return await self._resend(token, now)
             try:
-                result = await run_in_threadpool(
+                result = await self.write(
                     subscribers.confirm,
                     self.site,
                     token,
@@ -246,7 +262,7 @@ class Web:
 
     async def _resend(self, token: str, now: datetime) -> Response:
         try:
-            await run_in_threadpool(subscribers.resend_confirmation, self.site, token, now=now)
+            await self.write(subscribers.resend_confirmation, self.site, token, now=now)
         except tokens.TokenError:
             return self._invalid()
         except NewsroomError as exc:
@@ -262,7 +278,7 @@ class Web:
             form = await _form_data(request)
             one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1]
             try:
-                left = await run_in_threadpool(
+                left = await self.write(
                     subscribers.unsubscribe,
                     self.site,
                     token,
@@ -321,7 +337,7 @@ class Web:
         if action == "save":
             wanted = [str(v) for v in form.getlist("lists")]
             try:
-                choice = await run_in_threadpool(
+                choice = await self.write(
                     lambda: preferences.choose(self.site, token, wanted, now=now, **who)
                 )
             except subscribers.InvalidInput as exc:
@@ -335,7 +351,7 @@ class Web:
                 )
             return await self._preferences_page(token, now, notice=_saved(choice))
         if action == "leave":
-            await run_in_threadpool(lambda: preferences.leave_all(self.site, token, now=now, **who))
+            await self.write(lambda: preferences.leave_all(self.site, token, now=now, **who))
             return await self._preferences_page(
                 token, now, notice="You have left every list. You will get no more emails."
             )
@@ -352,7 +368,7 @@ class Web:
             )
             return self.pages.page("erase", token_page=True, email=person.email)
         if action == "erase-confirmed":
-            await run_in_threadpool(preferences.erase, self.site, token, now=now)
+            await self.write(preferences.erase, self.site, token, now=now)
             return self.pages.message(
                 "Your data has been erased",
                 "We have deleted your address, your name and your subscriptions. We keep only a "
