@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import mailbox
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -13,6 +16,7 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = Path(os.environ.get("NEWSROOM_DEMO_DIR", ROOT / "demo-site")).resolve()
 console = Console(highlight=False)
+ENV: dict[str, str] = {}  # settings the demo gives every step, e.g. the dev-smtp port
 
 
 def newsroom(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -24,9 +28,12 @@ def newsroom(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]
         text=True,
         capture_output=True,
         env={
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("NEWSROOM_") or k == "NEWSROOM_DATABASE_URL"
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("NEWSROOM_") or k == "NEWSROOM_DATABASE_URL"
+            },
+            **ENV,
         },
     )
     sys.stdout.write(done.stdout)
@@ -60,8 +67,75 @@ def main() -> None:
     newsroom("segment", "all-members and not clp-secretaries")
     newsroom("segment", "disability-group or tag:access-needs")
     newsroom("subscribers", "show", "carys.jenkins@example.org")
+    compose()
+    outbox = DEMO / "maildir"
+    smtp = start_dev_smtp(outbox)
+    try:
+        send()
+    finally:
+        smtp.terminate()
+        smtp.wait(timeout=10)
+    count = len(mailbox.Maildir(outbox, create=False))
+    console.print(f"\n[bold]{count} messages are in the dev-smtp Maildir {outbox}[/]")
+    newsroom("build", "--out", str(DEMO / "public"))
     console.rule("[bold green]demo finished")
     console.print(f"The demo site is in {DEMO}")
+    console.print(
+        f"Open {DEMO / 'public' / 'index.html'} for the archive, {outbox} for the emails."
+    )
+
+
+def compose() -> None:
+    """The example issues of this project, checked and previewed as a volunteer would."""
+    for path in (ROOT / "issues").iterdir():
+        shutil.copy(path, DEMO / "issues" / path.name)
+    issues = sorted(str(p.relative_to(DEMO)) for p in (DEMO / "issues").glob("*.md"))
+    newsroom("check", *issues)
+    newsroom("preview", "issues/2022-10-03-sln-bulletin.md", "--as", "carys.jenkins@example.org",
+             "--out", str(DEMO / "preview"))  # fmt: skip
+
+
+def start_dev_smtp(outbox: Path) -> subprocess.Popen[bytes]:
+    """`newsroom dev-smtp` in the background, on a free port the later steps are told about."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ENV["NEWSROOM_SMTP_PORT"] = str(port)
+    console.print(f"\n[bold cyan]$ newsroom dev-smtp --maildir {outbox} --port {port} &[/]")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "newsroom",
+            "dev-smtp",
+            "--maildir",
+            str(outbox),
+            "--port",
+            str(port),
+        ],
+        cwd=DEMO,
+        env={**os.environ, **ENV},
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("dev-smtp did not start")
+
+
+def send() -> None:
+    """A dry run, a test copy, then the real mailing to a segment."""
+    bulletin = "issues/2022-10-03-sln-bulletin.md"
+    newsroom("send", bulletin, "--to", "all-members", "--dry-run")
+    newsroom("send", bulletin, "--test", "editor@example.org")
+    newsroom("send", bulletin, "--to", "all-members", "--yes")
+    newsroom("send", bulletin, "--to", "all-members", "--yes", check=False)  # refused: no doubles
+    newsroom("mailings")
 
 
 if __name__ == "__main__":
