@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from newsroom import settings
 from newsroom.database import transaction
 from newsroom.errors import Problem, ProblemsError
 from newsroom.models import MailingList, Subscription, SubscriptionStatus, utcnow
@@ -69,7 +70,7 @@ def read_lists(path: Path) -> dict[str, ListSpec]:
 def _check_list(
     label: str, text: str, slug: str, table: Any, problems: list[Problem]
 ) -> ListSpec | None:
-    line = _line_of(text, slug, None)
+    line = settings.toml_line(text, slug, None)
     before = len(problems)
     if not isinstance(table, dict):
         problems.append(Problem(label, line, f"{slug} must be a table: [{slug}] with name = ..."))
@@ -84,7 +85,7 @@ def _check_list(
             )
         )
     for key, value in table.items():
-        where = _line_of(text, slug, key)
+        where = settings.toml_line(text, slug, key)
         if key not in KEYS:
             problems.append(
                 Problem(label, where, f"[{slug}] unknown key {key!r}; known: {', '.join(KEYS)}")
@@ -98,27 +99,13 @@ def _check_list(
         problems.append(
             Problem(
                 label,
-                _line_of(text, slug, "opt_in"),
+                settings.toml_line(text, slug, "opt_in"),
                 f'[{slug}] opt_in must be "double" or "single"',
             )
         )
     if len(problems) > before:
         return None
     return ListSpec(slug, **table)
-
-
-def _line_of(text: str, section: str, key: str | None) -> int:
-    current = None
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        header = re.fullmatch(r"\[\s*([^\]]+?)\s*\]", stripped)
-        if header:
-            current = header.group(1).strip("\"'")
-            if key is None and current == section:
-                return number
-        elif current == section and key and re.match(rf"{re.escape(key)}\s*=", stripped):
-            return number
-    return 1
 
 
 def sync(site: Site, now: datetime | None = None) -> SyncReport:

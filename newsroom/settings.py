@@ -185,7 +185,7 @@ def read_file(path: Path) -> dict[str, Any]:
     for section, table in data.items():
         if section not in SECTIONS or not isinstance(table, dict):
             known = ", ".join(f"[{s}]" for s in SECTIONS)
-            line = _locate(text, section, None)
+            line = toml_line(text, section, None)
             raise ConfigError(
                 f"{path.name}:{line}: unknown section [{section}]; known sections: {known}"
             )
@@ -195,7 +195,7 @@ def read_file(path: Path) -> dict[str, Any]:
 
 
 def _check_file_value(file: str, text: str, section: str, key: str, value: Any) -> Any:
-    where = f"{file}:{_locate(text, section, key)}"
+    where = f"{file}:{toml_line(text, section, key)}"
     setting = BY_NAME.get(f"{section}.{key}")
     if setting is None:
         known = ", ".join(s.key for s in SECTIONS[section])
@@ -249,8 +249,9 @@ def _type_name(kind: type) -> str:
     ]
 
 
-def _locate(text: str, section: str, key: str | None) -> int:
-    """The line of `[section]`, or of `key =` inside it, for error messages."""
+def toml_line(text: str, section: str, key: str | None) -> int:
+    """The line of `[section]`, or of `key =` inside it, in TOML TEXT: for error messages
+    (tomllib reports lines only for syntax errors)."""
     current = None
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
