@@ -70,6 +70,8 @@ def qp_encode(text: str) -> bytes:
     """
     if not text:
         return b""
+    if _PLAIN.fullmatch(text):
+        return _qp_plain(text)
     out: list[str] = []
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     last = len(lines) - 1
@@ -95,6 +97,22 @@ def qp_encode(text: str) -> bytes:
         encoded = encoded.replace(space + "=\r\n", code + "=\r\n")
         encoded = encoded.replace(space + "\r\n", code + "\r\n")
     return encoded.encode("ascii")
+
+
+_PLAIN = re.compile(r"[\x20-\x3c\x3e-\x7e]*")  # printable ASCII but "=", on one line
+_WIDTH = MAX_QP_LINE - 5  # room for "=2E" at the start and "=20" at the end of a line
+
+
+def _qp_plain(text: str) -> bytes:
+    """The fast path of qp_encode for a short one-line ASCII value (a name, an address, a URL)."""
+    lines = [text[i : i + _WIDTH] for i in range(0, len(text), _WIDTH)]
+    for index, line in enumerate(lines):
+        if line[0] == ".":
+            line = "=2E" + line[1:]
+        if line[-1] == " ":
+            line = line[:-1] + "=20"
+        lines[index] = line
+    return ("=\r\n".join(lines) + "=\r\n").encode("ascii")
 
 
 # --- headers ---------------------------------------------------------------------------------
@@ -244,7 +262,8 @@ class Template:
     signer: Signer | None = None
     message_id_domain: str = "localhost"
     _head: bytes = field(init=False, repr=False)
-    _body: list[bytes | Slot] = field(init=False, repr=False)
+    _body: list[bytes | int] = field(init=False, repr=False)  # int: an index in _slots
+    _slots: list[Slot] = field(init=False, repr=False)
     _subject_fixed: bytes | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -268,7 +287,7 @@ class Template:
         self._head = b"".join(head)
         part = "\r\n--{b}\r\nContent-Type: text/{kind}; charset=utf-8\r\n"
         part += "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        self._body = [
+        body = [
             b"\r\nThis is a multipart message in MIME format.",
             part.format(b=boundary, kind="plain").encode(),
             *_cut(self.text, False, "text part"),
@@ -276,6 +295,9 @@ class Template:
             *_cut(self.html, True, "HTML part"),
             f"\r\n--{boundary}--\r\n".encode(),
         ]
+        self._slots = list(dict.fromkeys(p for p in body if isinstance(p, Slot)))
+        index = {slot: i for i, slot in enumerate(self._slots)}
+        self._body = [p if isinstance(p, bytes) else index[p] for p in body]
 
     def build(self, recipient: Recipient, message_id: str, date: str) -> bytes:
         """The whole message for RECIPIENT, ready for SMTP DATA (without the final ".")."""
@@ -292,19 +314,13 @@ class Template:
             encode_header("List-Unsubscribe", unsubscribe),
             self._head,
         ]
-        cache: dict[Slot, bytes] = {}
-        for piece in self._body:
-            if type(piece) is bytes:
-                parts.append(piece)
-                continue
-            assert isinstance(piece, Slot)
-            encoded = cache.get(piece)
-            if encoded is None:
-                value = fields[piece.name]
-                if value and piece.html:
-                    value = escape(value)
-                encoded = cache[piece] = qp_encode(value or piece.fallback)
-            parts.append(encoded)
+        values = []  # each distinct slot encoded once, then placed wherever it occurs
+        for slot in self._slots:
+            value = fields[slot.name]
+            if value and slot.html:
+                value = escape(value)
+            values.append(qp_encode(value or slot.fallback))
+        parts.extend(values[p] if isinstance(p, int) else p for p in self._body)
         message = b"".join(parts)
         if self.signer is not None:
             message = self.signer.sign(message) + message

@@ -1,0 +1,245 @@
+"""Sending throughput: postfix smtp-source → smtp-sink (the limit), a naive smtplib loop (the floor)
+and `newsroom send` end to end (rendering, freezing 20,000 deliveries, database bookkeeping) to
+the same smtp-sink; same message size, same number of messages, one run. Then peak memory of
+`newsroom send` for 10,000 and 1,000,000 recipients.
+
+    .venv/bin/python bench/bench_send.py [--messages 20000] [--rounds 2] [--skip-memory]
+
+Needs postfix's smtp-sink and smtp-source (Debian package postfix). As root this script installs
+it with no configuration, so no mail daemon starts:
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    DEBIAN_FRONTEND=noninteractive apt-get install -y postfix
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import insert, select  # noqa: E402
+
+from newsroom import lists, outbox  # noqa: E402
+from newsroom import site as sites  # noqa: E402
+from newsroom.database import transaction  # noqa: E402
+from newsroom.messages import Clock, Recipient, new_message_id  # noqa: E402
+from newsroom.models import (  # noqa: E402
+    MailingList,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
+from newsroom.sending import templates  # noqa: E402
+
+SESSIONS = 16
+PARAGRAPH = (
+    "Members of Parliament have sent statements backing our campaign to get the suspensions of "
+    "constituency Labour Party officers lifted. Please share them with your members, and ask "
+    "your MP to add their name — “the more voices, the sooner this ends”. "
+)
+
+
+def ensure_postfix() -> None:
+    if shutil.which("smtp-sink") and shutil.which("smtp-source"):
+        return
+    if os.geteuid() != 0:
+        sys.exit(__doc__)
+    preset = "postfix postfix/main_mailer_type select No configuration\n"
+    subprocess.run(["debconf-set-selections"], input=preset, text=True, check=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "install", "-y", "-q", "postfix"], env=env, check=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_sink(port: int) -> subprocess.Popen[bytes]:
+    # smtp-sink offers PIPELINING and throws every message away; 256 is its listen backlog.
+    sink = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "256"])
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return sink
+        except OSError:
+            time.sleep(0.05)
+    sys.exit("smtp-sink did not start")
+
+
+def make_site(folder: Path, subscribers: int, port: int) -> Path:
+    """A site with SUBSCRIBERS confirmed on all-members and an issue of about 32 KB per message."""
+    os.environ.update(
+        NEWSROOM_DATABASE_URL=f"sqlite:///{folder / 'newsroom.db'}",
+        NEWSROOM_SECRET_KEY="bench-secret",
+        NEWSROOM_SMTP_PORT=str(port),
+        NEWSROOM_SMTP_HOST="127.0.0.1",
+        NEWSROOM_SMTP_CONNECTIONS=str(SESSIONS),
+        NEWSROOM_SENDING_RATE="1000000/second",
+        NEWSROOM_SENDING_BATCH="500",
+        NEWSROOM_SITE_BASE_URL="https://news.example.org",
+    )
+    sites.init(folder, "Bench News")
+    site = sites.Site.open(folder)
+    lists.sync(site)
+    now = utcnow()
+    with transaction(site.engine) as session:
+        list_id = session.scalar(select(MailingList.id).where(MailingList.slug == "all-members"))
+        for start in range(0, subscribers, 50_000):
+            rows = [
+                {"email": f"p{i}@example.net", "name": f"Person {i}", "created_at": now}
+                for i in range(start, min(start + 50_000, subscribers))
+            ]
+            session.execute(insert(Subscriber), rows)
+        ids = session.scalars(select(Subscriber.id)).all()
+        for start in range(0, len(ids), 50_000):
+            session.execute(
+                insert(Subscription),
+                [
+                    {
+                        "subscriber_id": sid,
+                        "list_id": list_id,
+                        "status": SubscriptionStatus.CONFIRMED,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for sid in ids[start : start + 50_000]
+                ],
+            )
+    body = "\n\n".join(f"## Part {i}\n\nDear {{{{first_name|friend}}}}, {PARAGRAPH * 3}" for i in range(11))
+    issue = folder / "issues" / "2020-12-24-bench.md"
+    issue.write_text(
+        f"---\ntitle: Bench bulletin\ndate: 2020-12-24\nto: all-members\nsummary: A bench.\n---\n{body}\n",
+        encoding="utf-8",
+    )
+    site.close()
+    return issue
+
+
+def sample_message(folder: Path) -> bytes:
+    site = sites.Site.open(folder)
+    planned = outbox.plan(site, "bench")
+    key = planned.choose(lambda _only: False)
+    template = templates(site.config, "all-members", {key: planned.variants[key]})[key]
+    recipient = Recipient("p1@example.net", "Person 1", "https://news.example.org/unsubscribe/" + "x" * 90)
+    data = template.build(recipient, new_message_id("example.org"), Clock().date())
+    site.close()
+    return data
+
+
+def limit(port: int, messages: int, size: int) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        ["smtp-source", "-s", str(SESSIONS), "-l", str(size), "-m", str(messages),
+         "-f", "bounces@example.org", "-t", "p1@example.net", f"127.0.0.1:{port}"],
+        check=True,
+    )  # fmt: skip
+    return messages / (time.perf_counter() - started)
+
+
+def naive(port: int, messages: int, data: bytes) -> float:
+    started = time.perf_counter()
+    for i in range(messages):
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            client.sendmail("bounces@example.org", [f"p{i}@example.net"], data)
+    return messages / (time.perf_counter() - started)
+
+
+def newsroom_send(folder: Path, again: bool) -> tuple[float, int]:
+    """`newsroom send ISSUE --yes` as a volunteer runs it; (msgs/s, peak RSS in KB)."""
+    command = [sys.executable, "-m", "newsroom", "--site", str(folder), "send", "bench", "--yes"]
+    started = time.perf_counter()
+    process = subprocess.Popen(command + (["--again"] if again else []), stdout=subprocess.PIPE, text=True)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    output = process.stdout.read() if process.stdout else ""
+    if status != 0:
+        sys.exit(f"newsroom send failed: {output}")
+    sent = int(output.split(" done: ")[1].split(" sent")[0])
+    return sent / elapsed, usage.ru_maxrss
+
+
+def memory(port: int, size: int, seconds: float) -> int:
+    """Peak RSS (KB) of `newsroom send` for SIZE recipients: freezing every delivery, then
+    sending for SECONDS (or to the end), then Ctrl-C (a clean pause)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "site"
+        make_site(folder, size, port)
+        command = [sys.executable, "-m", "newsroom", "--site", str(folder), "send", "bench", "--yes"]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + seconds
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            if process.poll() is None and _sending(folder):
+                deadline = min(deadline, time.monotonic() + seconds)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        _pid, _status, usage = os.wait4(process.pid, 0)
+        if process.stdout:
+            process.stdout.close()
+        return usage.ru_maxrss
+
+
+def _sending(folder: Path) -> bool:
+    return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    ensure_postfix()
+    port = free_port()
+    sink = start_sink(port)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "site"
+            make_site(folder, args.messages, port)
+            data = sample_message(folder)
+            print(f"{args.messages} messages of {len(data):,} bytes, {SESSIONS} sessions, 2 CPUs shared")
+            results: dict[str, list[float]] = {"limit": [], "naive": [], "newsroom": []}
+            for round_ in range(args.rounds):
+                results["limit"].append(limit(port, args.messages, len(data)))
+                results["naive"].append(naive(port, args.messages, data))
+                rate, rss = newsroom_send(folder, again=round_ > 0)
+                results["newsroom"].append(rate)
+                print(
+                    f"round {round_ + 1}: limit {results['limit'][-1]:,.0f}/s, naive "
+                    f"{results['naive'][-1]:,.0f}/s, newsroom {rate:,.0f}/s (peak {rss / 1024:.0f} MB)"
+                )
+        best = {name: statistics.median(values) for name, values in results.items()}
+        print(
+            f"median: limit {best['limit']:,.0f}/s, naive loop {best['naive']:,.0f}/s, newsroom send "
+            f"{best['newsroom']:,.0f}/s = {best['newsroom'] / best['limit']:.2f} × limit, "
+            f"{best['newsroom'] / best['naive']:.2f} × naive"
+        )
+        if not args.skip_memory:
+            small = memory(port, 10_000, 1e9)
+            large = memory(port, 1_000_000, 20.0)
+            print(
+                f"peak memory: 10,000 recipients {small / 1024:.0f} MB, 1,000,000 recipients "
+                f"{large / 1024:.0f} MB = {large / small:.2f} ×"
+            )
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+if __name__ == "__main__":
+    main()
