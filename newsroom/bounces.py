@@ -23,7 +23,7 @@ from flufl.bounce import all_failures
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from newsroom import consent, database, mailsources, verp
+from newsroom import consent, database, mailsources, subscribers, verp
 from newsroom.consent import Origin
 from newsroom.models import (
     BounceEvent,
@@ -31,7 +31,6 @@ from newsroom.models import (
     Delivery,
     ProcessedReport,
     Subscriber,
-    Subscription,
     SubscriptionStatus,
 )
 from newsroom.settings import Config
@@ -40,7 +39,6 @@ Kind = Literal["hard", "soft", "complaint"]
 MAX_REPORT_BYTES = 2_000_000  # a DSN is a few KB; anything this large is not one worth reading
 ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w.-]+", re.ASCII)
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
-ACTIVE = (SubscriptionStatus.PENDING, SubscriptionStatus.CONFIRMED)
 
 
 @dataclass
@@ -273,7 +271,6 @@ def record_bounce(
             session,
             subscriber_id,
             SubscriptionStatus.COMPLAINED,
-            ConsentKind.COMPLAINED,
             origin,
             now,
             diagnostic,
@@ -310,9 +307,7 @@ def record_bounce(
     threshold = config.number("bounces.threshold")
     reason = f"bounce score {total:g} reached the threshold {threshold:g}"
     bounced = SubscriptionStatus.BOUNCED
-    if total >= threshold and _set_status(
-        session, subscriber_id, bounced, ConsentKind.BOUNCED, origin, now, reason
-    ):
+    if total >= threshold and _set_status(session, subscriber_id, bounced, origin, now, reason):
         outcome.bounced.append(delivery.email)
 
 
@@ -345,29 +340,13 @@ def _set_status(
     session: Session,
     subscriber_id: int,
     status: SubscriptionStatus,
-    kind: ConsentKind,
     origin: Origin,
     now: datetime,
     detail: str,
 ) -> bool:
     """Move every active subscription of a subscriber to STATUS, one ledger event each."""
-    rows = session.scalars(
-        select(Subscription).where(
-            Subscription.subscriber_id == subscriber_id, Subscription.status.in_(ACTIVE)
-        )
-    ).all()
-    for row in rows:
-        row.status, row.updated_at = status, now
-        consent.record(
-            session,
-            kind,
-            subscriber_id=subscriber_id,
-            list_id=row.list_id,
-            origin=origin,
-            now=now,
-            detail=detail[:2000],
-        )
-    return bool(rows)
+    mine = subscribers.subscriptions_of(session, subscriber_id, None)
+    return bool(subscribers.change_status(session, mine, status, origin, now, detail[:2000]))
 
 
 def process(

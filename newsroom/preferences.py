@@ -62,7 +62,7 @@ def holder(
     with transaction(site.engine) as session:
         # The same check as every library call that acts on a token: the address digest must
         # match, so a token cannot be replayed against a reused subscriber id.
-        person = subscribers._token_person(session, payload, purpose)
+        person = subscribers.token_person(session, payload, purpose)
         rows = session.execute(
             select(MailingList, Subscription.status)
             .outerjoin(

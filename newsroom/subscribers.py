@@ -291,9 +291,9 @@ def confirm(
     payload = tokens.read(site.config, "confirm", token, now=now)
     origin = Origin("web", "link", ip, user_agent)
     with transaction(site.engine) as session:
-        person = _token_person(session, payload, "confirm")
+        person = token_person(session, payload, "confirm")
         result = ConfirmResult(person.email, [], [])
-        for sub, slug in _subscriptions(session, person.id, payload.get("l")):
+        for sub, slug in subscriptions_of(session, person.id, payload.get("l")):
             if sub.status == Status.PENDING:
                 sub.status, sub.updated_at = Status.CONFIRMED, now
                 consent.record(
@@ -317,9 +317,9 @@ def resend_confirmation(site: Site, token: str, *, now: datetime) -> bool:
     Returns whether one was sent."""
     payload = tokens.read(site.config, "confirm", token, now=now, allow_expired=True)
     with transaction(site.engine) as session:
-        person = _token_person(session, payload, "confirm")
+        person = token_person(session, payload, "confirm")
         pending = [
-            s for s, _ in _subscriptions(session, person.id, None) if s.status == Status.PENDING
+            s for s, _ in subscriptions_of(session, person.id, None) if s.status == Status.PENDING
         ]
         previous = person.confirmation_sent_at
         if not pending or (previous is not None and now - previous < CONFIRMATION_INTERVAL):
@@ -330,14 +330,14 @@ def resend_confirmation(site: Site, token: str, *, now: datetime) -> bool:
     return True
 
 
-def _token_person(session: Session, payload: dict[str, object], purpose: str) -> Subscriber:
+def token_person(session: Session, payload: dict[str, object], purpose: str) -> Subscriber:
     person = session.get(Subscriber, payload.get("s"))
     if person is None or tokens.address_digest(person.email) != payload.get("a"):
         raise tokens.TokenError(f"this {purpose} link is no longer valid for any subscriber")
     return person
 
 
-def _subscriptions(
+def subscriptions_of(
     session: Session, person_id: int, list_ids: object
 ) -> list[tuple[Subscription, str]]:
     query = (
@@ -392,8 +392,8 @@ def unsubscribe(
     with transaction(site.engine) as session:
         if isinstance(target, str):
             payload = tokens.read(site.config, "unsubscribe", target, now=now)
-            person = _token_person(session, payload, "unsubscribe")
-            subs = _subscriptions(session, person.id, payload.get("l"))
+            person = token_person(session, payload, "unsubscribe")
+            subs = subscriptions_of(session, person.id, payload.get("l"))
         else:
             sub = session.get(Subscription, target)
             if sub is None:
@@ -444,7 +444,7 @@ def remove(
         person = require(session, email)
         ids = [row.id for row in find_lists(session, list_slugs)] if list_slugs else None
         return change_status(
-            session, _subscriptions(session, person.id, ids), Status.UNSUBSCRIBED, origin, now
+            session, subscriptions_of(session, person.id, ids), Status.UNSUBSCRIBED, origin, now
         )
 
 
