@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from newsroom import confirmation, consent, lists, suppression, tokens
@@ -389,18 +389,53 @@ def unsubscribe(
     """Unsubscribe by an unsubscribe token (str) or a subscription id (int); returns the list
     slugs left now. Doing it twice changes nothing. METHOD: one-click, link, admin, ..."""
     origin = Origin(source, method, ip, user_agent)
+    if isinstance(target, str):
+        return _unsubscribe_by_token(site, target, origin, now)
     with transaction(site.engine) as session:
-        if isinstance(target, str):
-            payload = tokens.read(site.config, "unsubscribe", target, now=now)
-            person = token_person(session, payload, "unsubscribe")
-            subs = subscriptions_of(session, person.id, payload.get("l"))
+        sub = session.get(Subscription, target)
+        if sub is None:
+            raise NewsroomError(f"no subscription {target}")
+        slug = session.get_one(MailingList, sub.list_id).slug
+        return change_status(session, [(sub, slug)], Status.UNSUBSCRIBED, origin, now)
+
+
+_ACTIVE = (Status.PENDING, Status.CONFIRMED)
+# Built once: constructing SQLAlchemy statements costs more than running them on this path.
+_PERSON = select(Subscriber.id, Subscriber.email).where(Subscriber.id == bindparam("s"))
+_LEAVE = (
+    update(Subscription)
+    .where(Subscription.subscriber_id == bindparam("s"), Subscription.status.in_(_ACTIVE))
+    .values(status=Status.UNSUBSCRIBED, updated_at=bindparam("now"))
+    .returning(Subscription.list_id)
+)
+_LEAVE_SOME = _LEAVE.where(Subscription.list_id.in_(bindparam("lists", expanding=True)))
+_SLUGS = select(MailingList.slug).where(MailingList.id.in_(bindparam("ids", expanding=True)))
+
+
+def _unsubscribe_by_token(site: Site, token: str, origin: Origin, now: datetime) -> list[str]:
+    """The one-click path (RFC 8058) in four prepared Core statements and no ORM unit of work:
+    mail providers POST these in bursts right after a mailing; the ORM path cost 1.5 ms each."""
+    payload = tokens.read(site.config, "unsubscribe", token, now=now)
+    chosen = payload.get("l")
+    with site.engine.begin() as conn:
+        found = conn.execute(_PERSON, {"s": payload.get("s")}).first()
+        if found is None or tokens.address_digest(found.email) != payload.get("a"):
+            raise tokens.TokenError("this unsubscribe link is no longer valid for any subscriber")
+        person: int = found.id
+        if isinstance(chosen, list):
+            lists = [int(i) for i in chosen]
+            changed = conn.scalars(_LEAVE_SOME, {"s": person, "now": now, "lists": lists}).all()
         else:
-            sub = session.get(Subscription, target)
-            if sub is None:
-                raise NewsroomError(f"no subscription {target}")
-            slug = session.get_one(MailingList, sub.list_id).slug
-            subs = [(sub, slug)]
-        return change_status(session, subs, Status.UNSUBSCRIBED, origin, now)
+            changed = conn.scalars(_LEAVE, {"s": person, "now": now}).all()
+        if not changed:
+            return []
+        rows = [
+            consent.event_row(ConsentKind.UNSUBSCRIBED, subscriber_id=person,
+                              list_id=list_id, origin=origin, now=now)
+            for list_id in changed
+        ]  # fmt: skip
+        conn.execute(insert(ConsentEvent), rows)
+        return sorted(conn.scalars(_SLUGS, {"ids": list(changed)}))
 
 
 def change_status(
