@@ -91,6 +91,7 @@ def make_site(folder: Path, subscribers: int, port: int) -> Path:
         NEWSROOM_SMTP_CONNECTIONS=str(SESSIONS),
         NEWSROOM_SENDING_RATE="1000000/second",
         NEWSROOM_SENDING_BATCH="500",
+        NEWSROOM_SENDING_PROCESSES=os.environ.get("BENCH_PROCESSES", "2"),
         NEWSROOM_SITE_BASE_URL="https://news.example.org",
     )
     sites.init(folder, "Bench News")
@@ -120,7 +121,9 @@ def make_site(folder: Path, subscribers: int, port: int) -> Path:
                     for sid in ids[start : start + 50_000]
                 ],
             )
-    body = "\n\n".join(f"## Part {i}\n\nDear {{{{first_name|friend}}}}, {PARAGRAPH * 3}" for i in range(11))
+    body = "\n\n".join(
+        f"## Part {i}\n\nDear {{{{first_name|friend}}}}, {PARAGRAPH * 3}" for i in range(11)
+    )
     issue = folder / "issues" / "2020-12-24-bench.md"
     issue.write_text(
         f"---\ntitle: Bench bulletin\ndate: 2020-12-24\nto: all-members\nsummary: A bench.\n---\n{body}\n",
@@ -135,7 +138,9 @@ def sample_message(folder: Path) -> bytes:
     planned = outbox.plan(site, "bench")
     key = planned.choose(lambda _only: False)
     template = templates(site.config, "all-members", {key: planned.variants[key]})[key]
-    recipient = Recipient("p1@example.net", "Person 1", "https://news.example.org/unsubscribe/" + "x" * 90)
+    recipient = Recipient(
+        "p1@example.net", "Person 1", "https://news.example.org/unsubscribe/" + "x" * 90
+    )
     data = template.build(recipient, new_message_id("example.org"), Clock().date())
     site.close()
     return data
@@ -163,7 +168,9 @@ def newsroom_send(folder: Path, again: bool) -> tuple[float, int]:
     """`newsroom send ISSUE --yes` as a volunteer runs it; (msgs/s, peak RSS in KB)."""
     command = [sys.executable, "-m", "newsroom", "--site", str(folder), "send", "bench", "--yes"]
     started = time.perf_counter()
-    process = subprocess.Popen(command + (["--again"] if again else []), stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command + (["--again"] if again else []), stdout=subprocess.PIPE, text=True
+    )
     _pid, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     output = process.stdout.read() if process.stdout else ""
@@ -179,8 +186,19 @@ def memory(port: int, size: int, seconds: float) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "site"
         make_site(folder, size, port)
-        command = [sys.executable, "-m", "newsroom", "--site", str(folder), "send", "bench", "--yes"]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        command = [
+            sys.executable,
+            "-m",
+            "newsroom",
+            "--site",
+            str(folder),
+            "send",
+            "bench",
+            "--yes",
+        ]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         deadline = time.monotonic() + seconds
         while process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -212,7 +230,9 @@ def main() -> None:
             folder = Path(tmp) / "site"
             make_site(folder, args.messages, port)
             data = sample_message(folder)
-            print(f"{args.messages} messages of {len(data):,} bytes, {SESSIONS} sessions, 2 CPUs shared")
+            print(
+                f"{args.messages} messages of {len(data):,} bytes, {SESSIONS} sessions, 2 CPUs shared"
+            )
             results: dict[str, list[float]] = {"limit": [], "naive": [], "newsroom": []}
             for round_ in range(args.rounds):
                 results["limit"].append(limit(port, args.messages, len(data)))

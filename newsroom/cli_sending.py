@@ -22,8 +22,8 @@ from rich.progress import (
 from newsroom import lists, mailings, outbox
 from newsroom.cli_common import Group, State, echo_json, json_option, pass_state
 from newsroom.errors import NewsroomError
-from newsroom.mailings import Result
 from newsroom.models import DeliveryStatus, MailingStatus, utcnow
+from newsroom.processes import Helpers
 from newsroom.senders import SenderLock
 from newsroom.sending import Report, Sender
 from newsroom.site import Site
@@ -148,6 +148,7 @@ def _run(
 
 def _send_with_progress(site: Site, mailing_id: int, lock: SenderLock) -> Report:
     to_do = mailings.counts(site.engine, mailing_id).to_do
+    helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
     console = Console(stderr=True)
     columns = (
         TextColumn("sending"),
@@ -157,27 +158,35 @@ def _send_with_progress(site: Site, mailing_id: int, lock: SenderLock) -> Report
         TimeRemainingColumn(),
     )
     started = time.monotonic()
+    own = 0
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("send", total=to_do, rate=0.0)
 
-        def advance(result: Result) -> None:
-            done = progress.tasks[0].completed + 1
+        def show(_result: object = None) -> None:
+            nonlocal own
+            own += _result is not None
+            done = own + helpers.count()
             rate = done / max(time.monotonic() - started, 1e-6)
-            progress.update(task, advance=1, rate=rate)
+            progress.update(task, completed=done, rate=rate)
 
         async def go() -> Report:
-            sender = Sender(site, lock, on_result=advance)
+            sender = Sender(site, lock, on_result=show)
             loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGINT, sender.stop)
-            loop.add_signal_handler(signal.SIGTERM, sender.stop)
+
+            def stop() -> None:
+                sender.stop()
+                helpers.stop()
+
+            loop.add_signal_handler(signal.SIGINT, stop)
+            loop.add_signal_handler(signal.SIGTERM, stop)
             try:
                 return await sender.run(mailing_id)
             finally:
+                await sender.close()
                 loop.remove_signal_handler(signal.SIGINT)
                 loop.remove_signal_handler(signal.SIGTERM)
-                await sender.close()
 
-        report = asyncio.run(go())
+        report = helpers.finish(asyncio.run(go()), waiting=show)
     if report.interrupted:
         mailings.pause(site.engine, mailing_id, "paused with Ctrl-C")
     return report

@@ -38,8 +38,16 @@ class SenderLock:
     def __init__(self, engine: Engine, name: str | None = None) -> None:
         self.engine = engine
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        # A sender's helper processes are named FAMILY/N and live and die with it (processes.py).
+        self.family = self.name.split("/")[0]
+        self.member = "/" in self.name
         self._fd: int | None = None
         self._connection: Connection | None = None
+
+    @classmethod
+    def helper(cls, engine: Engine, family: str, index: int) -> SenderLock:
+        """The lock of helper process INDEX of the sender FAMILY (which holds the real lock)."""
+        return cls(engine, f"{family}/{index}")
 
     @property
     def lock_path(self) -> Path:
@@ -50,12 +58,14 @@ class SenderLock:
 
     def acquire(self) -> SenderLock:
         if is_sqlite(self.engine):
-            self._lock_file()
+            if not self.member:
+                self._lock_file()
         else:
             self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self._connection.execute(
-                text("SELECT pg_advisory_lock(:k)"), {"k": _advisory_key(self.name)}
-            )
+            if not self.member:
+                self._connection.execute(
+                    text("SELECT pg_advisory_lock(:k)"), {"k": _advisory_key(self.name)}
+                )
         return self
 
     def _lock_file(self) -> None:
@@ -76,7 +86,7 @@ class SenderLock:
 
     def alive(self, claimant: str) -> bool:
         """Whether the sender named CLAIMANT is still running."""
-        if claimant == self.name or claimant.startswith(self.name + "/"):
+        if claimant.split("/")[0] == self.family:
             return True
         if self._connection is None:
             return False  # SQLite: we hold the only lock, so every other claimant is gone

@@ -348,3 +348,22 @@ def test_send_preflight_errors(
     result = cli("send", "save-our-socialists")
     assert result.exit_code == 1 and "title" in result.output and "Traceback" not in result.output
     assert cli("mailings").output.startswith("no mailings yet")
+
+
+@pytest.mark.slow
+def test_helper_processes_share_a_mailing_without_doubles(
+    cli: Run, opened: Site, fast: TestSMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSROOM_SENDING_PROCESSES", "3")
+    monkeypatch.setenv("NEWSROOM_SENDING_BATCH", "50")
+    emails = subscribe(opened, 6000)
+    created = make_mailing(opened)
+    result = cli("send", "--resume", str(created.mailing_id))
+    assert result.exit_code == 0, result.output
+    assert f"mailing {created.mailing_id} done: 6000 sent" in result.output
+    received = Counter(m.rcpt_tos[0] for m in fast.messages)
+    assert sorted(received) == sorted(emails) and set(received.values()) == {1}
+    with opened.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT DISTINCT claimed_by FROM deliveries").all()
+    claimants = {row[0] for row in rows}
+    assert len(claimants) == 3  # the sender and its two helpers all took part
