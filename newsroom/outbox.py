@@ -106,6 +106,11 @@ def create(
     subject = next(iter(planned.variants.values())).subject if planned.variants else planned.title
     root = site.root
     relative = planned.path.relative_to(root) if planned.path.is_relative_to(root) else planned.path
+    if site.engine.dialect.name == "postgresql":
+        # A list imported minutes ago has no planner statistics yet, and a segment's IN
+        # subqueries then get nested-loop plans that take seconds per chunk: refresh them.
+        with site.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE subscribers, subscriptions, subscriber_tags")
     return mailings.create(
         site.engine,
         issue_slug=planned.slug,
