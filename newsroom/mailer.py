@@ -201,6 +201,13 @@ class Connection:
                 await client.login(
                     self.config.text("smtp.username"), self.config.text("smtp.password")
                 )
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            client.close()
+            raise ConnectionLost(
+                f"the SMTP relay {relay_name(self.config)} refused the login of smtp.username "
+                f"{self.config.text('smtp.username')!r}: {exc.code} {exc.message} "
+                "(check NEWSROOM_SMTP_PASSWORD)"
+            ) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
             raise ConnectionLost(unreachable(self.config, exc)) from None

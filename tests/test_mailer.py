@@ -17,7 +17,7 @@ from newsroom.mailer import FAIL, POLICY, RETRY, SENT, Outcome, Outgoing, Pool, 
 from newsroom.messages import HeaderError, Recipient, Signer, Template
 from newsroom.ratelimit import RateLimiter
 from newsroom.site import Site
-from tests.smtpserver import TestSMTPServer
+from tests.smtpserver import TestSMTPServer, free_port
 
 HTML = '<html><body><p>Dear {{first_name|friend}},</p>\n<p>Café society — “quotes” €</p>\n<a href="{{unsubscribe_url}}">Leave</a></body></html>\n'
 TEXT = "Dear {{first_name|friend}},\n\n.a line starting with a dot\n.\nÇa va? {{email}}\nLeave: {{unsubscribe_url}}\n"
@@ -263,3 +263,69 @@ def test_classify() -> None:
     assert classify(552, "5.3.4 too big") == RETRY
     assert classify(554, "5.7.1 policy") == POLICY
     assert classify(550, "5.1.1 unknown") == FAIL
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def tls_relay(certificate: tuple[Path, Path]) -> Iterator[tuple[int, list[tuple[str, str]]]]:
+    """An aiosmtpd relay that insists on STARTTLS and a login."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    logins: list[tuple[str, str]] = []
+
+    def authenticator(
+        server: object, session: object, envelope: object, mechanism: str, data: object
+    ) -> AuthResult:
+        login = (data.login.decode(), data.password.decode())  # type: ignore[attr-defined]
+        logins.append(login)
+        return AuthResult(success=login == ("news", "s3cret"))
+
+    class Sink:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(
+        Sink(), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
+        authenticator=authenticator, auth_require_tls=True, server_hostname="localhost",
+    )  # fmt: skip
+    controller.start()
+    yield port, logins
+    controller.stop()
+
+
+def test_starttls_checks_the_certificate_and_logs_in(
+    site: Site,
+    tls_relay: tuple[int, list[tuple[str, str]]],
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port, logins = tls_relay
+    values = site.config._values
+    values.update({"smtp.host": "localhost", "smtp.port": port, "smtp.security": "starttls"})
+    values.update({"smtp.username": "news", "smtp.password": "s3cret"})
+    [refused] = send(site, items(1), connections=1)  # a certificate nobody vouches for
+    assert refused.kind == RETRY and "CERTIFICATE_VERIFY_FAILED" in refused.text
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    assert [o.kind for o in send(site, items(2), connections=1)] == [SENT, SENT]
+    assert logins[-1] == ("news", "s3cret")
+    values.update({"smtp.password": "wrong", "smtp.timeout": 2})
+    [denied] = send(site, items(1), connections=1)
+    assert denied.kind == RETRY and logins[-1] == ("news", "wrong")
