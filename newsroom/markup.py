@@ -11,7 +11,7 @@ import re
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import nh3
 from markdown_it import MarkdownIt
@@ -81,6 +81,13 @@ def check_fields(text: str, first_line: int, report: Report) -> None:
 
 
 def url_problem(url: str, what: str) -> str | None:
+    if "{{" in url or "%7B%7B" in url.upper():
+        # Filled in, it would hand the reader's details to whoever runs that site; unfilled,
+        # markdown-it has already percent-encoded the braces and the link is simply broken.
+        typed = unquote(url)
+        return (
+            f'{what} "{typed}" has a merge field in its address: merge fields go in the text only'
+        )
     scheme = urlsplit(url).scheme.lower() if ":" in url else ""
     if scheme in ("https", "http") and urlsplit(url).netloc:
         return None
@@ -122,7 +129,7 @@ def _inline_children(tokens: list[Token]) -> Iterator[tuple[Token, Token]]:
 def _line_of(needle: str, token: Token, lines: list[str]) -> int:
     start, end = token.map or (0, len(lines))
     for index in range(start, min(end, len(lines))):
-        if needle in lines[index]:
+        if needle in lines[index] or unquote(needle) in lines[index]:  # markdown-it encodes
             return index
     return start
 

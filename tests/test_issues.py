@@ -227,3 +227,14 @@ def test_the_example_issues_are_valid_and_use_every_block_type() -> None:
     used = {block.type for issue in found for block in issue.blocks}
     assert used == set(blocks.SPECS)
     assert [i.date for i in found] == sorted((i.date for i in found), reverse=True)
+
+
+def test_a_merge_field_in_a_link_address_is_refused(site: Site) -> None:
+    text = (
+        "---\ntitle: T\ndate: 2020-12-24\n---\n"
+        "Please\nsign [the petition](https://example.org/sign?who={{email}}).\n"
+    )
+    assert problems(site, text) == [
+        'issues/2020-12-24-save-our-socialists.md:6: link "https://example.org/sign?who={{email}}" '
+        "has a merge field in its address: merge fields go in the text only"
+    ]
