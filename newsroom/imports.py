@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.orm import Session
 
-from newsroom import confirmation, consent, lists, suppression
+from newsroom import confirmation, consent, lists, mailer, suppression
 from newsroom.consent import Origin
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError, Problem, ProblemsError
@@ -397,12 +397,15 @@ def _send_confirmations(site: Site, now: datetime) -> int:
             .order_by(Subscriber.id)
         ).all()
     sent = 0
-    for person_id in due:
-        with transaction(site.engine) as session:
-            message = confirmation.build(session, site.config, person_id, now)
-            session.get_one(Subscriber, person_id).confirmation_sent_at = now
-        confirmation.send(site.config, message)
-        sent += 1
+    with mailer.OneConnection(site.config) as relay:
+        for person_id in due:
+            with transaction(site.engine) as session:
+                message = confirmation.build(session, site.config, person_id, now)
+            relay.send(message)
+            # Marked once the relay took it: a crash in between may send one twice, never none.
+            with transaction(site.engine) as session:
+                session.get_one(Subscriber, person_id).confirmation_sent_at = now
+            sent += 1
     return sent
 
 

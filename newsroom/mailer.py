@@ -77,6 +77,53 @@ def send_message(config: Config, message: EmailMessage, envelope_from: str | Non
     return asyncio.run(send_message_async(config, message, envelope_from))
 
 
+class OneConnection:
+    """Single messages one after another on one connection, opened when first needed and
+    reopened if the relay drops it: the confirmations an import leaves to send."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.runner = asyncio.Runner()
+        self.client: aiosmtplib.SMTP | None = None
+
+    def send(self, message: EmailMessage) -> str:
+        return self.runner.run(self._send(message))
+
+    async def _send(self, message: EmailMessage) -> str:
+        try:
+            if self.client is None or not self.client.is_connected:
+                self.client = smtp_client(self.config)
+                await self.client.connect()
+                if self.config.text("smtp.username"):
+                    user, password = (
+                        self.config.text("smtp.username"),
+                        self.config.text("smtp.password"),
+                    )
+                    await self.client.login(user, password)
+            _errors, answer = await self.client.send_message(message)
+            return answer
+        except aiosmtplib.SMTPException as exc:
+            raise NewsroomError(
+                f"the SMTP relay {relay_name(self.config)} refused the message: {exc}"
+            ) from None
+        except OSError as exc:
+            raise NewsroomError(unreachable(self.config, exc)) from None
+
+    def close(self) -> None:
+        if self.client is not None and self.client.is_connected:
+            try:
+                self.runner.run(self.client.quit())
+            except (aiosmtplib.SMTPException, OSError):
+                self.client.close()
+        self.runner.close()
+
+    def __enter__(self) -> OneConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # --- bulk sending ---------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from newsroom.database import transaction
 from newsroom.errors import NewsroomError, ProblemsError
 from newsroom.models import ConsentEvent, ConsentText, Subscriber, Subscription
 from newsroom.site import Site
+from tests.smtpserver import TestSMTPServer
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 CONSENT = "Joined as a member at the 2025 AGM"
@@ -221,3 +222,38 @@ def test_the_consent_text_is_stored_once(synced: Site, tmp_path: Path) -> None:
     run(synced, write(tmp_path, "email\nb@example.org\n"))
     assert count(synced, ConsentText) == 1
     assert count(synced, ConsentEvent) == 2
+
+
+def test_pending_import_sends_each_confirmation_on_one_connection(
+    synced: Site, tmp_path: Path, smtp_server: TestSMTPServer
+) -> None:
+    path = write(tmp_path, "email\na@example.org\nb@example.org\nc@example.org\n")
+    opened = smtp_server.connections
+    site = Site.open(synced.root)  # reads the smtp settings pointing at the test server
+    run(site, path, list_slugs=["all-members"], confirmed=False, consent_text=None)
+    site.close()
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == [
+        "a@example.org",
+        "b@example.org",
+        "c@example.org",
+    ]
+    assert smtp_server.connections - opened == 1
+    with transaction(synced.engine) as session:
+        sent_at = session.scalars(select(Subscriber.confirmation_sent_at)).all()
+    assert sent_at == [NOW, NOW, NOW]
+
+
+def test_a_relay_refusing_mid_import_marks_only_those_it_took(
+    synced: Site, tmp_path: Path, smtp_server: TestSMTPServer
+) -> None:
+    smtp_server.fail("RCPT", 550, "5.7.1 Not today", match="b@")
+    path = write(tmp_path, "email\na@example.org\nb@example.org\nc@example.org\n")
+    site = Site.open(synced.root)
+    with pytest.raises(NewsroomError, match="refused the message"):
+        run(site, path, list_slugs=["all-members"], confirmed=False, consent_text=None)
+    site.close()
+    with transaction(synced.engine) as session:
+        marked = dict(
+            session.execute(select(Subscriber.email, Subscriber.confirmation_sent_at)).all()
+        )
+    assert marked == {"a@example.org": NOW, "b@example.org": None, "c@example.org": None}
