@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from newsroom import bounces
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
 from newsroom.models import (
-    BounceEvent,
     Delivery,
     DeliveryStatus,
     Mailing,
@@ -231,20 +231,6 @@ def record(engine: Engine, config: Any, results: Sequence[Result], now: datetime
 def _hard_bounce(session: Session, config: Any, result: Result, now: datetime) -> None:
     """A 5xx while sending counts as a hard bounce (DESIGN "Bounces and complaints")."""
     delivery = session.get_one(Delivery, result.claimed.id)
-    try:
-        from newsroom import bounces
-    except ImportError:  # bounce scoring not installed in this tree: keep the raw event
-        session.add(
-            BounceEvent(
-                subscriber_id=delivery.subscriber_id,
-                delivery_id=delivery.id,
-                kind="hard",
-                score=config.number("bounces.hard_score"),
-                diagnostic=result.response,
-                at=now,
-            )
-        )
-        return
     bounces.record_bounce(session, config, delivery, "hard", result.response, now, source="sending")
 
 
