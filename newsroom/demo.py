@@ -77,6 +77,7 @@ def main() -> None:
         smtp.wait(timeout=10)
     count = len(mailbox.Maildir(outbox, create=False))
     console.print(f"\n[bold]{count} messages are in the dev-smtp Maildir {outbox}[/]")
+    bounce(outbox)
     newsroom("build", "--out", str(DEMO / "public"))
     console.rule("[bold green]demo finished")
     console.print(f"The demo site is in {DEMO}")
@@ -126,6 +127,76 @@ def start_dev_smtp(outbox: Path) -> subprocess.Popen[bytes]:
             time.sleep(0.1)
     server.kill()
     raise SystemExit("dev-smtp did not start")
+
+
+def bounce(outbox: Path) -> None:
+    """Two reports come back to the VERP addresses: a hard bounce and an abuse complaint."""
+    sent = [m for m in mailbox.Maildir(outbox, create=False) if "+" in str(m["Return-Path"])]
+    reports = mailbox.mbox(DEMO / "bounces.mbox")
+    for kind, message in zip(("dsn", "arf"), sent[:2], strict=False):
+        verp, to = (
+            str(message["Return-Path"]).strip("<>"),
+            str(message["X-Envelope-To"]).strip("<>"),
+        )
+        reports.add(REPORT[kind].format(verp=verp, to=to).encode())
+    reports.close()
+    newsroom("bounces", "process", "bounces.mbox", "--delete")
+    newsroom("bounces")
+    newsroom("lists")
+
+
+REPORT = {
+    "dsn": """From: MAILER-DAEMON@mx.example.com
+To: {verp}
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <demo-dsn@mx.example.com>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+Your message to {to} could not be delivered.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.com
+
+Final-Recipient: rfc822; {to}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 User unknown
+
+--B--
+""",
+    "arf": """From: abuse@mailbox.example
+To: {verp}
+Subject: Abuse report
+Message-ID: <demo-arf@mailbox.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="B"
+
+--B
+Content-Type: text/plain
+
+A recipient marked your message as spam.
+
+--B
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+Version: 1
+
+--B
+Content-Type: text/rfc822-headers
+
+Return-Path: <{verp}>
+To: {to}
+
+--B--
+""",
+}
 
 
 def send() -> None:
