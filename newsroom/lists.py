@@ -52,9 +52,7 @@ def read_lists(path: Path) -> dict[str, ListSpec]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        message = re.sub(r"\s*\(at (line|end).*\)", "", str(exc))
-        line = int(match.group(1)) if match else max(1, len(text.splitlines()))
+        line, message = settings.toml_error(exc, text)
         raise ProblemsError([Problem(label, line, message)]) from None
     problems: list[Problem] = []
     specs: dict[str, ListSpec] = {}

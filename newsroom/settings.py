@@ -177,9 +177,7 @@ def read_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        message = re.sub(r"\s*\(at line.*\)", "", str(exc))
-        line = match.group(1) if match else "1"
+        line, message = toml_error(exc, text)
         raise ConfigError(f"{path.name}:{line}: {message}") from None
     values: dict[str, Any] = {}
     for section, table in data.items():
@@ -247,6 +245,13 @@ def _type_name(kind: type) -> str:
     return {str: "text in quotes", int: "a whole number", float: "a number", bool: "true or false"}[
         kind
     ]
+
+
+def toml_error(exc: tomllib.TOMLDecodeError, text: str) -> tuple[int, str]:
+    """The line and message of a TOML syntax error (tomllib puts the line inside its text)."""
+    match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+    message = re.sub(r"\s*\(at (line|end).*\)", "", str(exc))
+    return (int(match.group(1)) if match else max(1, len(text.splitlines()))), message
 
 
 def toml_line(text: str, section: str, key: str | None) -> int:
