@@ -20,7 +20,9 @@ Matches = Callable[[str], bool]
 Choose = Callable[[Matches], str]  # given "does this person match EXPRESSION?", a variant key
 
 
-def members(engine: Engine, expression: str, choose: Choose, chunk: int = 5000) -> Iterator[Member]:
+def members(
+    engine: Engine, expression: str, choose: Choose, chunk: int = 25_000
+) -> Iterator[Member]:
     """Every subscriber EXPRESSION selects, in id order, with the variant CHOOSE picks."""
     last = 0
     while True:
