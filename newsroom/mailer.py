@@ -43,28 +43,6 @@ def relay_name(config: Config) -> str:
     return f"{config.text('smtp.host')}:{config.integer('smtp.port')}"
 
 
-async def send_message_async(
-    config: Config, message: EmailMessage, envelope_from: str | None = None
-) -> str:
-    """Send one message on a connection of its own; returns the relay's answer."""
-    client = smtp_client(config)
-    try:
-        await client.connect()
-        if config.text("smtp.username"):
-            await client.login(config.text("smtp.username"), config.text("smtp.password"))
-        _errors, answer = await client.send_message(message, sender=envelope_from)
-        return answer
-    except aiosmtplib.SMTPException as exc:
-        raise NewsroomError(
-            f"the SMTP relay {relay_name(config)} refused the message: {exc}"
-        ) from None
-    except OSError as exc:
-        raise NewsroomError(unreachable(config, exc)) from None
-    finally:
-        if client.is_connected:
-            client.close()
-
-
 def unreachable(config: Config, exc: BaseException) -> str:
     return (
         f"cannot reach the SMTP relay {relay_name(config)}: {exc} "
@@ -74,7 +52,8 @@ def unreachable(config: Config, exc: BaseException) -> str:
 
 def send_message(config: Config, message: EmailMessage, envelope_from: str | None = None) -> str:
     """Send one message (a confirmation, a test copy) and wait for the relay's answer."""
-    return asyncio.run(send_message_async(config, message, envelope_from))
+    with OneConnection(config) as relay:
+        return relay.send(message, envelope_from)
 
 
 class OneConnection:
@@ -86,10 +65,10 @@ class OneConnection:
         self.runner = asyncio.Runner()
         self.client: aiosmtplib.SMTP | None = None
 
-    def send(self, message: EmailMessage) -> str:
-        return self.runner.run(self._send(message))
+    def send(self, message: EmailMessage, envelope_from: str | None = None) -> str:
+        return self.runner.run(self._send(message, envelope_from))
 
-    async def _send(self, message: EmailMessage) -> str:
+    async def _send(self, message: EmailMessage, envelope_from: str | None) -> str:
         try:
             if self.client is None or not self.client.is_connected:
                 self.client = smtp_client(self.config)
@@ -100,7 +79,7 @@ class OneConnection:
                         self.config.text("smtp.password"),
                     )
                     await self.client.login(user, password)
-            _errors, answer = await self.client.send_message(message)
+            _errors, answer = await self.client.send_message(message, sender=envelope_from)
             return answer
         except aiosmtplib.SMTPException as exc:
             raise NewsroomError(
