@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 
+from newsroom import tokens
 from newsroom.settings import Config
 
 TAG_LENGTH = 16  # hex digits: 64 bits, ample against guessing
@@ -20,10 +21,6 @@ TAG_LENGTH = 16  # hex digits: 64 bits, ample against guessing
 def _tag(key: str, delivery_id: int) -> str:
     digest = hmac.new(key.encode(), f"verp:{delivery_id}".encode(), hashlib.sha256).hexdigest()
     return digest[:TAG_LENGTH]
-
-
-def _keys(config: Config) -> list[str]:
-    return [config.secret_key, *config.text("secret.old_keys").split()]
 
 
 def envelope_sender(config: Config, delivery_id: int) -> str:
@@ -43,6 +40,6 @@ def delivery_id(config: Config, address: str) -> int | None:
     if match is None:
         return None
     number, tag = int(match.group(1)), match.group(2).lower()
-    if any(hmac.compare_digest(tag, _tag(key, number)) for key in _keys(config)):
+    if any(hmac.compare_digest(tag, _tag(key, number)) for key in tokens.keys(config).values()):
         return number
     return None
