@@ -61,7 +61,8 @@ def transaction(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-def _alembic_config(engine: Engine) -> AlembicConfig:
+def _alembic_config(engine: Engine | None = None) -> AlembicConfig:
+    """Alembic's configuration in code (no alembic.ini); env.py takes the engine from it."""
     config = AlembicConfig()
     config.set_main_option("script_location", "newsroom:migrations")
     config.attributes["engine"] = engine
@@ -71,8 +72,9 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 def upgrade(engine: Engine) -> list[str]:
     """Apply every pending migration; returns the revisions applied (empty: already current)."""
     before = current_revision(engine)
-    command.upgrade(_alembic_config(engine), "head")
-    script = ScriptDirectory.from_config(_alembic_config(engine))
+    config = _alembic_config(engine)
+    command.upgrade(config, "head")
+    script = ScriptDirectory.from_config(config)
     applied = []
     for rev in script.iterate_revisions("head", before or "base"):
         if rev.revision != before:
@@ -86,7 +88,7 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://")))
+    script = ScriptDirectory.from_config(_alembic_config())
     head = script.get_current_head()
     assert head is not None
     return head
