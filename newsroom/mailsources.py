@@ -56,12 +56,15 @@ class LocalSource:
 
 
 def open_local(path: Path, create: bool = False) -> LocalSource:
-    if path.is_dir() or (create and not path.exists() and not path.suffix):
-        if path.is_dir() and not (path / "cur").is_dir() and not create:
+    """A Maildir (a folder) or an mbox (a file); with CREATE, a new one (mbox if named *.mbox)."""
+    if path.is_dir():
+        if not create and not (path / "cur").is_dir():
             raise NewsroomError(f"{path} is a folder but not a Maildir (no cur/, new/, tmp/)")
         return LocalSource(mailbox.Maildir(path, factory=None, create=create))
-    if path.is_file() or create:
+    if path.is_file() or (create and path.suffix):
         return LocalSource(mailbox.mbox(path, factory=None, create=create))
+    if create:
+        return LocalSource(mailbox.Maildir(path, factory=None, create=True))
     raise NewsroomError(f"{path}: no such mbox file or Maildir")
 
 
