@@ -228,14 +228,14 @@ class Connection:
                     self.config.text("smtp.username"), self.config.text("smtp.password")
                 )
         except aiosmtplib.SMTPAuthenticationError as exc:
-            client.close()
+            await _closed(client)
             raise ConnectionLost(
                 f"the SMTP relay {relay_name(self.config)} refused the login of smtp.username "
                 f"{self.config.text('smtp.username')!r}: {exc.code} {exc.message} "
                 "(check NEWSROOM_SMTP_PASSWORD)"
             ) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
-            client.close()
+            await _closed(client)
             raise ConnectionLost(unreachable(self.config, exc)) from None
         self.pipelining = client.supports_extension("pipelining")
         transport = client.transport
@@ -311,6 +311,13 @@ class Connection:
             self.wire = None
 
 
+async def _closed(client: aiosmtplib.SMTP) -> None:
+    """Close CLIENT and give the loop a turn: a transport frees its socket in a callback, and a
+    loop that ends first leaves the socket open (a ResourceWarning, and a leaked descriptor)."""
+    client.close()
+    await asyncio.sleep(0)
+
+
 class Pool:
     """`smtp.connections` connections sending from one stream of messages, within the rate."""
 
@@ -361,3 +368,4 @@ class Pool:
 
     async def close(self) -> None:
         await asyncio.gather(*(c.quit() for c in self.connections))
+        await asyncio.sleep(0)  # let the closed transports release their sockets (see _closed)
