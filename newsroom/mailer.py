@@ -90,10 +90,12 @@ class OneConnection:
 
     def close(self) -> None:
         if self.client is not None and self.client.is_connected:
+            transport = self.client.transport
             try:
                 self.runner.run(self.client.quit())
             except (aiosmtplib.SMTPException, OSError):
                 self.client.close()
+            self.runner.run(_released(transport))
         self.runner.close()
 
     def __enter__(self) -> OneConnection:
@@ -155,6 +157,9 @@ class _Wire(asyncio.Protocol):
         self.lines: list[str] = []
         self.waiter: asyncio.Future[None] | None = None
         self.lost: str = ""
+        # Done when the transport has let go of its socket: a TLS close takes a few turns of
+        # the loop (close_notify both ways), and a loop that stops first leaks the socket.
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -178,6 +183,8 @@ class _Wire(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = self.lost or f"connection lost{': ' + str(exc) if exc else ''}"
         self._wake()
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def eof_received(self) -> bool:
         self.lost = self.lost or "the relay closed the connection"
@@ -215,6 +222,7 @@ class Connection:
         self.config = config
         self.timeout = config.number("smtp.timeout")
         self.wire: _Wire | None = None
+        self.closing: list[_Wire] = []  # closed, their sockets perhaps not yet released
         self.pipelining = False
         self.sent = 0
 
@@ -297,6 +305,7 @@ class Connection:
         await wire.answer()
 
     async def quit(self) -> None:
+        """Say QUIT, close, and wait until every socket this connection opened is released."""
         if self.wire is not None and not self.wire.lost:
             try:
                 self.wire.write(b"QUIT\r\n")
@@ -304,18 +313,45 @@ class Connection:
             except (ConnectionLost, TimeoutError):
                 pass
         self.close()
+        for wire in self.closing:
+            try:
+                await asyncio.wait_for(asyncio.shield(wire.closed), 2)
+            except TimeoutError:  # the relay never answered our TLS close_notify
+                wire.transport.abort()
+                await asyncio.sleep(0)  # abort releases the socket on the next turn
+        self.closing = []
 
     def close(self) -> None:
         if self.wire is not None:
             self.wire.transport.close()
+            self.closing = [w for w in self.closing if not w.closed.done()] + [self.wire]
             self.wire = None
 
 
 async def _closed(client: aiosmtplib.SMTP) -> None:
-    """Close CLIENT and give the loop a turn: a transport frees its socket in a callback, and a
-    loop that ends first leaves the socket open (a ResourceWarning, and a leaked descriptor)."""
+    transport = client.transport
     client.close()
+    await _released(transport)
+
+
+async def _released(transport: asyncio.BaseTransport | None, patience: float = 2.0) -> None:
+    """Wait until TRANSPORT, closed, has let go of its socket. A transport frees its socket in
+    a later turn of the loop (a TLS one only after the close_notify exchange), and a loop that
+    ends first leaks it (a ResourceWarning, and an open descriptor). aiosmtplib offers nothing
+    to wait on, so this watches the socket; after PATIENCE seconds it aborts."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if transport is None or sock is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
     await asyncio.sleep(0)
+    while sock.fileno() != -1:
+        if loop.time() > deadline:
+            assert isinstance(transport, asyncio.Transport)
+            transport.abort()
+            await asyncio.sleep(0)  # abort releases the socket on the next turn
+            return
+        await asyncio.sleep(0.005)
 
 
 class Pool:
@@ -368,4 +404,3 @@ class Pool:
 
     async def close(self) -> None:
         await asyncio.gather(*(c.quit() for c in self.connections))
-        await asyncio.sleep(0)  # let the closed transports release their sockets (see _closed)
