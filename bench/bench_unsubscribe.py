@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from newsroom import imports, lists, subscribers
 from newsroom import site as sites
 from newsroom.database import transaction
-from newsroom.models import Subscriber, Subscription
+from newsroom.models import MailingList, Subscriber, Subscription
 from newsroom.site import Site
 
 PEOPLE = 4000
@@ -80,7 +80,8 @@ def unsubscribe_request(token: str) -> bytes:
 
 
 def prepare(site_dir: Path) -> list[str]:
-    """A site with PEOPLE confirmed members of all-members; one unsubscribe token each."""
+    """A site with PEOPLE confirmed members of all-members; one unsubscribe token each, as a
+    mailing to all-members makes them."""
     sites.init(site_dir, "Bench")
     csv = site_dir / "people.csv"
     csv.write_text(
@@ -95,7 +96,9 @@ def prepare(site_dir: Path) -> list[str]:
     )
     with transaction(site.engine) as session:
         people = session.execute(select(Subscriber.id, Subscriber.email)).all()
-    found = [subscribers.unsubscribe_token(site, i, e, None, now=now) for i, e in people]
+        members = session.scalars(select(MailingList.id).where(MailingList.slug == "all-members"))
+        scope = list(members)  # a mailing's links name the lists it went to
+    found = [subscribers.unsubscribe_token(site, i, e, scope, now=now) for i, e in people]
     site.close()
     return found
 

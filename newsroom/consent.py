@@ -85,6 +85,20 @@ def record(
     )
 
 
+EVENT_COLUMNS = (
+    "subscriber_id",
+    "list_id",
+    "kind",
+    "method",
+    "source",
+    "at",
+    "ip",
+    "user_agent",
+    "consent_text_id",
+    "detail",
+)  # fmt: skip -- the keys of `event_row`
+
+
 def event_row(
     kind: ConsentKind,
     *,

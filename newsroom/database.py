@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
 from newsroom.errors import NewsroomError
 
@@ -59,6 +61,82 @@ def transaction(engine: Engine) -> Iterator[Session]:
     """A session that commits when the block ends and rolls back on any error."""
     with sessions(engine).begin() as session:
         yield session
+
+
+class Prepared:
+    """A Core statement compiled once per dialect, to run straight on a DB-API cursor (`Raw`).
+
+    For the one hot path where SQLAlchemy's work on each execution (cache key, execution
+    context, result wrapping: ~0.07 ms a statement) costs more than the database itself: the
+    one-click unsubscribe. Values go through each column type's bind processor, so rows are
+    stored exactly as the ORM stores them; results come back as the driver gives them, so
+    return plain integers and strings only."""
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._forms: dict[Dialect, _Form] = {}
+
+    def form(self, dialect: Dialect) -> _Form:
+        form = self._forms.get(dialect)
+        if form is None:
+            form = self._forms[dialect] = _Form(self.statement, dialect)
+        return form
+
+
+class _Form:
+    """One statement's SQL for one dialect, and how to turn named values into its parameters."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        self.compiled = compiled
+        self.sql = compiled.string
+        self.positions = compiled.positiontup  # None when the driver takes named parameters
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors[name] = processor
+
+    def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+        merged = dict(self.compiled.construct_params(values) or {})  # with the statement's literals
+        for name, processor in self.processors.items():
+            merged[name] = processor(merged[name])
+        if self.positions is None:
+            return merged
+        return tuple(merged[name] for name in self.positions)
+
+
+class Raw:
+    """A DB-API cursor in a transaction, running `Prepared` statements (see `raw_transaction`)."""
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self.cursor = cursor
+        self.dialect = dialect
+
+    def execute(self, statement: Prepared, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run STATEMENT with VALUES; the rows it returns (RETURNING or SELECT), else []."""
+        form = statement.form(self.dialect)
+        self.cursor.execute(form.sql, form.parameters(values))
+        return list(self.cursor.fetchall()) if self.cursor.description else []
+
+    def execute_many(self, statement: Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
+        form = statement.form(self.dialect)
+        self.cursor.executemany(form.sql, [form.parameters(row) for row in rows])
+
+
+@contextmanager
+def raw_transaction(engine: Engine) -> Iterator[Raw]:
+    """A pooled DB-API connection's transaction: commits when the block ends, rolls back on
+    any error (the SQLite connection keeps the pragmas `connect` set)."""
+    connection = engine.raw_connection()
+    try:
+        yield Raw(connection.cursor(), engine.dialect)
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        connection.close()
 
 
 def _alembic_config(engine: Engine | None = None) -> AlembicConfig:

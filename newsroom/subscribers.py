@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsroom import confirmation, consent, lists, suppression, tokens
 from newsroom.consent import Origin
-from newsroom.database import transaction
+from newsroom.database import Prepared, Raw, raw_transaction, transaction
 from newsroom.errors import NewsroomError
 from newsroom.models import (
     ConsentEvent,
@@ -390,7 +390,10 @@ def unsubscribe(
     slugs left now. Doing it twice changes nothing. METHOD: one-click, link, admin, ..."""
     origin = Origin(source, method, ip, user_agent)
     if isinstance(target, str):
-        return _unsubscribe_by_token(site, target, origin, now)
+        [answer] = unsubscribe_by_tokens(site, [Leaving(target, origin, now)])
+        if isinstance(answer, tokens.TokenError):
+            raise answer
+        return answer
     with transaction(site.engine) as session:
         sub = session.get(Subscription, target)
         if sub is None:
@@ -399,51 +402,80 @@ def unsubscribe(
         return change_status(session, [(sub, slug)], Status.UNSUBSCRIBED, origin, now)
 
 
-_ACTIVE = (Status.PENDING, Status.CONFIRMED)
-# Built once: constructing SQLAlchemy statements costs more than running them on this path.
-_PERSON = select(Subscriber.email).where(Subscriber.id == bindparam("s"))
-_LEAVE = (
+# The one-click path (RFC 8058): mail providers POST these in bursts right after a mailing, so
+# it runs prepared statements on the DB-API cursor (0.12 ms where the same Core statements
+# through a Connection took 0.27 ms, and the ORM 1.5 ms), and several share one transaction.
+_LEAVE_ALL = (
     update(Subscription)
-    .where(Subscription.subscriber_id == bindparam("s"), Subscription.status.in_(_ACTIVE))
-    .values(status=Status.UNSUBSCRIBED, updated_at=bindparam("now"))
+    .where(
+        Subscription.subscriber_id == bindparam("s"),
+        or_(
+            Subscription.status == Status.PENDING.value,
+            Subscription.status == Status.CONFIRMED.value,
+        ),
+    )
+    .values(status=Status.UNSUBSCRIBED.value, updated_at=bindparam("now"))
     .returning(
         Subscription.list_id,
         select(MailingList.slug).where(MailingList.id == Subscription.list_id).scalar_subquery(),
-        select(Subscriber.email)
-        .where(Subscriber.id == Subscription.subscriber_id)
-        .scalar_subquery(),
     )
 )
-_LEAVE_SOME = _LEAVE.where(Subscription.list_id.in_(bindparam("lists", expanding=True)))
+_LEAVE = Prepared(_LEAVE_ALL)
+_LEAVE_ONE = Prepared(_LEAVE_ALL.where(Subscription.list_id == bindparam("l")))
+_PERSON = Prepared(select(Subscriber.email).where(Subscriber.id == bindparam("s")))
+_EVENT = Prepared(
+    insert(ConsentEvent).values({key: bindparam(key) for key in consent.EVENT_COLUMNS})
+)
 
 
-def _unsubscribe_by_token(site: Site, token: str, origin: Origin, now: datetime) -> list[str]:
-    """The one-click path (RFC 8058): mail providers POST these in bursts right after a mailing,
-    so it is two prepared Core statements (the ORM path cost 1.5 ms). The UPDATE returns the
-    address it touched, and a token that does not match that address rolls everything back."""
-    payload = tokens.read(site.config, "unsubscribe", token, now=now)
-    invalid = tokens.TokenError("this unsubscribe link is no longer valid for any subscriber")
+@dataclass(frozen=True)
+class Leaving:
+    """One request to unsubscribe by an unsubscribe token."""
+
+    token: str
+    origin: Origin
+    now: datetime
+
+
+def unsubscribe_by_tokens(
+    site: Site, requests: Sequence[Leaving]
+) -> list[list[str] | tokens.TokenError]:
+    """Carry out REQUESTS in one transaction (a group commit: the web side gathers the
+    one-click unsubscribes that arrive together). Each answer is the slugs left, or the
+    TokenError of a token that is not valid, which changes nothing and stops nothing else."""
+    answers: list[list[str] | tokens.TokenError] = []
+    with raw_transaction(site.engine) as raw:
+        for request in requests:
+            try:
+                answers.append(_leave(site, raw, request))
+            except tokens.TokenError as exc:
+                answers.append(exc)
+    return answers
+
+
+def _leave(site: Site, raw: Raw, request: Leaving) -> list[str]:
+    now = request.now
+    payload = tokens.read(site.config, "unsubscribe", request.token, now=now)
     person, chosen = payload.get("s"), payload.get("l")
-    if not isinstance(person, int):
-        raise invalid
-    with site.engine.begin() as conn:
-        if isinstance(chosen, list):
-            lists = [int(i) for i in chosen]
-            changed = conn.execute(_LEAVE_SOME, {"s": person, "now": now, "lists": lists}).all()
-        else:
-            changed = conn.execute(_LEAVE, {"s": person, "now": now}).all()
-        email = changed[0][2] if changed else conn.scalar(_PERSON, {"s": person})
-        if email is None or tokens.address_digest(email) != payload.get("a"):
-            raise invalid  # leaving the block rolls the UPDATE back
-        if not changed:
-            return []  # already left: confirming twice changes nothing
-        rows = [
+    # The address digest: a subscriber id can be reused after an erasure, its old links not.
+    found = raw.execute(_PERSON, {"s": person}) if isinstance(person, int) else []
+    if not found or tokens.address_digest(found[0][0]) != payload.get("a"):
+        raise tokens.TokenError("this unsubscribe link is no longer valid for any subscriber")
+    if isinstance(chosen, list):
+        changed = [
+            row
+            for list_id in chosen
+            for row in raw.execute(_LEAVE_ONE, {"s": person, "now": now, "l": int(list_id)})
+        ]
+    else:
+        changed = raw.execute(_LEAVE, {"s": person, "now": now})
+    if changed:
+        raw.execute_many(_EVENT, [
             consent.event_row(ConsentKind.UNSUBSCRIBED, subscriber_id=person,
-                              list_id=list_id, origin=origin, now=now)
-            for list_id, _slug, _email in changed
-        ]  # fmt: skip
-        conn.execute(insert(ConsentEvent), rows)
-        return sorted(slug for _id, slug, _email in changed)
+                              list_id=list_id, origin=request.origin, now=now)
+            for list_id, _slug in changed
+        ])  # fmt: skip
+    return sorted(slug for _id, slug in changed)
 
 
 def change_status(

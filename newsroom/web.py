@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute, Route
 from newsroom import consent, feeds, lists, preferences, subscribers, tokens
 from newsroom.archive import Archive, Published
 from newsroom.errors import NewsroomError
+from newsroom.groupcommit import GroupCommit
 from newsroom.models import utcnow
 from newsroom.site import Site
 from newsroom.websecurity import CSP, CSP_HEADER, FormGuard, RateLimiter, SecurityHeaders
@@ -97,6 +98,9 @@ class Web:
         self.writing: AbstractContextManager[Any] = (
             threading.Lock() if self.sqlite else nullcontext()
         )
+        # One-click unsubscribes arriving together share a transaction; on SQLite in the event
+        # loop, sparing a thread hand-off that costs more than the write itself.
+        self.leaving = GroupCommit(self._leave, inline=self.sqlite)
 
     async def write(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a library call that changes the database (and may send mail) in a worker thread."""
@@ -107,14 +111,9 @@ class Web:
 
         return await run_in_threadpool(call)
 
-    async def write_quick(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A write of well under a millisecond that does nothing but touch the database (the
-        one-click unsubscribe): on SQLite it runs in the event loop, where the writes take turns
-        anyway, sparing the thread hand-off that cost more than the write itself."""
-        if self.sqlite:
-            with self.writing:
-                return function(*args, **kwargs)
-        return await run_in_threadpool(function, *args, **kwargs)
+    def _leave(self, requests: list[subscribers.Leaving]) -> list[list[str] | tokens.TokenError]:
+        with self.writing:
+            return subscribers.unsubscribe_by_tokens(self.site, requests)
 
     # -- subscribe ---------------------------------------------------------------------------
 
@@ -288,17 +287,12 @@ class Web:
             # multipart), with no cookie and no CSRF token: the signed token is the authority.
             form = await _form_data(request)
             one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1]
-            try:
-                left = await self.write_quick(
-                    subscribers.unsubscribe,
-                    self.site,
-                    token,
-                    method="one-click" if one_click else "link",
-                    ip=_client(request),
-                    user_agent=request.headers.get("user-agent"),
-                    now=now,
-                )
-            except tokens.TokenError:
+            method = "one-click" if one_click else "link"
+            origin = consent.Origin(
+                "web", method, _client(request), request.headers.get("user-agent")
+            )
+            left = await self.leaving.submit(subscribers.Leaving(token, origin, now))
+            if isinstance(left, tokens.TokenError):
                 return self._invalid()
             if one_click:
                 return PlainTextResponse("Unsubscribed.\n")

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from newsroom import erasure, lists, subscribers, suppression, tokens
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
-from newsroom.models import ConsentEvent, Subscriber, Subscription, Suppression
+from newsroom.models import ConsentEvent, MailingList, Subscriber, Subscription, Suppression
 from newsroom.site import Site
 from newsroom.subscribers import InvalidInput, Suppressed
 from tests.smtpserver import TestSMTPServer
@@ -140,6 +140,45 @@ def test_unsubscribe_by_token_and_by_subscription(ready: Site) -> None:
         subscribers.unsubscribe(ready, token[:-3], **args)
     with pytest.raises(NewsroomError, match="no subscription 999"):
         subscribers.unsubscribe(ready, 999, **args)
+
+
+def statuses(site: Site, email: str) -> dict[str, str]:
+    with transaction(site.engine) as session:
+        rows = session.execute(
+            select(MailingList.slug, Subscription.status)
+            .join(Subscription, Subscription.list_id == MailingList.id)
+            .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+            .where(Subscriber.email == email)
+        )
+        return {slug: status for slug, status in rows}
+
+
+def test_unsubscribe_token_of_a_mailing_leaves_only_its_lists(ready: Site) -> None:
+    subscribers.add(ready, "ann@example.org", ["press", "all-members"], now=NOW)
+    subscribers.add(ready, "bob@example.org", ["press"], now=NOW)
+    with transaction(ready.engine) as session:
+        ann = session.scalars(select(Subscriber).where(Subscriber.email.startswith("ann"))).one()
+        press = session.scalars(select(MailingList.id).where(MailingList.slug == "press")).one()
+    before = statuses(ready, "ann@example.org")
+    assert before["press"] == "confirmed" and before["all-members"] in ("pending", "confirmed")
+    args = {"method": "one-click", "now": NOW}
+    forged = tokens.make(
+        ready.config, "unsubscribe", {"s": ann.id, "a": tokens.address_digest("bob@example.org"),
+                                      "l": [press]}, now=NOW,
+    )  # fmt: skip
+    with pytest.raises(tokens.TokenError):
+        subscribers.unsubscribe(ready, forged, **args)
+    assert statuses(ready, "ann@example.org") == before
+    token = subscribers.unsubscribe_token(ready, ann.id, ann.email, [press], now=NOW)
+    assert subscribers.unsubscribe(ready, token, **args) == ["press"]
+    assert statuses(ready, "ann@example.org") == dict(before, press="unsubscribed")
+    assert statuses(ready, "bob@example.org") == {"press": "confirmed"}
+    with transaction(ready.engine) as session:
+        event = session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
+        assert event is not None
+        assert (event.kind, event.list_id, event.at) == ("unsubscribed", press, NOW)
+        changed = session.scalars(select(Subscription).where(Subscription.list_id == press))
+        assert {s.updated_at for s in changed if s.status == "unsubscribed"} == {NOW}
 
 
 def test_remove_from_some_lists_and_everyone(ready: Site) -> None:

@@ -4,6 +4,7 @@ Confirmation emails go through a real SMTP server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
@@ -347,6 +349,35 @@ def test_one_click_unsubscribe_urlencoded_without_cookies(
     assert methods == ["one-click", "one-click"]
     again = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
     assert again.status_code == 200  # twice changes nothing and is not an error
+
+
+def test_a_burst_of_one_click_unsubscribes_each_gets_its_own_answer(web_site: Site) -> None:
+    """Requests arriving together share a transaction (groupcommit.py); a forged token among
+    them is refused on its own and changes nothing."""
+    people = {f"m{n}@example.org": member(web_site, f"m{n}@example.org") for n in range(6)}
+    urls = [f"/unsubscribe/{unsubscribe_token(web_site, p, e)}" for e, p in people.items()]
+    forged = tokens.make(
+        web_site.config, "unsubscribe",
+        {"s": people["m5@example.org"], "a": tokens.address_digest("m0@example.org")}, now=NOW,
+    )  # fmt: skip
+    urls[5] = f"/unsubscribe/{forged}"
+
+    async def burst() -> list[int]:
+        transport = httpx.ASGITransport(app=create_app(web_site, clock=Clock()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            answers = await asyncio.gather(
+                *(http.post(url, data={"List-Unsubscribe": "One-Click"}) for url in urls)
+            )
+        return [answer.status_code for answer in answers]
+
+    assert asyncio.run(burst()) == [200] * 5 + [400]
+    left = {email: set(statuses(web_site, email).values()) for email in people}
+    assert left == {**{e: {"unsubscribed"} for e in people}, "m5@example.org": {"confirmed"}}
+    with transaction(web_site.engine) as session:
+        events = session.scalars(
+            select(ConsentEvent.subscriber_id).where(ConsentEvent.kind == "unsubscribed")
+        ).all()
+    assert sorted(events) == sorted(list(people.values())[:5])
 
 
 def test_one_click_unsubscribe_multipart(client: TestClient, web_site: Site) -> None:
