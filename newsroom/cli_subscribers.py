@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from newsroom import erasure, imports, lists, segments, subscribers
+from newsroom import confirmation, erasure, imports, lists, segments, subscribers
 from newsroom.cli_common import Group, State, echo_json, json_option, pass_state
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
@@ -301,6 +301,22 @@ def prune(state: State) -> None:
         f"removed {report.subscriptions} unconfirmed subscriptions; "
         f"forgot {report.subscribers} people who never confirmed"
     )
+
+
+@subscribers_group.command(name="send-confirmations")
+@pass_state
+def send_confirmations(state: State) -> None:
+    """Send the confirmation email to every pending person who was never sent one.
+
+    For an import made with --no-email, or one whose relay failed partway. Nobody who already
+    had a confirmation email is sent another. Safe to run again.
+
+    \b
+    Example:
+      newsroom subscribers send-confirmations
+    """
+    sent = confirmation.send_due(_synced(state), utcnow())
+    click.echo(f"sent {sent} confirmation emails")
 
 
 @click.command(name="segment")

@@ -13,8 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsroom import consent, mailer, tokens
+from newsroom.database import transaction
+from newsroom.errors import NewsroomError
 from newsroom.models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from newsroom.settings import Config
+from newsroom.site import Site
+
+INTERVAL = timedelta(hours=24)  # at most one confirmation email per address per day
 
 TEMPLATES = Environment(
     loader=PackageLoader("newsroom", "templates"),
@@ -89,3 +94,50 @@ def _message(
 
 def send(config: Config, message: EmailMessage) -> None:
     mailer.send_message(config, message)
+
+
+def send_due(site: Site, now: datetime, *, touched_at: datetime | None = None) -> int:
+    """Send one confirmation email to each pending person who is due one, and count them.
+
+    With TOUCHED_AT (an import): the people whose subscriptions it made pending, unless one was
+    sent to them in the last 24 hours. Without (`newsroom subscribers send-confirmations`): the
+    pending people who were never sent one (an import with --no-email, or one the relay failed
+    partway), so nobody who already had theirs is reminded. Each is marked once the relay took
+    it: a crash in between may send one twice, never none; a relay failure says how far it got.
+    """
+    due_now = Subscription.status == SubscriptionStatus.PENDING
+    if touched_at is None:
+        due = due_now & Subscriber.confirmation_sent_at.is_(None)
+    else:
+        due = (
+            due_now
+            & (Subscription.updated_at == touched_at)
+            & (
+                Subscriber.confirmation_sent_at.is_(None)
+                | (Subscriber.confirmation_sent_at <= now - INTERVAL)
+            )
+        )
+    with transaction(site.engine) as session:
+        people = session.scalars(
+            select(Subscriber.id)
+            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+            .where(due)
+            .distinct()
+            .order_by(Subscriber.id)
+        ).all()
+    sent = 0
+    with mailer.OneConnection(site.config) as relay:
+        for person_id in people:
+            with transaction(site.engine) as session:
+                message = build(session, site.config, person_id, now)
+            try:
+                relay.send(message)
+            except NewsroomError as exc:
+                raise NewsroomError(
+                    f"{exc}; {sent} of {len(people)} confirmation emails sent: send the rest "
+                    "with `newsroom subscribers send-confirmations`"
+                ) from None
+            with transaction(site.engine) as session:
+                session.get_one(Subscriber, person_id).confirmation_sent_at = now
+            sent += 1
+    return sent

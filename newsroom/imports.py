@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.orm import Session
 
-from newsroom import confirmation, consent, lists, mailer, suppression
+from newsroom import confirmation, consent, lists, suppression
 from newsroom.consent import Origin
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError, Problem, ProblemsError
@@ -33,7 +33,6 @@ from newsroom.models import (
 from newsroom.models import SubscriptionStatus as Status
 from newsroom.site import Site
 from newsroom.subscribers import (
-    CONFIRMATION_INTERVAL,
     InvalidInput,
     clean_name,
     clean_tags,
@@ -194,7 +193,10 @@ def import_csv(
         raise ProblemsError([*report.rejected, summary])
     _write(site, path, report, list_slugs, known, confirmed, (consent_text or "").strip(), now)
     if not confirmed and send_confirmations:
-        report.confirmations_sent = _send_confirmations(site, now)
+        try:
+            report.confirmations_sent = confirmation.send_due(site, now, touched_at=now)
+        except NewsroomError as exc:
+            raise NewsroomError(f"{path.name}: imported, but {exc}") from None
     return report
 
 
@@ -379,34 +381,6 @@ class _Batch:
             Subscription.updated_at,
         ).where(Subscription.subscriber_id.in_({sid for sid, _ in pairs}))
         return {(r.subscriber_id, r.list_id): r for r in self.session.execute(query)}
-
-
-def _send_confirmations(site: Site, now: datetime) -> int:
-    """One confirmation email to each person this import left pending (within the daily limit)."""
-    with transaction(site.engine) as session:
-        due = session.scalars(
-            select(Subscriber.id)
-            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
-            .where(
-                Subscription.status == Status.PENDING,
-                Subscription.updated_at == now,
-                (Subscriber.confirmation_sent_at.is_(None))
-                | (Subscriber.confirmation_sent_at <= now - CONFIRMATION_INTERVAL),
-            )
-            .distinct()
-            .order_by(Subscriber.id)
-        ).all()
-    sent = 0
-    with mailer.OneConnection(site.config) as relay:
-        for person_id in due:
-            with transaction(site.engine) as session:
-                message = confirmation.build(session, site.config, person_id, now)
-            relay.send(message)
-            # Marked once the relay took it: a crash in between may send one twice, never none.
-            with transaction(site.engine) as session:
-                session.get_one(Subscriber, person_id).confirmation_sent_at = now
-            sent += 1
-    return sent
 
 
 def export(site: Site, list_slug: str | None = None) -> Iterator[dict[str, str]]:

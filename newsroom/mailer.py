@@ -50,6 +50,28 @@ def unreachable(config: Config, exc: BaseException) -> str:
     )
 
 
+async def connect(config: Config) -> aiosmtplib.SMTP:
+    """A client connected to the relay, greeted (EHLO), through TLS and logged in; raises
+    NewsroomError saying why when it cannot be."""
+    client = smtp_client(config)
+    try:
+        await client.connect()
+        await client._ehlo_or_helo_if_needed()  # connect() leaves it out without TLS/login
+        if config.text("smtp.username"):
+            await client.login(config.text("smtp.username"), config.text("smtp.password"))
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        await _closed(client)
+        raise NewsroomError(
+            f"the SMTP relay {relay_name(config)} refused the login of smtp.username "
+            f"{config.text('smtp.username')!r}: {exc.code} {exc.message} "
+            "(check NEWSROOM_SMTP_PASSWORD)"
+        ) from None
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        await _closed(client)
+        raise NewsroomError(unreachable(config, exc)) from None
+    return client
+
+
 def send_message(config: Config, message: EmailMessage, envelope_from: str | None = None) -> str:
     """Send one message (a confirmation, a test copy) and wait for the relay's answer."""
     with OneConnection(config) as relay:
@@ -69,16 +91,9 @@ class OneConnection:
         return self.runner.run(self._send(message, envelope_from))
 
     async def _send(self, message: EmailMessage, envelope_from: str | None) -> str:
+        if self.client is None or not self.client.is_connected:
+            self.client = await connect(self.config)
         try:
-            if self.client is None or not self.client.is_connected:
-                self.client = smtp_client(self.config)
-                await self.client.connect()
-                if self.config.text("smtp.username"):
-                    user, password = (
-                        self.config.text("smtp.username"),
-                        self.config.text("smtp.password"),
-                    )
-                    await self.client.login(user, password)
             _errors, answer = await self.client.send_message(message, sender=envelope_from)
             return answer
         except aiosmtplib.SMTPException as exc:
@@ -227,24 +242,10 @@ class Connection:
         self.sent = 0
 
     async def open(self) -> None:
-        client = smtp_client(self.config)
         try:
-            await client.connect()
-            await client._ehlo_or_helo_if_needed()  # connect() leaves it out without TLS/login
-            if self.config.text("smtp.username"):
-                await client.login(
-                    self.config.text("smtp.username"), self.config.text("smtp.password")
-                )
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            await _closed(client)
-            raise ConnectionLost(
-                f"the SMTP relay {relay_name(self.config)} refused the login of smtp.username "
-                f"{self.config.text('smtp.username')!r}: {exc.code} {exc.message} "
-                "(check NEWSROOM_SMTP_PASSWORD)"
-            ) from None
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            await _closed(client)
-            raise ConnectionLost(unreachable(self.config, exc)) from None
+            client = await connect(self.config)
+        except NewsroomError as exc:
+            raise ConnectionLost(str(exc)) from None
         self.pipelining = client.supports_extension("pipelining")
         transport = client.transport
         assert isinstance(transport, asyncio.Transport)

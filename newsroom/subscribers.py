@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
@@ -32,7 +32,6 @@ from newsroom.models import (
 from newsroom.models import SubscriptionStatus as Status
 from newsroom.site import Site
 
-CONFIRMATION_INTERVAL = timedelta(hours=24)  # at most one confirmation email per address per day
 TAG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 CLI = Origin("cli", "admin")
@@ -170,7 +169,7 @@ def add(
             report.outcomes[row.slug] = _request(session, person, row, origin, now, text.id)
         previous = person.confirmation_sent_at
         if any(o == Status.PENDING for o in report.outcomes.values()):
-            if previous is None or now - previous >= CONFIRMATION_INTERVAL:
+            if previous is None or now - previous >= confirmation.INTERVAL:
                 person.confirmation_sent_at = now
                 report.confirmation_sent = True
             else:
@@ -322,7 +321,7 @@ def resend_confirmation(site: Site, token: str, *, now: datetime) -> bool:
             s for s, _ in subscriptions_of(session, person.id, None) if s.status == Status.PENDING
         ]
         previous = person.confirmation_sent_at
-        if not pending or (previous is not None and now - previous < CONFIRMATION_INTERVAL):
+        if not pending or (previous is not None and now - previous < confirmation.INTERVAL):
             return False
         person.confirmation_sent_at = now
         person_id = person.id

@@ -9,7 +9,7 @@ import pytest
 from click.testing import Result
 
 from tests.conftest import Run
-from tests.smtpserver import TestSMTPServer
+from tests.smtpserver import TestSMTPServer, free_port
 
 
 def ok(result: Result) -> str:
@@ -119,8 +119,6 @@ def test_add_errors(cli: Run, args: list[str], message: str) -> None:
 
 
 def test_add_when_the_relay_is_down(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.smtpserver import free_port
-
     monkeypatch.setenv("NEWSROOM_SMTP_PORT", str(free_port()))
     fails(
         cli("subscribers", "add", "ann@example.org", "--list", "all-members"),
@@ -193,6 +191,52 @@ def test_import_pending_sends_confirmations(
         "ann@example.org",
         "bob@example.org",
     ]
+
+
+def recipients(smtp_server: TestSMTPServer) -> list[str]:
+    return sorted(m.rcpt_tos[0] for m in smtp_server.messages)
+
+
+def test_confirmations_a_failed_relay_left_unsent_are_sent_later(
+    cli: Run, tmp_path: Path, smtp_server: TestSMTPServer
+) -> None:
+    csv = tmp_path / "new.csv"
+    csv.write_text("email\nann@example.org\nbob@example.org\ncat@example.org\n", "utf-8")
+    smtp_server.fail("RCPT", 451, "4.3.0 Try again later", match="bob@")
+    err = fails(
+        cli("subscribers", "import", str(csv), "--list", "all-members"),
+        "new.csv: imported, but the SMTP relay",
+    )
+    assert "1 of 3 confirmation emails sent: send the rest with " in err
+    assert "`newsroom subscribers send-confirmations`" in err
+    assert recipients(smtp_server) == ["ann@example.org"]
+    smtp_server.reset()
+    assert ok(cli("subscribers", "send-confirmations")) == "sent 2 confirmation emails\n"
+    assert recipients(smtp_server) == ["bob@example.org", "cat@example.org"]
+    assert ok(cli("subscribers", "send-confirmations")) == "sent 0 confirmation emails\n"
+
+
+def test_send_confirmations_after_an_import_without_email_reminds_nobody_else(
+    cli: Run, tmp_path: Path, smtp_server: TestSMTPServer
+) -> None:
+    ok(cli("subscribers", "add", "dan@example.org", "--list", "all-members"))
+    csv = tmp_path / "new.csv"
+    csv.write_text("email\nann@example.org\n", "utf-8")
+    out = ok(cli("subscribers", "import", str(csv), "--list", "all-members", "--no-email"))
+    assert "0 confirmation emails sent" in out
+    smtp_server.reset()
+    assert ok(cli("subscribers", "send-confirmations")) == "sent 1 confirmation emails\n"
+    assert recipients(smtp_server) == ["ann@example.org"]  # dan had his when he was added
+
+
+def test_send_confirmations_with_no_relay(
+    cli: Run, site_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSROOM_SMTP_PORT", str(free_port()))
+    csv = site_dir / "new.csv"
+    csv.write_text("email\nann@example.org\n", "utf-8")
+    ok(cli("subscribers", "import", str(csv), "--list", "all-members", "--no-email"))
+    fails(cli("subscribers", "send-confirmations"), "cannot reach the SMTP relay")
 
 
 def test_export_csv_and_json(members: Run) -> None:
