@@ -29,6 +29,7 @@ FRONT_KEYS = ("title", "date", "to", "summary", "slug")
 REQUIRED_FRONT = ("title", "date")
 FILE_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)\.md$")
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+MAX_ONLY = 6  # different `only` expressions in one issue: 2**6 email variants at most
 OPEN = re.compile(r"^:::\s*([A-Za-z][\w-]*)?\s*(.*?)\s*$")
 CLOSE = re.compile(r"^:::\s*$")
 
@@ -277,9 +278,19 @@ def load_issue(path: Path, config: Config | None = None, shown: str | None = Non
     lines = text.splitlines()
     front, start = reader.front(lines)
     nodes = reader.body(lines, start)
+    expressions: set[str] = set()
     for node in _walk(nodes):
         if isinstance(node, Markdown):
             markup.check(node.text, node.line, reader.report)
+        elif isinstance(node.data, blocks.Only) and node.data.expression not in expressions:
+            expressions.add(node.data.expression)
+            if len(expressions) == MAX_ONLY + 1:
+                reader.report(
+                    node.line,
+                    f"a {MAX_ONLY + 1}th different `only` expression: each combination is an "
+                    f"email variant to render, so an issue may use at most {MAX_ONLY} "
+                    "(repeat an expression, or combine two with `or`)",
+                )
     issue = _issue(path, front, nodes, reader)
     if reader.problems:
         raise ProblemsError(sorted(reader.problems, key=lambda p: p.line))

@@ -28,12 +28,10 @@ import jinja2
 import mjml
 
 from newsroom import blocks, calendar, markup, plaintext
-from newsroom.errors import NewsroomError
 from newsroom.issues import Block, Issue, Markdown, Node
 from newsroom.personalise import placeholder
 from newsroom.settings import Config
 
-MAX_ONLY = 6  # 2**6 variants at most
 DARK_MODE_META = (
     '<meta name="color-scheme" content="light dark">'
     '<meta name="supported-color-schemes" content="light dark">'
@@ -109,12 +107,7 @@ def only_expressions(issue: Issue) -> tuple[str, ...]:
 
 def render(issue: Issue, config: Config) -> Rendered:
     """Every variant of ISSUE: the public one and one per combination of only blocks."""
-    expressions = only_expressions(issue)
-    if len(expressions) > MAX_ONLY:
-        raise NewsroomError(
-            f"{issue.path.name}: {len(expressions)} different only expressions make too many "
-            f"variants; use at most {MAX_ONLY}"
-        )
+    expressions = only_expressions(issue)  # at most issues.MAX_ONLY: load_issue checks
     variants = {"public": render_variant(issue, config, Audience(False), "public")}
     for size in range(len(expressions) + 1):
         for chosen in combinations(range(len(expressions)), size):

@@ -195,6 +195,21 @@ x
     ]
 
 
+def test_at_most_six_different_only_expressions(site: Site) -> None:
+    names = ["all-members", "disability-group", "clp-secretaries", "press", "tag:a", "tag:b"]
+    blocks_ = "".join(f"::: only {name}\nFor {name}.\n:::\n\n" for name in names)
+    head = "---\ntitle: Save our socialists\ndate: 2020-12-24\n---\n"
+    again = "::: only press\nPress, again.\n:::\n\n"  # a repeat adds no variant
+    load_issue(write(site, head + blocks_ + again), site.config)
+    seventh = "::: only not press\nEveryone else.\n:::\n"
+    line = (head + blocks_ + again).count("\n") + 1
+    assert problems(site, head + blocks_ + again + seventh) == [
+        f"issues/2020-12-24-save-our-socialists.md:{line}: a 7th different `only` expression: "
+        "each combination is an email variant to render, so an issue may use at most 6 (repeat "
+        "an expression, or combine two with `or`)"
+    ]
+
+
 def test_file_name_must_be_dated(site: Site) -> None:
     assert problems(site, GOOD, name="save.md") == [
         "issues/save.md:1: name the issue file YYYY-MM-DD-slug.md, such as "
