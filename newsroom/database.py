@@ -88,9 +88,10 @@ class _Form:
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
-        self.compiled = compiled
         self.sql = compiled.string
         self.positions = compiled.positiontup  # None when the driver takes named parameters
+        # The values the statement carries itself, such as the statuses in a WHERE.
+        self.literals = {name: b.value for name, b in compiled.binds.items() if not b.required}
         self.processors: dict[str, Callable[[Any], Any]] = {}
         for name, bind in compiled.binds.items():
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
@@ -98,7 +99,7 @@ class _Form:
                 self.processors[name] = processor
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
-        merged = dict(self.compiled.construct_params(values) or {})  # with the statement's literals
+        merged = {**self.literals, **values}
         for name, processor in self.processors.items():
             merged[name] = processor(merged[name])
         if self.positions is None:
