@@ -13,10 +13,9 @@ import hashlib
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
+from functools import partial
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -94,28 +93,18 @@ class Web:
         self.limiter = RateLimiter(site.config.text("web.subscribe_rate"))
         self.style = stylesheet()
         self.archive = Archive(site, clock)
-        # SQLite has one writer at a time, and a second one waits in its busy handler (sleeps of
-        # milliseconds): taking turns here instead is several times faster under load.
-        self.sqlite = site.engine.dialect.name == "sqlite"
-        self.writing: AbstractContextManager[Any] = (
-            threading.Lock() if self.sqlite else nullcontext()
+        # One-click unsubscribes arriving together share a transaction. On SQLite, which has one
+        # writer at a time anyway, in the event loop: a thread hand-off costs more than the
+        # write. Nothing holds SQLite's write lock for long (mail goes out after the commit), so
+        # meeting another writer costs the loop a few milliseconds in SQLite's busy handler.
+        self.leaving = GroupCommit(
+            partial(subscribers.unsubscribe_by_tokens, site),
+            inline=site.engine.dialect.name == "sqlite",
         )
-        # One-click unsubscribes arriving together share a transaction; on SQLite in the event
-        # loop, sparing a thread hand-off that costs more than the write itself.
-        self.leaving = GroupCommit(self._leave, inline=self.sqlite)
 
     async def write(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a library call that changes the database (and may send mail) in a worker thread."""
-
-        def call() -> T:
-            with self.writing:
-                return function(*args, **kwargs)
-
-        return await run_in_threadpool(call)
-
-    def _leave(self, requests: list[subscribers.Leaving]) -> list[list[str] | tokens.TokenError]:
-        with self.writing:
-            return subscribers.unsubscribe_by_tokens(self.site, requests)
+        return await run_in_threadpool(function, *args, **kwargs)
 
     # -- subscribe ---------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ HTTP; and its refusals to start, each one clear line."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,7 @@ from sqlalchemy import select
 
 from newsroom import subscribers
 from newsroom.database import transaction
-from newsroom.models import Subscription
+from newsroom.models import Subscription, utcnow
 from newsroom.site import Site
 from tests.conftest import Run
 from tests.smtpserver import TestSMTPServer
@@ -74,6 +76,44 @@ def test_subscribe_confirm_and_one_click_over_http(
     assert "POST /unsubscribe/[token]" in log and "POST /confirm/[token]" in log
     assert unsubscribe not in log and confirm.group(1) not in log
     assert unsubscribe.split(".")[1][:20] not in log
+
+
+def test_a_slow_relay_holds_up_no_one_click_unsubscribe(
+    server: Server, site_dir: Path, smtp_server: TestSMTPServer
+) -> None:
+    """A subscribe waits for the relay in a worker thread; one-click unsubscribes, written in
+    the event loop, are answered meanwhile."""
+    site = Site.open(site_dir)
+    try:
+        subscribers.add(site, "bob@example.org", ["all-members"], now=utcnow())
+        with transaction(site.engine) as session:
+            bob = session.scalars(select(Subscription.subscriber_id)).one()
+        token = subscribers.unsubscribe_token(site, bob, "bob@example.org", None, now=utcnow())
+    finally:
+        site.close()
+    smtp_server.reset()  # forget bob's confirmation email
+    smtp_server.stall("DATA", 4.0)
+    with httpx.Client(base_url=server.url, timeout=10) as browser:
+        form = re.search(r'name="form_token" value="([^"]+)"', browser.get("/").text)
+        assert form
+        data = {"form_token": form.group(1), "email": "ann@example.org", "lists": "all-members"}
+        with ThreadPoolExecutor(1) as pool:
+            subscribing = pool.submit(browser.post, "/subscribe", data=data)
+            deadline = time.monotonic() + 5
+            while not any(c.startswith("DATA") for c in smtp_server.commands):
+                assert time.monotonic() < deadline, smtp_server.commands
+                time.sleep(0.02)
+            started = time.monotonic()
+            one_click = httpx.post(
+                f"{server.url}/unsubscribe/{token}",
+                content=b"List-Unsubscribe=One-Click",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                timeout=10,
+            )
+            waited = time.monotonic() - started
+            assert not subscribing.done()  # the relay is still stalling
+            assert one_click.status_code == 200 and waited < 1.0, waited
+            assert subscribing.result().status_code == 200
 
 
 def test_serve_refuses_to_start_without_a_secret_key(
