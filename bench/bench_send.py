@@ -1,5 +1,6 @@
 """Sending throughput: postfix smtp-source → smtp-sink (the limit), a naive smtplib loop (the floor)
-and `newsroom send` end to end (rendering, freezing 20,000 deliveries, database bookkeeping) to
+and `newsroom send` end to end (rendering, freezing 20,000 deliveries, database bookkeeping; one
+process, two processes, and one process signing every message with DKIM) to
 the same smtp-sink; same message size, same number of messages, one run. Then peak memory of
 `newsroom send` for 10,000 and 1,000,000 recipients.
 
@@ -164,10 +165,19 @@ def naive(port: int, messages: int, data: bytes) -> float:
     return messages / (time.perf_counter() - started)
 
 
-def newsroom_send(folder: Path, processes: int) -> tuple[float, int]:
-    """`newsroom send ISSUE --yes` as a volunteer runs it; (msgs/s, peak RSS in KB)."""
+def newsroom_send(folder: Path, processes: int, dkim: bool = False) -> tuple[float, int]:
+    """`newsroom send ISSUE --yes` as a volunteer runs it; (msgs/s, peak RSS in KB). With DKIM,
+    every message is signed (RSA 2048, as `dkim.key_file` would have it)."""
     command = [sys.executable, "-m", "newsroom", "--site", str(folder), "send", "bench", "--yes"]
     env = dict(os.environ, NEWSROOM_SENDING_PROCESSES=str(processes))
+    if dkim:
+        key = folder / "dkim.pem"
+        if not key.exists():
+            subprocess.run(
+                ["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True
+            )
+        env.update(NEWSROOM_DKIM_DOMAIN="example.org", NEWSROOM_DKIM_SELECTOR="news",
+                   NEWSROOM_DKIM_KEY_FILE=str(key))  # fmt: skip
     started = time.perf_counter()
     process = subprocess.Popen([*command, "--again"], stdout=subprocess.PIPE, text=True, env=env)
     _pid, status, usage = os.wait4(process.pid, 0)
@@ -268,7 +278,7 @@ def throughput(port: int, messages: int, rounds: int) -> None:
             f"{messages} messages of {len(data):,} bytes, {SESSIONS} sessions, {os.cpu_count()} CPUs"
         )
         results: dict[str, list[float]] = {
-            n: [] for n in ("limit", "naive", "newsroom 1", "newsroom 2")
+            n: [] for n in ("limit", "naive", "newsroom 1", "newsroom 2", "newsroom 1 DKIM")
         }
         for round_ in range(rounds):  # interleaved: the machine is shared and drifts
             results["limit"].append(limit(port, messages, len(data)))
@@ -276,17 +286,17 @@ def throughput(port: int, messages: int, rounds: int) -> None:
             for processes in (1, 2):
                 rate, _rss = newsroom_send(folder, processes)
                 results[f"newsroom {processes}"].append(rate)
+            results["newsroom 1 DKIM"].append(newsroom_send(folder, 1, dkim=True)[0])
             print(
                 f"round {round_ + 1}: "
                 + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in results.items())
             )
     best = {name: statistics.median(values) for name, values in results.items()}
     print("median msgs/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in best.items()))
-    for processes in (1, 2):
-        rate = best[f"newsroom {processes}"]
+    for name in ("newsroom 1", "newsroom 2", "newsroom 1 DKIM"):
+        rate = best[name]
         print(
-            f"newsroom send, {processes} process(es): {rate / best['limit']:.2f} × limit, "
-            f"{rate / best['naive']:.2f} × naive loop"
+            f"{name}: {rate / best['limit']:.2f} × limit, {rate / best['naive']:.2f} × naive loop"
         )
 
 

@@ -20,28 +20,15 @@ from dataclasses import dataclass, field
 from email.utils import formataddr, formatdate, parseaddr
 from html import escape
 
-import dkim
-
 from newsroom import personalise
 from newsroom.errors import NewsroomError
+from newsroom.signing import Signer
 
 # The placeholders rendering.py leaves in each variant (see personalise.py): `{{name}}` or
 # `{{name|fallback}}`, the fallback already escaped for the part it sits in.
 FIELD = re.compile(r"\{\{([a-z_]+)(?:\|([^{}]*))?\}\}")
 FIELDS = personalise.FIELDS
 # RFC 6376 §5.4: the headers a DKIM signature covers (the issue's list, plus MIME structure).
-SIGNED_HEADERS = (
-    b"From",
-    b"To",
-    b"Subject",
-    b"Date",
-    b"Message-ID",
-    b"List-Id",
-    b"List-Unsubscribe",
-    b"List-Unsubscribe-Post",
-    b"MIME-Version",
-    b"Content-Type",
-)
 MAX_QP_LINE = 76  # RFC 2045 §6.7 (5): encoded lines at most 76 characters, soft break included
 
 
@@ -224,28 +211,6 @@ class Recipient:
             "unsubscribe_url": self.unsubscribe_url,
             "preferences_url": self.preferences_url,
         }
-
-
-@dataclass(frozen=True)
-class Signer:
-    """DKIM signing with one key (RFC 6376), relaxed/relaxed canonicalisation."""
-
-    domain: str
-    selector: str
-    private_key: bytes
-
-    def sign(self, message: bytes) -> bytes:
-        return bytes(
-            dkim.sign(
-                message,
-                self.selector.encode(),
-                self.domain.encode(),
-                self.private_key,
-                canonicalize=(b"relaxed", b"relaxed"),
-                include_headers=list(SIGNED_HEADERS),
-                linesep=b"\r\n",
-            )
-        )
 
 
 @dataclass

@@ -29,7 +29,6 @@ from newsroom.mailings import Claimed, Result
 from newsroom.messages import (
     Clock,
     Recipient,
-    Signer,
     Template,
     new_message_id,
     parse_sender,
@@ -38,6 +37,7 @@ from newsroom.models import Delivery, DeliveryStatus, Mailing, MailingStatus, ut
 from newsroom.ratelimit import per_second
 from newsroom.senders import SenderLock
 from newsroom.settings import Config
+from newsroom.signing import Signer
 from newsroom.site import Site
 
 D = DeliveryStatus
@@ -55,9 +55,10 @@ def signer(config: Config) -> Signer | None:
         key = path.read_bytes()
     except OSError as exc:
         raise NewsroomError(f"dkim.key_file: cannot read {path}: {exc.strerror}") from None
-    if b"PRIVATE KEY" not in key:
-        raise NewsroomError(f"dkim.key_file: {path} is not a PEM private key")
-    return Signer(domain, config.text("dkim.selector"), key)
+    try:
+        return Signer(domain, config.text("dkim.selector"), key)
+    except NewsroomError as exc:
+        raise NewsroomError(f"dkim.key_file: {path}: {exc}") from None
 
 
 def list_id(config: Config, expression: str) -> str:

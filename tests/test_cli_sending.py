@@ -336,6 +336,18 @@ def test_send_preflight_errors(
     assert "dkim.key_file: cannot read" in error_line(
         cli("send", "save-our-socialists", "--dry-run")
     )
+    (site_dir / "dkim.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n", "utf-8")
+    monkeypatch.setenv("NEWSROOM_DKIM_KEY_FILE", "dkim.pem")
+    assert "dkim.pem: not a PEM private key without a passphrase" in error_line(
+        cli("send", "save-our-socialists", "--dry-run")
+    )
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(site_dir / "dkim.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert "dkim.pem: not an RSA private key" in error_line(
+        cli("send", "save-our-socialists", "--dry-run")
+    )
     monkeypatch.delenv("NEWSROOM_DKIM_DOMAIN")
     monkeypatch.setenv("NEWSROOM_SENDING_DOMAIN_RATES", "gmail.com")
     assert "sending.domain_rates" in error_line(cli("send", "save-our-socialists", "--dry-run"))

@@ -14,8 +14,9 @@ import pytest
 
 from newsroom import messages
 from newsroom.mailer import FAIL, POLICY, RETRY, SENT, Outcome, Outgoing, Pool, classify
-from newsroom.messages import HeaderError, Recipient, Signer, Template
+from newsroom.messages import HeaderError, Recipient, Template
 from newsroom.ratelimit import RateLimiter
+from newsroom.signing import Signer
 from newsroom.site import Site
 from tests.smtpserver import TestSMTPServer, free_port
 
