@@ -3,7 +3,9 @@ NEWSROOM_TEST_POSTGRES_URL is set), a real SMTP server that can be told to fail,
 
 from __future__ import annotations
 
+import base64
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -129,3 +131,16 @@ def cli(site_dir: Path) -> Run:
         return CliRunner().invoke(main, ["--site", str(site_dir), *args], input=input)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
+    """A 2048-bit RSA key (PEM) and the DNS TXT record that publishes its public half."""
+    key = tmp_path_factory.mktemp("dkim") / "key.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return key.read_bytes(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)

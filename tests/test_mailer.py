@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import subprocess
 from collections.abc import Iterator
 from email import message_from_bytes, policy
@@ -150,19 +149,6 @@ def test_unknown_merge_field_is_an_error() -> None:
 def test_addresses_must_be_plain() -> None:
     with pytest.raises(HeaderError, match="plain ASCII"):
         build(template(), Recipient("ånn@example.net", "Ann", "https://u/"))
-
-
-@pytest.fixture(scope="session")
-def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
-    folder = tmp_path_factory.mktemp("dkim")
-    key = folder / "key.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    public = subprocess.run(
-        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return key.read_bytes(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
 def test_dkim_signature_verifies(

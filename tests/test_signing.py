@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import subprocess
 from pathlib import Path
 
@@ -14,18 +13,6 @@ from hypothesis import strategies as st
 
 from newsroom.errors import NewsroomError
 from newsroom.signing import Signer, relaxed_body, relaxed_header
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
-    key = tmp_path_factory.mktemp("dkim") / "key.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    public = subprocess.run(
-        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return key.read_bytes(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
 def verifies(message: bytes, record: bytes) -> bool:
@@ -54,9 +41,9 @@ AWKWARD = (
 
 
 def test_signatures_verify_with_dkimpy_and_break_when_tampered(
-    keys: tuple[bytes, bytes],
+    dkim_key: tuple[bytes, bytes],
 ) -> None:
-    private, record = keys
+    private, record = dkim_key
     signed = Signer("example.org", "news", private).sign(AWKWARD) + AWKWARD
     assert verifies(signed, record)
     assert verifies(b"Received: by relay\r\n" + signed, record)  # added on the way: fine
@@ -69,8 +56,8 @@ def test_signatures_verify_with_dkimpy_and_break_when_tampered(
     assert h == b"from:to:subject:date:message-id:list-unsubscribe:list-unsubscribe-post"
 
 
-def test_an_empty_body_verifies(keys: tuple[bytes, bytes]) -> None:
-    private, record = keys
+def test_an_empty_body_verifies(dkim_key: tuple[bytes, bytes]) -> None:
+    private, record = dkim_key
     message = AWKWARD.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
     assert verifies(Signer("example.org", "news", private).sign(message) + message, record)
 
