@@ -213,6 +213,13 @@ def preview(state: State, path: Path, address: str | None, out: Path | None) -> 
         "email.txt": personalise(variant.text, fields, html=False),
         "web.html": web_page(issue, site.config),
     }
+    every = rendered.variant_for(lambda _: True)
+    if address is None and every != key:
+        # Nobody in particular gets no `only` block: show them all too, for proofreading.
+        files[f"{every}.html"] = personalise(rendered.variants[every].html, fields, html=True)
+        files[f"{every}.txt"] = personalise(rendered.variants[every].text, fields, html=False)
+        blocks = "; ".join(rendered.only_expressions)
+        click.echo(f"{every}.html and {every}.txt have every only block ({blocks})", err=True)
     for name, text in files.items():
         (out / name).write_text(text, encoding="utf-8")
     for name, data in calendar.ics_files(issue, site.config).items():

@@ -79,14 +79,19 @@ def test_preview_writes_the_files(cli: Run, site_dir: Path, tmp_path: Path) -> N
     out = tmp_path / "preview"
     result = cli("preview", str(site_dir / "issues" / source.name), "--out", str(out))
     assert result.exit_code == 0, result.output
-    names = ["email.html", "email.txt", "web.html", "meeting-1.ics"]
+    names = ["email.html", "email.txt", "web.html", "email+1.html", "email+1.txt", "meeting-1.ics"]
     assert result.stdout.splitlines() == [
         "subject: SLN bulletin: all members meeting, the crisis, and NHS dentistry (variant email)",
         *(str(out / name) for name in names),
     ]
+    assert result.stderr == (
+        "email+1.html and email+1.txt have every only block (disability-group)\n"
+    )
     text = (out / "email.txt").read_text(encoding="utf-8")
     assert "Dear comrade," in text
     assert "Unsubscribe: http://localhost:8000/unsubscribe/PREVIEW" in text
+    assert "Socialist Disability Group" not in text  # the only block is for some members
+    assert "Socialist Disability Group" in (out / "email+1.txt").read_text(encoding="utf-8")
 
 
 def test_preview_as_a_subscriber(cli: Run, site: Site, site_dir: Path, tmp_path: Path) -> None:
