@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -69,7 +70,8 @@ class Prepared:
     For the one hot path where SQLAlchemy's work on each execution (cache key, execution
     context, result wrapping: ~0.07 ms a statement) costs more than the database itself: the
     one-click unsubscribe. Values go through each column type's bind processor, so rows are
-    stored exactly as the ORM stores them; results come back as the driver gives them, so
+    stored exactly as the ORM stores them, but Python-side column defaults are not applied (a
+    statement that would need them is refused); results come back as the driver gives them, so
     return plain integers and strings only."""
 
     def __init__(self, statement: ClauseElement) -> None:
@@ -88,6 +90,9 @@ class _Form:
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        missing = [c.key for c in [*compiled.insert_prefetch, *compiled.update_prefetch]]
+        if missing:  # SQLAlchemy's execution context would fill them in; nothing does here
+            raise ValueError(f"give {', '.join(missing)} a value: column defaults are not applied")
         self.sql = compiled.string
         self.positions = compiled.positiontup  # None when the driver takes named parameters
         # The values the statement carries itself, such as the statuses in a WHERE.
@@ -125,19 +130,43 @@ class Raw:
         self.cursor.executemany(form.sql, [form.parameters(row) for row in rows])
 
 
+class Busy(NewsroomError):
+    """Another connection holds SQLite's write lock, and the caller would rather not wait."""
+
+
 @contextmanager
-def raw_transaction(engine: Engine) -> Iterator[Raw]:
+def raw_transaction(engine: Engine, *, wait: bool = True) -> Iterator[Raw]:
     """A pooled DB-API connection's transaction: commits when the block ends, rolls back on
-    any error (the SQLite connection keeps the pragmas `connect` set)."""
+    any error (the SQLite connection keeps the pragmas `connect` set). On SQLite without WAIT
+    it takes the write lock first, and raises Busy at once if another writer holds it."""
     connection = engine.raw_connection()
     try:
-        yield Raw(connection.cursor(), engine.dialect)
+        cursor = connection.cursor()
+        if not wait and engine.dialect.name == "sqlite":
+            _begin_now(cursor)
+        yield Raw(cursor, engine.dialect)
         connection.commit()
     except BaseException:
         connection.rollback()
         raise
     finally:
         connection.close()
+
+
+def _begin_now(cursor: Any) -> None:
+    """BEGIN IMMEDIATE (the write lock, now) with SQLite's busy handler off for that statement
+    only: it would otherwise wait up to the connection's timeout, in whatever thread called."""
+    cursor.execute("PRAGMA busy_timeout")
+    (patience,) = cursor.fetchone()
+    cursor.execute("PRAGMA busy_timeout = 0")
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorname != "SQLITE_BUSY":
+            raise
+        raise Busy("another writer holds the database") from None
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout = {int(patience)}")
 
 
 def _alembic_config(engine: Engine | None = None) -> AlembicConfig:

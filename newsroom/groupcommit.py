@@ -5,6 +5,11 @@ is a few small writes, and on SQLite the commit costs as much as the writes them
 requests the event loop takes in one turn are gathered and carried out in one transaction,
 each still getting its own answer. A request waits for nothing but the loop's next turn: a
 lone request is committed at once.
+
+On SQLite a group is carried out in the event loop itself (a thread hand-off costs more than
+the write), but only if the write lock is free at once: when another process is writing (a
+mailing being frozen, say), the group goes to a worker thread to wait there, and the loop
+goes on serving everyone else.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Generic, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
+from newsroom.database import Busy
+
 Request = TypeVar("Request")
 Answer = TypeVar("Answer")
 
@@ -22,14 +29,12 @@ Answer = TypeVar("Answer")
 class GroupCommit(Generic[Request, Answer]):
     """Calls CARRY_OUT with every request submitted in the same turn of the event loop.
 
-    CARRY_OUT takes a list of requests and returns one answer for each, in order; if it raises,
-    every request of that group gets the exception. INLINE runs it in the event loop (SQLite,
-    where writes take turns anyway and a thread hand-off costs more than the write); otherwise
-    each group runs in a worker thread, and groups may overlap."""
+    CARRY_OUT(requests, wait=...) returns one answer for each request, in order; if it raises,
+    every request of that group gets the exception. INLINE first tries it in the event loop
+    with wait=False, where it raises Busy rather than wait for a lock; a busy group, and every
+    group when not INLINE, runs in a worker thread with wait=True. Groups may overlap."""
 
-    def __init__(
-        self, carry_out: Callable[[list[Request]], Sequence[Answer]], *, inline: bool
-    ) -> None:
+    def __init__(self, carry_out: Callable[..., Sequence[Answer]], *, inline: bool) -> None:
         self.carry_out = carry_out
         self.inline = inline
         self.waiting: list[tuple[Request, asyncio.Future[Answer]]] = []
@@ -47,23 +52,27 @@ class GroupCommit(Generic[Request, Answer]):
     def _start(self) -> None:
         group, self.waiting = self.waiting, []
         requests = [request for request, _ in group]
-        if not self.inline:
-            task = asyncio.get_running_loop().create_task(self._in_thread(group, requests))
-            self.running.add(task)
-            task.add_done_callback(self.running.discard)
-            return
-        try:
-            answers: Sequence[Answer] | Exception = self.carry_out(requests)
-        except Exception as exc:  # handed to every request of the group
-            answers = exc
-        _settle(group, answers)
+        if self.inline:
+            try:
+                answers: Sequence[Answer] | Exception = self.carry_out(requests, wait=False)
+            except Busy:
+                pass  # another writer has the lock: wait for it in a thread, not in the loop
+            except Exception as exc:  # handed to every request of the group
+                _settle(group, exc)
+                return
+            else:
+                _settle(group, answers)
+                return
+        task = asyncio.get_running_loop().create_task(self._in_thread(group, requests))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
 
     async def _in_thread(
         self, group: list[tuple[Request, asyncio.Future[Answer]]], requests: list[Request]
     ) -> None:
         try:
             answers: Sequence[Answer] | Exception = await run_in_threadpool(
-                self.carry_out, requests
+                self.carry_out, requests, wait=True
             )
         except Exception as exc:  # handed to every request of the group
             answers = exc

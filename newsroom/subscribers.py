@@ -437,13 +437,14 @@ class Leaving:
 
 
 def unsubscribe_by_tokens(
-    site: Site, requests: Sequence[Leaving]
+    site: Site, requests: Sequence[Leaving], *, wait: bool = True
 ) -> list[list[str] | tokens.TokenError]:
     """Carry out REQUESTS in one transaction (a group commit: the web side gathers the
     one-click unsubscribes that arrive together). Each answer is the slugs left, or the
-    TokenError of a token that is not valid, which changes nothing and stops nothing else."""
+    TokenError of a token that is not valid, which changes nothing and stops nothing else.
+    Without WAIT, raises database.Busy at once if SQLite's write lock is taken."""
     answers: list[list[str] | tokens.TokenError] = []
-    with raw_transaction(site.engine) as raw:
+    with raw_transaction(site.engine, wait=wait) as raw:
         for request in requests:
             try:
                 answers.append(_leave(site, raw, request))

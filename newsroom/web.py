@@ -93,10 +93,9 @@ class Web:
         self.limiter = RateLimiter(site.config.text("web.subscribe_rate"))
         self.style = stylesheet()
         self.archive = Archive(site, clock)
-        # One-click unsubscribes arriving together share a transaction. On SQLite, which has one
-        # writer at a time anyway, in the event loop: a thread hand-off costs more than the
-        # write. Nothing holds SQLite's write lock for long (mail goes out after the commit), so
-        # meeting another writer costs the loop a few milliseconds in SQLite's busy handler.
+        # One-click unsubscribes arriving together share a transaction; on SQLite in the event
+        # loop when the write lock is free, else in a thread (groupcommit.py).
+        self.leaving: GroupCommit[subscribers.Leaving, list[str] | tokens.TokenError]
         self.leaving = GroupCommit(
             partial(subscribers.unsubscribe_by_tokens, site),
             inline=site.engine.dialect.name == "sqlite",

@@ -7,21 +7,28 @@ import threading
 
 import pytest
 
+from newsroom.database import Busy
 from newsroom.groupcommit import GroupCommit
 
 
 class Recorder:
-    def __init__(self, fail_on: str = "") -> None:
+    def __init__(self, fail_on: str = "", busy: bool = False) -> None:
         self.groups: list[list[str]] = []
-        self.threads: set[int] = set()
+        self.calls: list[tuple[bool, bool]] = []  # (wait, in the test's own thread)
         self.fail_on = fail_on
+        self.busy = busy
 
-    def __call__(self, requests: list[str]) -> list[str]:
+    def __call__(self, requests: list[str], *, wait: bool) -> list[str]:
+        self.calls.append((wait, threading.get_ident() == MAIN))
+        if self.busy and not wait:
+            raise Busy("another writer holds the database")
         self.groups.append(list(requests))
-        self.threads.add(threading.get_ident())
         if self.fail_on in requests:
             raise RuntimeError(f"disk full at {self.fail_on}")
         return [r.upper() for r in requests]
+
+
+MAIN = threading.get_ident()
 
 
 @pytest.mark.parametrize("inline", [True, False])
@@ -36,7 +43,18 @@ def test_requests_of_one_turn_share_a_group_and_each_gets_its_answer(inline: boo
 
     assert asyncio.run(run()) == ["A", "B", "C", "D"]
     assert carry_out.groups == [["a", "b", "c"], ["d"]]
-    assert (threading.get_ident() in carry_out.threads) is inline
+    assert carry_out.calls == ([(False, True)] * 2 if inline else [(True, False)] * 2)
+
+
+def test_a_busy_database_sends_the_group_to_a_thread_to_wait() -> None:
+    carry_out = Recorder(busy=True)
+
+    async def run() -> list[str]:
+        group = GroupCommit(carry_out, inline=True)
+        return await asyncio.gather(*(group.submit(r) for r in "ab"))
+
+    assert asyncio.run(run()) == ["A", "B"]
+    assert carry_out.calls == [(False, True), (True, False)]  # tried in the loop, then waited
 
 
 @pytest.mark.parametrize("inline", [True, False])

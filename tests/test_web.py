@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -378,6 +379,38 @@ def test_a_burst_of_one_click_unsubscribes_each_gets_its_own_answer(web_site: Si
             select(ConsentEvent.subscriber_id).where(ConsentEvent.kind == "unsubscribed")
         ).all()
     assert sorted(events) == sorted(list(people.values())[:5])
+
+
+def test_while_another_process_writes_one_clicks_wait_in_a_thread_not_the_loop(
+    web_site: Site,
+) -> None:
+    """On SQLite a group commit runs in the event loop only if the write lock is free: while
+    another writer holds it (a mailing being frozen), the group waits in a worker thread and
+    the server goes on answering."""
+    if web_site.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's single writer")
+    person = member(web_site, "ann@example.org")
+    url = f"/unsubscribe/{unsubscribe_token(web_site, person, 'ann@example.org')}"
+    other = sqlite3.connect(web_site.engine.url.database or "", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the other process's write transaction
+
+    async def meanwhile() -> tuple[int, float, float]:
+        transport = httpx.ASGITransport(app=create_app(web_site, clock=Clock()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            started = asyncio.get_running_loop().time()
+            asyncio.get_running_loop().call_later(1.0, other.commit)  # it finishes in a second
+            leaving = asyncio.ensure_future(http.post(url, data={"List-Unsubscribe": "One-Click"}))
+            await asyncio.sleep(0.1)
+            assert (await http.get("/healthz")).status_code == 200
+            answered = asyncio.get_running_loop().time() - started
+            answer = await leaving
+            return answer.status_code, answered, asyncio.get_running_loop().time() - started
+
+    status, healthz_after, unsubscribed_after = asyncio.run(meanwhile())
+    other.close()
+    assert status == 200 and set(statuses(web_site, "ann@example.org").values()) == {"unsubscribed"}
+    assert healthz_after < 0.8  # answered while the lock was still held
+    assert unsubscribed_after >= 1.0  # carried out once the other writer let go
 
 
 def test_one_click_unsubscribe_multipart(client: TestClient, web_site: Site) -> None:
