@@ -402,7 +402,8 @@ class Web:
 
     async def list_feed(self, request: Request) -> Response:
         slug = request.path_params["slug"]
-        public = {row.slug: row.name for row in preferences.public_lists(self.site)}
+        lists = await run_in_threadpool(preferences.public_lists, self.site)
+        public = {row.slug: row.name for row in lists}
         if slug not in public:  # a private list's feed would say what was sent to it
             raise HTTPException(404)
         issues = await run_in_threadpool(self.archive.sent_to, slug)
