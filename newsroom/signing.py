@@ -61,11 +61,12 @@ class Signer:
             b"d=" + self.domain.encode(),
             b"s=" + self.selector.encode(),
             b"t=%d" % int(time.time() if now is None else now),
-            b"h=" + _folded(b":", [name.lower() for name in names]),
+            b"h=" + _folded(b":", [name.lower() for name in names], start=3),
             b"bh=" + body_hash,
-            b"b=",
+            b"b=",  # filled in once the rest is signed
         ]
-        unsigned = b";\r\n ".join(tags)  # RFC 6376 §3.5: folding whitespace between tags
+        # RFC 6376 §3.5: folding whitespace may go between tags; b= starts a line of its own
+        unsigned = _folded(b"; ", tags[:-1], start=len(b"DKIM-Signature: ")) + b";\r\n b="
         digest = hashlib.sha256()
         for name in names:  # §5.4.2: one name, one (the last) instance of the field
             digest.update(relaxed_header(name, fields[name.lower()]))
@@ -77,17 +78,22 @@ class Signer:
         return b"DKIM-Signature: " + unsigned + folded + b"\r\n"
 
 
-def _folded(separator: bytes, items: list[bytes], width: int = 70) -> bytes:
-    """ITEMS joined by SEPARATOR, folded after a separator before a line passes WIDTH (RFC 5322
-    §2.1.1 wants lines under 78 characters; DKIM allows folding whitespace around h='s colons)."""
-    lines = [b""]
+def _folded(separator: bytes, items: list[bytes], width: int = 76, start: int = 1) -> bytes:
+    """ITEMS joined by SEPARATOR, folded after a separator rather than let a line pass WIDTH
+    (RFC 5322 §2.1.1: lines under 78 characters). An item may be folded already; START is how
+    much of the first line is taken."""
+    out, line = b"", start
     for item in items:
-        if lines[-1] and len(lines[-1]) + len(separator) + len(item) > width:
-            lines[-1] += separator
-            lines.append(item)
-        else:
-            lines[-1] += (separator if lines[-1] else b"") + item
-    return b"\r\n ".join(lines)
+        head = item.split(b"\r\n", 1)[0]
+        if out and line + len(separator) + len(head) > width:
+            out += separator.rstrip() + b"\r\n "
+            line = 1
+        elif out:
+            out += separator
+            line += len(separator)
+        out += item
+        line = 1 + len(item.rsplit(b"\r\n ", 1)[1]) if b"\r\n" in item else line + len(item)
+    return out
 
 
 def _header_fields(head: bytes) -> dict[bytes, bytes]:
