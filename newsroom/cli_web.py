@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
 from pathlib import Path
 
 import click
 
 from newsroom import archive, lists, web
 from newsroom.cli_common import State, pass_state
+from newsroom.errors import NewsroomError
 from newsroom.models import utcnow
 from newsroom.websecurity import redact_access_log
 
@@ -30,15 +34,39 @@ def serve(state: State, host: str | None, port: int | None) -> None:
 
     site = state.site
     app = web.create_app(site)  # refuses to start without a secret key, or with bad lists
+    host = host or site.config.text("web.host")
+    port = port or site.config.integer("web.port")
+    listening = _listen(host, port)
     config = uvicorn.Config(
         app,
-        host=host or site.config.text("web.host"),
-        port=port or site.config.integer("web.port"),
         proxy_headers=True,  # the client's address from X-Forwarded-For of a local proxy
         server_header=False,
     )
     redact_access_log()  # after uvicorn.Config, which sets its logging up
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on HOST:PORT, or a one-line error saying why not (uvicorn would log
+    it among its start-up lines and exit with status 3)."""
+    where = f"cannot listen on {host}:{port}"
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise NewsroomError(
+            f"{where}: no such host ({exc.strerror}): set --host or [web] host"
+        ) from None
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        hint = {
+            errno.EADDRINUSE: "another server is using that port: choose another with --port "
+            "or [web] port",
+            errno.EACCES: "ports below 1024 need root: use a higher one behind your proxy",
+            errno.EADDRNOTAVAIL: "this machine has no such address: try 127.0.0.1 or 0.0.0.0",
+        }.get(exc.errno or 0, "")
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise NewsroomError(f"{where}: {reason}" + (f"; {hint}" if hint else "")) from None
 
 
 @click.command()

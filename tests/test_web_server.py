@@ -4,6 +4,7 @@ HTTP; and its refusals to start, each one clear line."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -125,6 +126,22 @@ def test_serve_refuses_to_start_without_a_secret_key(
     assert result.exit_code == 1
     assert result.output.startswith("Error: no secret key: set NEWSROOM_SECRET_KEY")
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_serve_says_in_one_line_why_it_cannot_listen(cli: Run) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        cases = {
+            ("--port", str(port)): f"Error: cannot listen on 127.0.0.1:{port}: Address already "
+            "in use; another server is using that port: choose another with --port or [web] port",
+            ("--host", "no.such.host.invalid"): "Error: cannot listen on no.such.host.invalid:",
+            ("--host", "192.0.2.55"): "this machine has no such address: try 127.0.0.1 or 0.0.0.0",
+        }
+        for args, message in cases.items():
+            result = cli("serve", *args)
+            assert result.exit_code == 1, result.output
+            assert message in result.output and result.output.count("\n") == 1, result.output
+            assert "Traceback" not in result.output
 
 
 def test_serve_refuses_to_start_with_a_broken_lists_file(cli: Run, site_dir: Path) -> None:
