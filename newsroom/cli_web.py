@@ -43,6 +43,11 @@ def serve(state: State, host: str | None, port: int | None) -> None:
         server_header=False,
     )
     redact_access_log()  # after uvicorn.Config, which sets its logging up
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"serving {site.config.text('site.name')} on http://{shown}:{port} (Ctrl-C to stop)",
+        err=True,
+    )
     uvicorn.Server(config).run(sockets=[listening])
 
 

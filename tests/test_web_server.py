@@ -74,6 +74,7 @@ def test_subscribe_confirm_and_one_click_over_http(
         site.close()
 
     log = server.stop()
+    assert f"on {server.url} (Ctrl-C to stop)" in log  # where to point the browser
     assert "POST /unsubscribe/[token]" in log and "POST /confirm/[token]" in log
     assert unsubscribe not in log and confirm.group(1) not in log
     assert unsubscribe.split(".")[1][:20] not in log
