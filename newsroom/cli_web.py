@@ -56,13 +56,19 @@ def _listen(host: str, port: int) -> socket.socket:
     it among its start-up lines and exit with status 3)."""
     where = f"cannot listen on {host}:{port}"
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
         raise NewsroomError(
             f"{where}: no such host ({exc.strerror}): set --host or [web] host"
         ) from None
+    # The protocol number matters: asyncio sets TCP_NODELAY only on sockets made with
+    # IPPROTO_TCP, and without it an answer's second write waits out a delayed ACK (40 ms).
+    listening = socket.socket(family, kind, proto)
     try:
-        return socket.create_server((host, port), family=family)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+        listening.listen(2048)  # uvicorn's own backlog
+        return listening
     except OSError as exc:
         hint = {
             errno.EADDRINUSE: "another server is using that port: choose another with --port "
@@ -70,6 +76,7 @@ def _listen(host: str, port: int) -> socket.socket:
             errno.EACCES: "ports below 1024 need root: use a higher one behind your proxy",
             errno.EADDRNOTAVAIL: "this machine has no such address: try 127.0.0.1 or 0.0.0.0",
         }.get(exc.errno or 0, "")
+        listening.close()
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise NewsroomError(f"{where}: {reason}" + (f"; {hint}" if hint else "")) from None
 

@@ -80,6 +80,19 @@ def test_subscribe_confirm_and_one_click_over_http(
     assert unsubscribe.split(".")[1][:20] not in log
 
 
+def test_answers_on_a_kept_alive_connection_do_not_wait_for_delayed_acks(server: Server) -> None:
+    """Each answer is two writes (head, body); without TCP_NODELAY on the accepted sockets the
+    second waits for the client's delayed ACK, about 40 ms a request (it happened once, when
+    `serve` began making its own listening socket)."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        client.get("/healthz")
+        started = time.monotonic()
+        for _ in range(20):
+            assert client.get("/healthz").status_code == 200
+        took = time.monotonic() - started
+    assert took < 0.4, f"20 requests took {took:.2f} s"
+
+
 def test_a_slow_relay_holds_up_no_one_click_unsubscribe(
     server: Server, site_dir: Path, smtp_server: TestSMTPServer
 ) -> None:
