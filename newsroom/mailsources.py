@@ -6,6 +6,7 @@ Each source yields (key, raw bytes) and can then delete a message or move it to 
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import mailbox
 import re
@@ -80,22 +81,30 @@ class ImapSource:
                 "no IMAP password: set NEWSROOM_BOUNCES_IMAP_PASSWORD in the environment or .env"
             )
         self.folder = unquote(parts.path.strip("/")) or "INBOX"
+        where = f"cannot open the IMAP mailbox {parts.hostname}"
         try:
             if parts.scheme == "imaps":
-                self.client: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                client: imaplib.IMAP4 = imaplib.IMAP4_SSL(
                     parts.hostname,
                     parts.port or 993,
                     ssl_context=ssl.create_default_context(),
                     timeout=30,
                 )
             else:
-                self.client = imaplib.IMAP4(parts.hostname, parts.port or 143, timeout=30)
-            self.client.login(unquote(parts.username), password)
+                client = imaplib.IMAP4(parts.hostname, parts.port or 143, timeout=30)
         except (OSError, imaplib.IMAP4.error) as exc:
-            raise NewsroomError(f"cannot open the IMAP mailbox {parts.hostname}: {exc}") from None
-        status, _ = self.client.select(_quote(self.folder))
+            raise NewsroomError(f"{where}: {exc}") from None
+        try:  # connected: from here on a failure closes the connection before it says so
+            client.login(unquote(parts.username), password)
+            status, _ = client.select(_quote(self.folder))
+        except (OSError, imaplib.IMAP4.error) as exc:
+            client.shutdown()
+            raise NewsroomError(f"{where}: {exc}") from None
         if status != "OK":
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
+                client.logout()
             raise NewsroomError(f"{url}: no IMAP folder {self.folder!r}")
+        self.client = client
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
         _, data = self.client.uid("SEARCH", "UNDELETED")

@@ -358,6 +358,22 @@ def test_imap_source_handles_and_moves_reports(
     client.select('"Processed"')
     assert len(client.uid("SEARCH", "ALL")[1][0].split()) == 2  # type: ignore[arg-type]
     client.logout()
+    nowhere = cli("bounces", "process", url.replace("/INBOX", "/Nope"))
+    assert nowhere.exit_code == 1
+    assert nowhere.stderr == f"Error: {url.replace('/INBOX', '/Nope')}: no IMAP folder 'Nope'\n"
+    monkeypatch.setenv("NEWSROOM_BOUNCES_IMAP_PASSWORD", "wrong")
+    refused = cli("bounces", "process", url)
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("Error: cannot open the IMAP mailbox 127.0.0.1: ")
+
+
+def test_an_imap_url_without_a_user(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSROOM_BOUNCES_IMAP_PASSWORD", "x")
+    result = cli("bounces", "process", "imaps://127.0.0.1/INBOX")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: imaps://127.0.0.1/INBOX: an IMAP source looks like imaps://user@host/INBOX\n"
+    )
 
 
 # --- the whole loop: sending meets a relay that refuses chosen recipients -------------------

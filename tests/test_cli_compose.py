@@ -73,6 +73,19 @@ def test_check_all_examples_pass() -> None:
     assert result.stdout.count(": ok — ") >= 5
 
 
+def test_check_a_missing_or_non_utf8_issue(cli: Run, site_dir: Path) -> None:
+    missing = cli("check", str(site_dir / "issues" / "2020-01-01-nope.md"))
+    assert missing.exit_code == 1
+    assert missing.stderr == "Error: issues/2020-01-01-nope.md: no such issue file\n"
+    latin = site_dir / "issues" / "2020-01-02-latin.md"
+    latin.write_bytes("---\ntitle: Caf\u00e9\ndate: 2020-01-02\n---\n".encode("latin-1"))
+    wrong = cli("check", str(latin))
+    assert wrong.exit_code == 1
+    assert wrong.stderr == (
+        "Error: issues/2020-01-02-latin.md: not UTF-8 text: save the file as UTF-8\n"
+    )
+
+
 def test_preview_writes_the_files(cli: Run, site_dir: Path, tmp_path: Path) -> None:
     source = ROOT / "issues" / "2022-10-03-sln-bulletin.md"
     shutil.copy(source, site_dir / "issues")

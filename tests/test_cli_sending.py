@@ -308,6 +308,39 @@ def test_send_issue_end_to_end(cli: Run, opened: Site, fast: TestSMTPServer, iss
     assert len(fast.messages) == 8
 
 
+def test_send_answered_no_sends_nothing(cli: Run, opened: Site, issue: Path) -> None:
+    subscribe(opened, 2)
+    result = cli("send", "save-our-socialists", input="n\n")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.rstrip().endswith("Error: nothing sent (answer y to send, or use --yes)")
+    assert cli("mailings").output.startswith("no mailings yet")
+
+
+def test_pausing_or_cancelling_a_finished_mailing(cli: Run, opened: Site, issue: Path) -> None:
+    subscribe(opened, 1)
+    assert cli("send", "save-our-socialists", "--yes").exit_code == 0
+    assert error_line(cli("mailings", "pause", "1")) == (
+        "Error: mailing 1 is done, not sending: nothing to pause"
+    )
+    assert error_line(cli("mailings", "cancel", "1")) == "Error: mailing 1 is already done"
+
+
+def test_a_test_copy_the_relay_refuses(cli: Run, fast: TestSMTPServer, issue: Path) -> None:
+    fast.fail("RCPT", 550, "5.1.1 No such user")
+    assert error_line(cli("send", str(issue), "--test", "me@example.org")) == (
+        "Error: the relay did not take the test copy: 550 5.1.1 No such user"
+    )
+
+
+def test_a_sender_without_an_address(
+    cli: Run, issue: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSROOM_SITE_SENDER", "Campaign News")
+    assert "site.sender: 'Campaign News' has no email address (write Name <a@b.org>)" in (
+        error_line(cli("send", str(issue), "--test", "me@example.org"))
+    )
+
+
 def test_send_test_copy(cli: Run, fast: TestSMTPServer, issue: Path) -> None:
     result = cli("send", str(issue), "--test", "me@example.org")
     assert result.exit_code == 0, result.output

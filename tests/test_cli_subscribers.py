@@ -112,6 +112,7 @@ def test_add_sends_one_confirmation(cli: Run, smtp_server: TestSMTPServer) -> No
             "line break",
         ),
         (["ann@example.org", "--list", "all-members", "--tag", "Bad Tag"], "Error: tag 'bad tag'"),
+        (["  ", "--list", "all-members"], "Error: no email address given"),
     ],
 )
 def test_add_errors(cli: Run, args: list[str], message: str) -> None:

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import inspect, text
 
 from newsroom import database
+from newsroom import site as sites
 from newsroom.cli import main
 from newsroom.errors import NewsroomError
 from newsroom.site import Site
@@ -50,6 +51,16 @@ def test_init_twice_changes_nothing_and_says_so(tmp_path: Path) -> None:
         p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "newsroom.db" not in p.name
     }
     assert before == after
+
+
+def test_init_refuses_a_file(tmp_path: Path) -> None:
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine", encoding="utf-8")
+    code, _, err = invoke("init", str(taken))  # click's own check of the argument
+    assert code == 2 and f"Directory '{taken}' is a file." in err
+    with pytest.raises(NewsroomError, match="is a file, not a folder"):
+        sites.init(taken)  # the library's, for code that builds on it
+    assert taken.read_text(encoding="utf-8") == "mine"
 
 
 def test_init_refuses_a_folder_holding_a_different_site(tmp_path: Path) -> None:
