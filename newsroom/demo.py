@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import mailbox
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 from rich.console import Console
 
@@ -17,6 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = Path(os.environ.get("NEWSROOM_DEMO_DIR", ROOT / "demo-site")).resolve()
 console = Console(highlight=False)
 ENV: dict[str, str] = {}  # settings the demo gives every step, e.g. the dev-smtp port
+
+
+def environment() -> dict[str, str]:
+    """This process's environment without newsroom settings (but the database URL), plus ENV."""
+    kept = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("NEWSROOM_") or k == "NEWSROOM_DATABASE_URL"
+    }
+    return {**kept, **ENV}
 
 
 def newsroom(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -27,14 +44,7 @@ def newsroom(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]
         cwd=DEMO if DEMO.exists() else ROOT,
         text=True,
         capture_output=True,
-        env={
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith("NEWSROOM_") or k == "NEWSROOM_DATABASE_URL"
-            },
-            **ENV,
-        },
+        env=environment(),
     )
     sys.stdout.write(done.stdout)
     sys.stderr.write(done.stderr)
@@ -69,9 +79,13 @@ def main() -> None:
     newsroom("subscribers", "show", "carys.jenkins@example.org")
     compose()
     outbox = DEMO / "maildir"
+    web_port = free_port()
+    # The links in emails point at the demo's own `newsroom serve`, started further on.
+    ENV["NEWSROOM_SITE_BASE_URL"] = f"http://127.0.0.1:{web_port}"
     smtp = start_dev_smtp(outbox)
     try:
         send()
+        web(outbox, web_port)
     finally:
         smtp.terminate()
         smtp.wait(timeout=10)
@@ -96,11 +110,15 @@ def compose() -> None:
              "--out", str(DEMO / "preview"))  # fmt: skip
 
 
-def start_dev_smtp(outbox: Path) -> subprocess.Popen[bytes]:
-    """`newsroom dev-smtp` in the background, on a free port the later steps are told about."""
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+def start_dev_smtp(outbox: Path) -> subprocess.Popen[bytes]:
+    """`newsroom dev-smtp` in the background, on a free port the later steps are told about."""
+    port = free_port()
     ENV["NEWSROOM_SMTP_PORT"] = str(port)
     console.print(f"\n[bold cyan]$ newsroom dev-smtp --maildir {outbox} --port {port} &[/]")
     server = subprocess.Popen(
@@ -127,6 +145,92 @@ def start_dev_smtp(outbox: Path) -> subprocess.Popen[bytes]:
             time.sleep(0.1)
     server.kill()
     raise SystemExit("dev-smtp did not start")
+
+
+def web(outbox: Path, port: int) -> None:
+    """The web side as people and mail providers use it: a reader subscribes and confirms (double
+    opt-in), and a member's mail provider unsubscribes them with one click (RFC 8058)."""
+    console.print(f"\n[bold cyan]$ newsroom serve --port {port} &[/]")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "newsroom", "serve", "--port", str(port)],
+        cwd=DEMO,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/healthz", server)
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        reader = "new.reader@example.org"
+        step(f"a reader opens {base}/ and subscribes {reader} to all-members")
+        page = browser.open(f"{base}/").read().decode()
+        token = re.search(r'name="form_token" value="([^"]+)"', page)
+        assert token, "the subscribe form has no form token"
+        form = {"form_token": token.group(1), "email": reader, "lists": "all-members"}
+        show(browser.open(f"{base}/subscribe", urlencode(form).encode()))
+        confirm = link_in(outbox, reader, "/confirm/")
+        step("they open the link in the confirmation email, then press its button")
+        show(browser.open(confirm))
+        show(browser.open(confirm, b""))
+        member = "carys.jenkins@example.org"
+        unsubscribe = link_in(outbox, member, "/unsubscribe/", header="List-Unsubscribe")
+        step(f"{member}'s mail provider POSTs List-Unsubscribe=One-Click (RFC 8058)")
+        one_click = urllib.request.Request(
+            unsubscribe,
+            data=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        show(urllib.request.urlopen(one_click))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    newsroom("subscribers", "show", reader)
+    newsroom("subscribers", "show", member)
+
+
+def wait_for(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            if server.poll() is not None:
+                break
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit(f"newsroom serve did not answer at {url}")
+
+
+def step(text: str) -> None:
+    console.print(f"\n[bold cyan]# {text}[/]")
+
+
+def show(answer: Any) -> None:
+    """An HTTP answer as a browser's user would read it: status and page title."""
+    body = answer.read().decode()
+    title = re.search(r"<title>(.*?)</title>", body, re.DOTALL)
+    shown = title.group(1).strip() if title else body.strip()
+    console.print(f"{answer.status} {answer.geturl().split('/')[3] or '/'}: {shown}")
+
+
+def link_in(outbox: Path, to: str, route: str, header: str = "") -> str:
+    """The newest link to ROUTE in the mail to TO in the dev-smtp Maildir: in HEADER if given
+    (List-Unsubscribe), else in the plain-text part."""
+    found = ""
+    for stored in mailbox.Maildir(outbox, create=False):
+        message = email.message_from_bytes(stored.as_bytes(), policy=email.policy.default)
+        if not isinstance(message, EmailMessage) or to not in str(message["To"]):
+            continue
+        plain = message.get_body(("plain",))
+        text = str(message[header] or "") if header else plain.get_content() if plain else ""
+        match = re.search(rf"(http://\S+?{route}[^\s>]+)", text)
+        if match:
+            found = match.group(1)
+    if not found:
+        raise SystemExit(f"no {route} link in the mail to {to}")
+    return found
 
 
 def bounce(outbox: Path) -> None:

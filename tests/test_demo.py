@@ -27,3 +27,8 @@ def test_demo_runs_end_to_end(tmp_path: Path, database_url: str) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "demo finished" in done.stdout
     assert "Traceback" not in done.stderr
+    out = " ".join(done.stdout.split())  # rich wraps long lines
+    assert "200 subscribe: Check your inbox" in out
+    assert "200 confirm: Subscribed" in out
+    assert "200 unsubscribe: Unsubscribed." in out
+    assert "unsubscribed all-members web one-click" in out
