@@ -94,9 +94,10 @@ def main() -> None:
     bounce(outbox)
     newsroom("build", "--out", str(DEMO / "public"))
     console.rule("[bold green]demo finished")
-    console.print(f"The demo site is in {DEMO}")
+    console.print(f"The demo site is in {DEMO}; the emails it sent are in {outbox}.")
     console.print(
-        f"Open {DEMO / 'public' / 'index.html'} for the archive, {outbox} for the emails."
+        f"To browse it: .venv/bin/newsroom --site {DEMO} serve, then open http://127.0.0.1:8000/"
+        f" (or put {DEMO / 'public'} on any web server: its links start at the site's root)."
     )
 
 
