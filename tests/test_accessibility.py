@@ -1,0 +1,103 @@
+"""Every page a member or reader can reach, and the email, checked by axe-core (the engine behind
+most accessibility checkers) in a real browser: no WCAG 2.1 A or AA violation, and on the web
+pages none of axe's best practices either (one main landmark, all content in landmarks, ...)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from sqlalchemy import select
+
+from newsroom import lists as lists_
+from newsroom import tokens
+from newsroom.database import transaction
+from newsroom.issues import load_all, load_issue
+from newsroom.models import MailingList, Subscriber, Subscription, utcnow
+from newsroom.rendering import render
+from newsroom.site import Site
+from tests.smtpserver import TestSMTPServer
+from tests.webserver import Server, start
+
+ROOT = Path(__file__).resolve().parent.parent
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def server(site_dir: Path, smtp_server: TestSMTPServer, tmp_path: Path) -> Iterator[Server]:
+    for example in (ROOT / "issues").iterdir():
+        shutil.copy(example, site_dir / "issues" / example.name)
+    running = start(site_dir, tmp_path / "serve.log")
+    yield running
+    running.stop()
+
+
+def violations(page: Any, rules: list[str]) -> list[str]:
+    options = {"runOnly": {"type": "tag", "values": rules}}
+    found = Axe().run(page, options=options).response["violations"]
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {v['nodes'][0]['target']}" for v in found]
+
+
+def person_links(site: Site) -> dict[str, str]:
+    """The token pages of a subscriber who asked to join all-members: confirm, unsubscribe and
+    preferences, as the links in their emails would open them."""
+    now = utcnow()  # rows written directly: Playwright's loop leaves no room for sending mail
+    lists_.sync(site)
+    with transaction(site.engine) as session:
+        person = Subscriber(email="ann@example.org", name="Ann Lee", created_at=now)
+        session.add(person)
+        session.flush()
+        lists = list(session.scalars(select(MailingList.id)))
+        session.add(Subscription(subscriber_id=person.id, list_id=lists[0], status="pending"))
+        who = {"s": person.id, "a": tokens.address_digest(person.email)}
+    config, day = site.config, timedelta(days=1)
+    return {
+        "confirm": tokens.make(config, "confirm", {**who, "l": lists}, now=now, ttl=day),
+        "unsubscribe": tokens.make(config, "unsubscribe", who, now=now),
+        "preferences": tokens.make(config, "preferences", who, now=now, ttl=day),
+    }
+
+
+def test_every_web_page_passes_axe(browser: Any, server: Server, site_dir: Path) -> None:
+    site = Site.open(site_dir)
+    try:
+        links = person_links(site)
+        slugs = [issue.slug for issue in load_all(site)]
+    finally:
+        site.close()
+    paths = [
+        "/",
+        "/subscribe",
+        *(f"/issues/{slug}/" for slug in slugs),
+        *(f"/{route}/{token}" for route, token in links.items()),
+        "/unsubscribe/not-a-token",
+        "/no-such-page",
+    ]
+    page = browser.new_page()
+    found = {}
+    for path in paths:
+        page.goto(server.url + path)
+        found[path] = violations(page, [*WCAG, "best-practice"])
+    page.goto(server.url + "/subscribe")  # a form sent back with an error on it
+    page.fill("input[name=email]", "ann@example")
+    page.click("button[type=submit]")
+    found["/subscribe (with an error)"] = violations(page, [*WCAG, "best-practice"])
+    page.close()
+    assert found == {path: [] for path in found}
+    assert len(found) == len(slugs) + 8
+
+
+def test_the_email_passes_axe(browser: Any, site: Site) -> None:
+    issue = load_issue(ROOT / "issues" / "2022-10-03-sln-bulletin.md", site.config)
+    page = browser.new_page()
+    page.set_content(render(issue, site.config).variants["email"].html)
+    # Email clients drop landmarks, so axe's best practice on them does not apply; WCAG does.
+    assert violations(page, WCAG) == []
+    page.close()
