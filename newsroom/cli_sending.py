@@ -353,7 +353,8 @@ def cancel_mailing(state: State, mailing_id: int) -> None:
 def worker(state: State, once: bool, poll: float) -> None:
     """Send every mailing that is under way, as one of any number of workers.
 
-    On PostgreSQL run as many as you like, on as many machines; on SQLite one at a time.
+    On PostgreSQL run as many as you like, on as many machines; on SQLite one at a time. Like
+    `send`, it starts helper processes for a big mailing when sending.processes says so.
 
     \b
     Example:
@@ -368,15 +369,27 @@ def worker(state: State, once: bool, poll: float) -> None:
 
 async def _work(site: Site, lock: SenderLock, once: bool, poll: float) -> int:
     sender = Sender(site, lock, wait_for_retries=False)
+    helping: list[Helpers] = []  # the helper processes of the mailing under way, if any
+
+    def stop() -> None:
+        sender.stop()
+        for helpers in helping:
+            helpers.stop()
+
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, sender.stop)
-    loop.add_signal_handler(signal.SIGTERM, sender.stop)
+    loop.add_signal_handler(signal.SIGINT, stop)
+    loop.add_signal_handler(signal.SIGTERM, stop)
     total = 0
     try:
         while not sender.stopping:
             busy = False
             for mailing_id in mailings.under_way(site.engine):
+                to_do = mailings.counts(site.engine, mailing_id).to_do
+                helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
+                helping[:] = [helpers]
                 report = await sender.run(mailing_id)
+                report = await asyncio.to_thread(helpers.finish, report)  # the loop hears signals
+                helping.clear()
                 total += report.sent
                 busy = busy or report.sent + report.failed + report.deferred > 0
                 if report.paused:

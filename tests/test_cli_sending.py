@@ -412,3 +412,21 @@ def test_helper_processes_share_a_mailing_without_doubles(
         rows = connection.exec_driver_sql("SELECT DISTINCT claimed_by FROM deliveries").all()
     claimants = {row[0] for row in rows}
     assert len(claimants) == 3  # the sender and its two helpers all took part
+
+
+@pytest.mark.slow
+def test_a_worker_starts_helper_processes_too(
+    cli: Run, opened: Site, fast: TestSMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSROOM_SENDING_PROCESSES", "2")
+    monkeypatch.setenv("NEWSROOM_SENDING_BATCH", "50")
+    emails = subscribe(opened, 4000)
+    make_mailing(opened)
+    result = cli("worker", "--once")
+    assert result.exit_code == 0, result.output
+    assert "worker stopped: 4000 sent" in result.output  # its own and its helper's
+    received = Counter(m.rcpt_tos[0] for m in fast.messages)
+    assert sorted(received) == sorted(emails) and set(received.values()) == {1}
+    with opened.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT DISTINCT claimed_by FROM deliveries").all()
+    assert len({row[0] for row in rows}) == 2
