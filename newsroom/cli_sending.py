@@ -171,6 +171,7 @@ def _send_with_progress(site: Site, mailing_id: int, lock: SenderLock) -> Report
 
         async def go() -> Report:
             sender = Sender(site, lock, on_result=show)
+            sender.share(helpers.senders)
             loop = asyncio.get_running_loop()
 
             def stop() -> None:
@@ -387,6 +388,7 @@ async def _work(site: Site, lock: SenderLock, once: bool, poll: float) -> int:
                 to_do = mailings.counts(site.engine, mailing_id).to_do
                 helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
                 helping[:] = [helpers]
+                sender.share(helpers.senders)
                 report = await sender.run(mailing_id)
                 report = await asyncio.to_thread(helpers.finish, report)  # the loop hears signals
                 helping.clear()

@@ -35,7 +35,14 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _helper(
-    root: str, mailing_id: int, family: str, index: int, parent: int, done: Any, out: Connection
+    root: str,
+    mailing_id: int,
+    family: str,
+    index: int,
+    senders: int,
+    parent: int,
+    done: Any,
+    out: Connection,
 ) -> None:
     _die_with_parent(parent)
     site = Site.open(root)
@@ -47,6 +54,7 @@ def _helper(
 
     async def go() -> Report:
         sender = Sender(site, lock, on_result=counted)
+        sender.share(senders)
         loop = asyncio.get_running_loop()
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(number, sender.stop)
@@ -69,13 +77,17 @@ class Helpers:
         context = multiprocessing.get_context("spawn")
         self.done = context.Value("q", 0)
         self.processes: list[tuple[Any, Connection]] = []
+        self.senders = count + 1  # the helpers and the sender that started them
         for index in range(1, count + 1):
             reader, writer = context.Pipe(duplex=False)
             process = context.Process(
                 target=_helper,
-                args=(str(site.root), mailing_id, lock.name, index, os.getpid(), self.done, writer),
+                args=(
+                    str(site.root), mailing_id, lock.name, index, self.senders, os.getpid(),
+                    self.done, writer,
+                ),
                 daemon=True,
-            )
+            )  # fmt: skip
             self.processes.append((process, reader))
 
     @staticmethod

@@ -61,10 +61,14 @@ class RateLimiter:
         self.domains = {d: Pace(r, clock) for d, r in (domains or {}).items()}
 
     @classmethod
-    def from_config(cls, config: Config) -> RateLimiter:
+    def from_config(cls, config: Config, share: int = 1) -> RateLimiter:
+        """The configured rates, or one process's part of them when SHARE processes send a
+        mailing together (`sending.processes`): the relay and each domain see the whole rate,
+        never SHARE times it."""
+        domains = domain_rates(config.text("sending.domain_rates"))
         return cls(
-            per_second(config.text("sending.rate")),
-            domain_rates(config.text("sending.domain_rates")),
+            per_second(config.text("sending.rate")) / share,
+            {domain: rate / share for domain, rate in domains.items()},
         )
 
     def delay(self, address: str) -> float:

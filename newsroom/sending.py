@@ -34,7 +34,7 @@ from newsroom.messages import (
     parse_sender,
 )
 from newsroom.models import Delivery, DeliveryStatus, Mailing, MailingStatus, utcnow
-from newsroom.ratelimit import per_second
+from newsroom.ratelimit import RateLimiter, per_second
 from newsroom.senders import SenderLock
 from newsroom.settings import Config
 from newsroom.signing import Signer
@@ -145,6 +145,11 @@ class Sender:
         self._stopped: asyncio.Event | None = None
         self.consecutive = 0
         self.dates = Clock()
+
+    def share(self, processes: int) -> None:
+        """This sender is one of PROCESSES sending the next mailing together (itself and its
+        helpers): it keeps to its part of `sending.rate` and the domain rates."""
+        self.pool.limiter = RateLimiter.from_config(self.config, share=processes)
 
     def stop(self) -> None:
         """Finish what is in flight, claim nothing more."""

@@ -401,11 +401,15 @@ def test_helper_processes_share_a_mailing_without_doubles(
 ) -> None:
     monkeypatch.setenv("NEWSROOM_SENDING_PROCESSES", "3")
     monkeypatch.setenv("NEWSROOM_SENDING_BATCH", "50")
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "600/second")  # for the three together
     emails = subscribe(opened, 6000)
     created = make_mailing(opened)
+    started = time.monotonic()
     result = cli("send", "--resume", str(created.mailing_id))
+    took = time.monotonic() - started
     assert result.exit_code == 0, result.output
     assert f"mailing {created.mailing_id} done: 6000 sent" in result.output
+    assert took > 9.0, f"6000 messages at 600/s took {took:.1f} s: the processes overran the rate"
     received = Counter(m.rcpt_tos[0] for m in fast.messages)
     assert sorted(received) == sorted(emails) and set(received.values()) == {1}
     with opened.engine.connect() as connection:

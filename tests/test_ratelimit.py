@@ -6,6 +6,7 @@ import pytest
 
 from newsroom.errors import ConfigError
 from newsroom.ratelimit import RateLimiter, domain_rates, per_second
+from newsroom.site import Site
 
 
 def test_rates_parse() -> None:
@@ -40,3 +41,12 @@ def test_pace_overall_and_per_domain() -> None:
     assert limiter.delay("a@gmail.com") == 0.0
     assert limiter.delay("b@GMAIL.com") == pytest.approx(1.0)
     assert limiter.delay("c@example.org") == pytest.approx(0.2)
+
+
+def test_processes_sending_together_each_keep_to_their_part(site: Site) -> None:
+    site.config._values.update(
+        {"sending.rate": "600/minute", "sending.domain_rates": "gmail.com=60/minute"}
+    )
+    whole, third = RateLimiter.from_config(site.config), RateLimiter.from_config(site.config, 3)
+    assert (whole.overall.interval, third.overall.interval) == pytest.approx((0.1, 0.3))
+    assert third.domains["gmail.com"].interval == pytest.approx(3.0)
