@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from newsroom import lists, subscribers
+from newsroom.errors import NewsroomError
+from newsroom.models import utcnow
+from newsroom.site import Site
 from tests.conftest import Run
 from tests.smtpserver import TestSMTPServer, free_port
 
@@ -228,6 +232,23 @@ def test_send_confirmations_after_an_import_without_email_reminds_nobody_else(
     smtp_server.reset()
     assert ok(cli("subscribers", "send-confirmations")) == "sent 1 confirmation emails\n"
     assert recipients(smtp_server) == ["ann@example.org"]  # dan had his when he was added
+
+
+def test_send_confirmations_catches_up_on_web_requests_made_while_the_relay_was_down(
+    cli: Run, site_dir: Path, smtp_server: TestSMTPServer
+) -> None:
+    site = Site.open(site_dir)
+    try:
+        lists.sync(site)
+        smtp_server.fail("RCPT", 451, "4.3.0 Try again later")  # the relay is having a bad day
+        args = {"ip": "192.0.2.7", "user_agent": "Firefox", "now": utcnow()}
+        with pytest.raises(NewsroomError):  # the web side logs this and answers as ever
+            subscribers.subscribe(site, "ann@example.org", "Ann", ["all-members"], **args)
+    finally:
+        site.close()
+    smtp_server.reset()
+    assert ok(cli("subscribers", "send-confirmations")) == "sent 1 confirmation emails\n"
+    assert recipients(smtp_server) == ["ann@example.org"]
 
 
 def test_send_confirmations_with_no_relay(
