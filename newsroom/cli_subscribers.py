@@ -308,8 +308,9 @@ def prune(state: State) -> None:
 def send_confirmations(state: State) -> None:
     """Send the confirmation email to every pending person who was never sent one.
 
-    For an import made with --no-email, or one whose relay failed partway. Nobody who already
-    had a confirmation email is sent another. Safe to run again.
+    For an import made with --no-email or one whose relay failed partway, and for web requests
+    made while the relay was down. Nobody who already had a confirmation email is sent another.
+    Safe to run again.
 
     \b
     Example:
