@@ -34,6 +34,12 @@ class Received:
         assert isinstance(parsed, EmailMessage)
         return parsed
 
+    def body(self, kind: str = "plain") -> str:
+        """The text of the message's text/KIND part (plain or html)."""
+        part = self.message.get_body((kind,))
+        assert part is not None, f"the message has no text/{kind} part"
+        return str(part.get_content())
+
 
 @dataclass
 class Rule:

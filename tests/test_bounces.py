@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -151,8 +151,8 @@ def test_arf_is_a_complaint_matched_through_the_originals_return_path(
     ids=["out-of-office", "forged", "foreign", "huge"],
 )
 def test_reports_that_change_nothing(
-    site: Site, sent: Sent, tmp_path: Path, raw, reason: str
-) -> None:  # type: ignore[no-untyped-def]
+    site: Site, sent: Sent, tmp_path: Path, raw: Callable[[Sent], bytes], reason: str
+) -> None:
     outcome = process_bytes(site, [raw(sent)], tmp_path)
     assert outcome.ignored == {reason: 1}
     assert statuses(site, sent) == ["confirmed", "confirmed"]
@@ -354,9 +354,9 @@ def test_imap_source_handles_and_moves_reports(
     assert result.stdout.startswith("1 hard bounces, 0 soft bounces, 1 complaints")
     assert statuses(site, sent) == ["complained", "complained"]
     client.select("INBOX")
-    assert client.uid("SEARCH", "ALL")[1] == [b""]  # type: ignore[arg-type]
+    assert client.uid("SEARCH", "ALL")[1] == [b""]
     client.select('"Processed"')
-    assert len(client.uid("SEARCH", "ALL")[1][0].split()) == 2  # type: ignore[arg-type]
+    assert len(client.uid("SEARCH", "ALL")[1][0].split()) == 2
     client.logout()
     nowhere = cli("bounces", "process", url.replace("/INBOX", "/Nope"))
     assert nowhere.exit_code == 1

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,9 @@ def fast(smtp_server: TestSMTPServer, monkeypatch: pytest.MonkeyPatch) -> TestSM
 
 
 @pytest.fixture
-def opened(site_dir: Path, fast: TestSMTPServer) -> Site:
+def opened(site_dir: Path, fast: TestSMTPServer) -> Iterator[Site]:
     site = Site.open(site_dir)
-    yield site  # type: ignore[misc]
+    yield site
     site.close()
 
 
@@ -297,8 +298,8 @@ def test_send_issue_end_to_end(cli: Run, opened: Site, fast: TestSMTPServer, iss
     assert result.exit_code == 0, result.output
     assert "done: 4 sent" in result.output
     assert len(fast.messages) == 4
-    secret = fast.to("p0@example.net")[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    other = fast.to("p3@example.net")[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    secret = fast.to("p0@example.net")[0].body()
+    other = fast.to("p3@example.net")[0].body()
     assert "Secretaries only" in secret and "Secretaries only" not in other
     assert "Café — “quotes”." in other and ".A line that starts with a dot." in other
     assert "Dear Person," in other
@@ -347,7 +348,7 @@ def test_send_test_copy(cli: Run, fast: TestSMTPServer, issue: Path) -> None:
     [copy] = fast.messages
     assert copy.message["Subject"] == "[TEST] Save our socialists"
     assert copy.rcpt_tos == ["me@example.org"]
-    assert "Secretaries only" in copy.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Secretaries only" in copy.body()
     assert cli("mailings").output.startswith("no mailings yet")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -241,7 +242,7 @@ def test_send_confirmations_catches_up_on_web_requests_made_while_the_relay_was_
     try:
         lists.sync(site)
         smtp_server.fail("RCPT", 451, "4.3.0 Try again later")  # the relay is having a bad day
-        args = {"ip": "192.0.2.7", "user_agent": "Firefox", "now": utcnow()}
+        args: dict[str, Any] = {"ip": "192.0.2.7", "user_agent": "Firefox", "now": utcnow()}
         with pytest.raises(NewsroomError):  # the web side logs this and answers as ever
             subscribers.subscribe(site, "ann@example.org", "Ann", ["all-members"], **args)
     finally:

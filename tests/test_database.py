@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, insert, select
@@ -21,7 +22,7 @@ EVENT = Prepared(
     .values(method="one-click")  # a value the statement carries itself
     .returning(ConsentEvent.id)
 )
-VALUES = {key: None for key in consent.EVENT_COLUMNS if key != "method"}
+VALUES: dict[str, Any] = {key: None for key in consent.EVENT_COLUMNS if key != "method"}
 VALUES |= {"kind": "unsubscribed", "at": AT}
 VALUES |= {"source": "web", "detail": ""}
 

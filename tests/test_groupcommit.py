@@ -36,7 +36,7 @@ def test_requests_of_one_turn_share_a_group_and_each_gets_its_answer(inline: boo
     carry_out = Recorder()
 
     async def run() -> list[str]:
-        group = GroupCommit(carry_out, inline=inline)
+        group: GroupCommit[str, str] = GroupCommit(carry_out, inline=inline)
         first = await asyncio.gather(*(group.submit(r) for r in ("a", "b", "c")))
         later = await group.submit("d")  # alone: carried out at once, not kept waiting
         return [*first, later]
@@ -50,7 +50,7 @@ def test_a_busy_database_sends_the_group_to_a_thread_to_wait() -> None:
     carry_out = Recorder(busy=True)
 
     async def run() -> list[str]:
-        group = GroupCommit(carry_out, inline=True)
+        group: GroupCommit[str, str] = GroupCommit(carry_out, inline=True)
         return await asyncio.gather(*(group.submit(r) for r in "ab"))
 
     assert asyncio.run(run()) == ["A", "B"]
@@ -61,8 +61,8 @@ def test_a_busy_database_sends_the_group_to_a_thread_to_wait() -> None:
 def test_a_failure_reaches_every_request_of_its_group_and_no_other(inline: bool) -> None:
     carry_out = Recorder(fail_on="b")
 
-    async def run() -> tuple[list[object], str]:
-        group = GroupCommit(carry_out, inline=inline)
+    async def run() -> tuple[list[str | BaseException], str]:
+        group: GroupCommit[str, str] = GroupCommit(carry_out, inline=inline)
         answers = await asyncio.gather(*(group.submit(r) for r in "ab"), return_exceptions=True)
         return answers, await group.submit("c")
 
@@ -75,7 +75,7 @@ def test_a_request_whose_client_went_away_does_not_disturb_the_others() -> None:
     carry_out = Recorder()
 
     async def run() -> list[str]:
-        group = GroupCommit(carry_out, inline=True)
+        group: GroupCommit[str, str] = GroupCommit(carry_out, inline=True)
         gone = asyncio.ensure_future(group.submit("a"))
         stays = asyncio.ensure_future(group.submit("b"))
         await asyncio.sleep(0)  # both are waiting for their answers

@@ -115,7 +115,7 @@ def test_raw_lines_are_short_crlf_and_dot_safe() -> None:
 def test_fallback_and_html_escaping() -> None:
     data = build(template(), Recipient("x@example.net", "", "https://u/?a=1&b=2"))
     msg = message_from_bytes(data, policy=policy.default)
-    text, html = msg.iter_parts()  # type: ignore[attr-defined]
+    text, html = msg.iter_parts()
     assert text.get_content().startswith("Dear friend,")
     assert 'href="https://u/?a=1&amp;b=2"' in html.get_content()
     assert msg["To"] == "x@example.net"

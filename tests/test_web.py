@@ -75,7 +75,7 @@ def subscribe(client: TestClient, email: str, *lists: str, **extra: str) -> str:
 
 
 def link(smtp_server: TestSMTPServer, kind: str = "confirm", n: int = -1) -> str:
-    text = smtp_server.messages[n].message.get_body(("plain",)).get_content()
+    text = smtp_server.messages[n].body()
     found = re.search(rf"http://localhost:8000/{kind}/(\S+)", text)
     assert found, text
     return found.group(1)
@@ -378,7 +378,7 @@ def test_a_burst_of_one_click_unsubscribes_each_gets_its_own_answer(web_site: Si
         events = session.scalars(
             select(ConsentEvent.subscriber_id).where(ConsentEvent.kind == "unsubscribed")
         ).all()
-    assert sorted(events) == sorted(list(people.values())[:5])
+    assert sorted(e or 0 for e in events) == sorted(list(people.values())[:5])
 
 
 def test_while_another_process_writes_one_clicks_wait_in_a_thread_not_the_loop(

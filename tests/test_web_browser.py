@@ -89,7 +89,7 @@ def test_a_reader_subscribes_confirms_receives_and_leaves(
     assert page.get_by_role("heading", name="Check your inbox").is_visible()
 
     (confirmation,) = smtp_server.to("ann@example.org")
-    text = confirmation.message.get_body(("plain",)).get_content()
+    text = confirmation.body()
     link = re.search(rf"{re.escape(server.url)}/confirm/\S+", text)
     assert link, text
     page.goto(link.group(0))
@@ -110,7 +110,7 @@ def test_a_reader_subscribes_confirms_receives_and_leaves(
 
     # another issue, another list: the person clicks the footer link and the button
     send(site_dir, "group-news", "disability-group")
-    html = smtp_server.to("ann@example.org")[-1].message.get_body(("html",)).get_content()
+    html = smtp_server.to("ann@example.org")[-1].body("html")
     footer = re.search(r'href="([^"]*/unsubscribe/[^"]+)"', html)
     assert footer
     page.goto(footer.group(1).replace("&amp;", "&"))

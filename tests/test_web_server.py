@@ -46,7 +46,7 @@ def test_subscribe_confirm_and_one_click_over_http(
         )
         assert answer.status_code == 200 and "Check your inbox" in answer.text
     (message,) = smtp_server.to("ann@example.org")
-    text = message.message.get_body(("plain",)).get_content()
+    text = message.body()
     confirm = re.search(r"http://localhost:8000/confirm/(\S+)", text)
     assert confirm
     confirm_path = f"/confirm/{confirm.group(1)}"
