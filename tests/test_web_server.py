@@ -78,6 +78,9 @@ def test_subscribe_confirm_and_one_click_over_http(
     assert "POST /unsubscribe/[token]" in log and "POST /confirm/[token]" in log
     assert unsubscribe not in log and confirm.group(1) not in log
     assert unsubscribe.split(".")[1][:20] not in log
+    access = [line for line in log.splitlines() if '"POST ' in line or '"GET ' in line]
+    assert access and all(line.split()[1] == "-" for line in access), access  # no reader's IP
+    assert not any("127.0.0.1" in line for line in access)
 
 
 def test_answers_on_a_kept_alive_connection_do_not_wait_for_delayed_acks(server: Server) -> None:
