@@ -85,18 +85,8 @@ def record(
     )
 
 
-EVENT_COLUMNS = (
-    "subscriber_id",
-    "list_id",
-    "kind",
-    "method",
-    "source",
-    "at",
-    "ip",
-    "user_agent",
-    "consent_text_id",
-    "detail",
-)  # fmt: skip -- the keys of `event_row`
+# The ledger's columns as `event_row` fills them (all but the id), for statements built once.
+EVENT_COLUMNS = tuple(c.key for c in ConsentEvent.__table__.columns if not c.primary_key)
 
 
 def event_row(

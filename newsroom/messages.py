@@ -28,7 +28,6 @@ from newsroom.signing import Signer
 # `{{name|fallback}}`, the fallback already escaped for the part it sits in.
 FIELD = re.compile(r"\{\{([a-z_]+)(?:\|([^{}]*))?\}\}")
 FIELDS = personalise.FIELDS
-# RFC 6376 §5.4: the headers a DKIM signature covers (the list, plus MIME structure).
 MAX_QP_LINE = 76  # RFC 2045 §6.7 (5): encoded lines at most 76 characters, soft break included
 
 

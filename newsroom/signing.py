@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from newsroom.errors import NewsroomError
 
+# RFC 6376 §5.4: the headers a DKIM signature covers (the list, plus MIME structure).
 SIGNED_HEADERS = (
     b"From",
     b"To",
