@@ -1,5 +1,5 @@
 """`python -m newsroom` runs the command line."""
 
-from newsroom.cli import main
+from newsroom.console import main
 
 main()

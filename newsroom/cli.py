@@ -8,7 +8,15 @@ import click
 
 from newsroom import database, settings
 from newsroom import site as sites
-from newsroom.cli_common import CONTEXT, Group, State, echo_json, json_option, pass_state
+from newsroom.cli_common import (
+    CONTEXT,
+    Group,
+    State,
+    echo_json,
+    json_option,
+    pass_state,
+    wall_clock,
+)
 
 
 @click.group(cls=Group, context_settings=CONTEXT)
@@ -32,7 +40,8 @@ def main(ctx: click.Context, site_dir: Path, debug: bool) -> None:
     Example:
       newsroom init my-site && cd my-site && newsroom settings
     """
-    ctx.obj = State(site_dir, debug)
+    given = ctx.obj  # a clock, when a test runs the CLI in-process at a time of its choosing
+    ctx.obj = State(site_dir, debug, clock=given if callable(given) else wall_clock)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -8,7 +8,6 @@ import click
 
 from newsroom import bounces, database
 from newsroom.cli_common import Group, State, echo_json, json_option, pass_state
-from newsroom.models import utcnow
 
 
 @click.group(cls=Group, invoke_without_command=True)
@@ -32,7 +31,7 @@ def bounces_group(ctx: click.Context, state: State, days: int, as_json: bool) ->
     if ctx.invoked_subcommand is not None:
         return
     with database.transaction(state.site.engine) as session:
-        rows = bounces.recent(session, utcnow() - timedelta(days=days))
+        rows = bounces.recent(session, state.now() - timedelta(days=days))
     if as_json:
         echo_json(rows)
         return
@@ -69,7 +68,7 @@ def process(state: State, source: str, delete: bool, move_to: str, as_json: bool
         raise click.UsageError("choose one of --delete and --move-to")
     site = state.site
     outcome = bounces.process(
-        site.engine, site.config, source, now=utcnow(), delete=delete, move_to=move_to
+        site.engine, site.config, source, now=state.now(), delete=delete, move_to=move_to
     )
     if as_json:
         echo_json(outcome.__dict__)

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from newsroom.console import interrupted
 from newsroom.errors import NewsroomError, ProblemsError
 from newsroom.site import Site
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+Clock = Callable[[], datetime]
+
+
+def wall_clock() -> datetime:
+    """The real time, in UTC: the CLI's clock. The library never reads the time itself, so a
+    test gives the CLI another clock (as click's `obj`) and no test depends on today's date."""
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -22,6 +32,7 @@ class State:
 
     site_dir: Path
     debug: bool = False
+    clock: Clock = wall_clock
     _site: Site | None = field(default=None, repr=False)
 
     @property
@@ -29,6 +40,9 @@ class State:
         if self._site is None:
             self._site = Site.open(self.site_dir)
         return self._site
+
+    def now(self) -> datetime:
+        return self.clock()
 
     def close(self) -> None:
         """Close the database connections a command opened (psycopg warns about leaked ones)."""
@@ -39,21 +53,27 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
+class OutputClosed(Exception):
+    """What newsroom wrote has no reader any more (`newsroom … | head`). Not an OSError, so
+    that click passes it on instead of ending with status 1 (console.py ends quietly)."""
+
+
 class Group(click.Group):
     """A click group that turns library errors into one clear line and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (click.exceptions.Exit, click.ClickException, click.Abort, OutputClosed):
             raise
+        except BrokenPipeError:
+            raise OutputClosed from None
         except ProblemsError as exc:
             self._fail(ctx, exc, "\n".join(str(p) for p in exc.problems))
         except NewsroomError as exc:
             self._fail(ctx, exc, f"Error: {exc}")
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
+            interrupted()
         except Exception as exc:  # a bug of ours: still one line, the traceback with --debug
             self._fail(
                 ctx,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import select
@@ -115,7 +116,11 @@ def new(state: State, title: str, day: datetime | None, slug: str | None) -> Non
       newsroom new "Save our socialists" --date 2020-12-24
     """
     site = state.site
-    when = day.date() if day else date.today()
+    when = (
+        day.date()
+        if day
+        else state.now().astimezone(ZoneInfo(site.config.text("site.timezone"))).date()
+    )
     slug = slug or slugify(title)
     path = site.issues_dir / f"{when.isoformat()}-{slug}.md"
     if path.exists():
@@ -206,7 +211,7 @@ def preview(state: State, path: Path, address: str | None, out: Path | None) -> 
     rendered = render(issue, site.config)
     out = out or site.root / "out" / "preview" / issue.slug
     out.mkdir(parents=True, exist_ok=True)
-    key, fields = _recipient(site, rendered, address)
+    key, fields = _recipient(site, rendered, address, state.now())
     variant = rendered.variants[key]
     files = {
         "email.html": personalise(variant.html, fields, html=True),
@@ -230,7 +235,9 @@ def preview(state: State, path: Path, address: str | None, out: Path | None) -> 
         click.echo(str(out / name))
 
 
-def _recipient(site: Site, rendered: Rendered, address: str | None) -> tuple[str, dict[str, str]]:
+def _recipient(
+    site: Site, rendered: Rendered, address: str | None, now: datetime
+) -> tuple[str, dict[str, str]]:
     """The variant and merge fields for ADDRESS (a subscriber), or for nobody in particular."""
     base = site.config.text("site.base_url").rstrip("/")
     if address is None:
@@ -259,7 +266,6 @@ def _recipient(site: Site, rendered: Rendered, address: str | None) -> tuple[str
                 select(SubscriberTag.tag).where(SubscriberTag.subscriber_id == person.id)
             )
         )
-        now = datetime.now(UTC)
         token = {"s": person.id, "a": tokens.address_digest(person.email)}
         fields = {
             "name": person.name,

@@ -22,7 +22,7 @@ from rich.progress import (
 from newsroom import lists, mailings, outbox
 from newsroom.cli_common import Group, State, echo_json, json_option, pass_state
 from newsroom.errors import NewsroomError
-from newsroom.models import DeliveryStatus, MailingStatus, utcnow
+from newsroom.models import DeliveryStatus, MailingStatus
 from newsroom.processes import Helpers
 from newsroom.senders import SenderLock
 from newsroom.sending import Report, Sender
@@ -76,7 +76,7 @@ def send(
     if not issue:
         raise NewsroomError("give an ISSUE to send (or --resume ID)")
     planned = outbox.plan(site, issue)
-    lists.sync(site, utcnow())  # lists.toml is the truth about which lists exist
+    lists.sync(site, state.now())  # lists.toml is the truth about which lists exist
     target = expression or planned.default_to
     if not target:
         raise NewsroomError(f"{planned.path.name}: no `to:` in the issue; say who with --to EXPR")
@@ -86,7 +86,7 @@ def send(
         return
     outbox.check_relay(site)
     if test_address:
-        answer = outbox.send_test(site, planned, test_address, target, utcnow())
+        answer = outbox.send_test(site, planned, test_address, target, state.now())
         click.echo(f"sent a [TEST] copy of {planned.slug} to {test_address} ({answer})")
         return
     from newsroom import audience
@@ -104,7 +104,7 @@ def send(
         raise NewsroomError("nothing sent (answer y to send, or use --yes)")
     lock = SenderLock(site.engine).acquire()  # before creating: a second sender stops here
     try:
-        created = outbox.create(site, planned, target, again=again, now=utcnow())
+        created = outbox.create(site, planned, target, again=again, now=state.now())
         click.echo(f"mailing {created.mailing_id}: {created.count} deliveries frozen")
         _run(site, created.mailing_id, lock=lock)
     finally:
@@ -340,7 +340,7 @@ def cancel_mailing(state: State, mailing_id: int) -> None:
     Example:
       newsroom mailings cancel 3
     """
-    skipped = mailings.cancel(state.site.engine, mailing_id, utcnow())
+    skipped = mailings.cancel(state.site.engine, mailing_id, state.now())
     click.echo(f"mailing {mailing_id} cancelled; {skipped} deliveries will not be sent")
 
 

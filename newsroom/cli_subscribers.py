@@ -14,7 +14,6 @@ from newsroom import confirmation, erasure, imports, lists, segments, subscriber
 from newsroom.cli_common import Group, State, echo_json, json_option, pass_state
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
-from newsroom.models import utcnow
 from newsroom.site import Site
 
 SHOWN_MATCHES = 10
@@ -22,7 +21,7 @@ SHOWN_MATCHES = 10
 
 def _synced(state: State) -> Site:
     """The site with its lists in step with lists.toml (every command here needs them)."""
-    lists.sync(state.site, utcnow())
+    lists.sync(state.site, state.now())
     return state.site
 
 
@@ -94,7 +93,7 @@ def add(
       newsroom subscribers add ann@example.org --list all-members --list disability-group
     """
     site = _synced(state)
-    report = subscribers.add(site, email, list_slugs, now=utcnow(), name=name, tags=tags)
+    report = subscribers.add(site, email, list_slugs, now=state.now(), name=name, tags=tags)
     for slug, outcome in report.outcomes.items():
         click.echo(f"{report.email} {slug}: {outcome}")
     if report.confirmation_sent:
@@ -150,7 +149,7 @@ def import_(
         confirmed=confirmed,
         consent_text=consent_text,
         skip_invalid=skip_invalid,
-        now=utcnow(),
+        now=state.now(),
         send_confirmations=not no_email,
     )
     for problem in report.rejected:
@@ -255,12 +254,12 @@ def remove(state: State, email: str | None, list_slugs: tuple[str, ...], everyon
     if everyone:
         if email or len(list_slugs) != 1:
             raise NewsroomError("--all takes exactly one --list and no EMAIL")
-        count = subscribers.remove_all(site, list_slugs[0], now=utcnow())
+        count = subscribers.remove_all(site, list_slugs[0], now=state.now())
         click.echo(f"unsubscribed {count} from {list_slugs[0]}")
         return
     if not email:
         raise NewsroomError("give the EMAIL to unsubscribe (or --all --list SLUG)")
-    left = subscribers.remove(site, email, list_slugs, now=utcnow())
+    left = subscribers.remove(site, email, list_slugs, now=state.now())
     if left:
         click.echo(f"unsubscribed {email} from {', '.join(left)}")
     else:
@@ -283,7 +282,7 @@ def erase(state: State, email: str, yes: bool) -> None:
     site = _synced(state)
     if not yes:
         click.confirm(f"Erase everything held about {email}? This cannot be undone", abort=True)
-    erasure.erase(site, email, now=utcnow())
+    erasure.erase(site, email, now=state.now())
     click.echo(f"erased {email}: it is on the suppression list and will not be imported again")
 
 
@@ -296,7 +295,7 @@ def prune(state: State) -> None:
     Example:
       newsroom subscribers prune
     """
-    report = erasure.prune(_synced(state), now=utcnow())
+    report = erasure.prune(_synced(state), now=state.now())
     click.echo(
         f"removed {report.subscriptions} unconfirmed subscriptions; "
         f"forgot {report.subscribers} people who never confirmed"
@@ -316,7 +315,7 @@ def send_confirmations(state: State) -> None:
     Example:
       newsroom subscribers send-confirmations
     """
-    sent = confirmation.send_due(_synced(state), utcnow())
+    sent = confirmation.send_due(_synced(state), state.now())
     click.echo(f"sent {sent} confirmation emails")
 
 

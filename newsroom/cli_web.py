@@ -12,7 +12,6 @@ import click
 from newsroom import archive, lists, web
 from newsroom.cli_common import State, pass_state
 from newsroom.errors import NewsroomError
-from newsroom.models import utcnow
 from newsroom.websecurity import redact_access_log
 
 
@@ -33,7 +32,9 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     import uvicorn
 
     site = state.site
-    app = web.create_app(site)  # refuses to start without a secret key, or with bad lists
+    app = web.create_app(
+        site, clock=state.clock
+    )  # refuses to start without a secret key, or with bad lists
     host = host or site.config.text("web.host")
     port = port or site.config.integer("web.port")
     listening = _listen(host, port)
@@ -103,7 +104,7 @@ def build(state: State, out: Path) -> None:
     archive.check_out_folder(out)  # before any work: a wrong folder is refused at once
     archive.strict_issues(site)  # every problem of every issue, at once
     lists.sync(site)  # the per-list feeds follow lists.toml
-    report = archive.build(site, out, web.static_files(site, utcnow()))
+    report = archive.build(site, out, web.static_files(site, state.now()))
     click.echo(f"wrote {report.files} files ({report.issues} issues) to {report.out}")
 
 

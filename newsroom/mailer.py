@@ -19,6 +19,7 @@ from typing import Any
 
 import aiosmtplib
 
+from newsroom import asyncrun
 from newsroom.errors import NewsroomError
 from newsroom.ratelimit import RateLimiter
 from newsroom.settings import Config
@@ -88,7 +89,7 @@ class OneConnection:
         self.client: aiosmtplib.SMTP | None = None
 
     def send(self, message: EmailMessage, envelope_from: str | None = None) -> str:
-        return self.runner.run(self._send(message, envelope_from))
+        return asyncrun.run(self._send(message, envelope_from), self.runner)
 
     async def _send(self, message: EmailMessage, envelope_from: str | None) -> str:
         if self.client is None or not self.client.is_connected:

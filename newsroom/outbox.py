@@ -7,7 +7,6 @@ connection to the relay. Any failure stops the send with one line saying what to
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from newsroom import audience, mailings, segments, tokens
+from newsroom import asyncrun, audience, mailings, segments, tokens
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
 from newsroom.mailer import SENT, Outgoing, Pool
@@ -93,7 +92,7 @@ def check_relay(site: Site) -> None:
         finally:
             await pool.close()
 
-    asyncio.run(go())
+    asyncrun.run(go())
 
 
 def dry_run(site: Site, planned: Plan, expression: str) -> Iterator[Member]:
@@ -151,7 +150,7 @@ def send_test(site: Site, planned: Plan, address: str, expression: str, now: dat
         finally:
             await pool.close()
 
-    asyncio.run(go())
+    asyncrun.run(go())
     if outcomes[0].kind != SENT:
         raise NewsroomError(f"the relay did not take the test copy: {outcomes[0].answer}")
     return str(outcomes[0].answer)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +126,12 @@ Run = Callable[..., Result]
 
 @pytest.fixture
 def cli(site_dir: Path) -> Run:
-    """Run `newsroom --site SITE ARGS...` in-process; returns click's Result."""
+    """Run `newsroom --site SITE ARGS...` in-process; returns click's Result. With `now`, the
+    command runs at that time (the CLI's clock), so that nothing depends on today's date."""
 
-    def run(*args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(main, ["--site", str(site_dir), *args], input=input)
+    def run(*args: str, input: str | None = None, now: datetime | None = None) -> Result:
+        clock = (lambda: now) if now is not None else None
+        return CliRunner().invoke(main, ["--site", str(site_dir), *args], input=input, obj=clock)
 
     return run
 

@@ -78,3 +78,30 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert done.returncode == 0
     assert "Usage:" in done.stdout
+
+
+def test_output_piped_into_head_ends_quietly(site_dir: Path) -> None:
+    """`newsroom settings | head -1`: the reader stops reading; newsroom ends without a
+    BrokenPipeError and with status 0, as `cat` would."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsroom", "--site", str(site_dir), "settings"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before newsroom has written anything: its first write fails
+    errors = process.stderr.read()
+    process.stderr.close()
+    assert process.wait(60) == 0
+    assert errors == ""
+
+
+def test_a_wrong_option_through_the_entry_point_is_a_usage_error() -> None:
+    """Through the real entry point: a wrong option is click's usage error (status 2)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "newsroom", "--no-such-option"], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "No such option" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -10,10 +10,13 @@ import signal
 import smtplib
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -137,6 +140,14 @@ def test_worker_once_sends_everything(cli: Run, opened: Site, fast: TestSMTPServ
     assert len(fast.messages) == 8
 
 
+def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
+    """Poll CONDITION until it holds: a readiness signal, never a guess at how long it takes."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
 def newsroom(site_dir: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "newsroom", "--site", str(site_dir), *args],
@@ -200,7 +211,7 @@ def test_ctrl_c_finishes_in_flight_and_pauses(
     subscribe(opened, 200)
     created = make_mailing(opened)
     sender = newsroom(site_dir, "send", "--resume", str(created.mailing_id))
-    time.sleep(1.5)
+    wait_for(lambda: len(fast.messages) > 0)  # sending has begun: the interrupt lands mid-way
     sender.send_signal(signal.SIGINT)
     output, _ = sender.communicate(timeout=30)
     assert sender.returncode == 130, output
@@ -435,3 +446,60 @@ def test_a_worker_starts_helper_processes_too(
     with opened.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT DISTINCT claimed_by FROM deliveries").all()
     assert len({row[0] for row in rows}) == 2
+
+
+def interrupt_at(site_dir: Path, delay: float, *args: str) -> tuple[int, list[str], str]:
+    """Start `newsroom ARGS` (its standard input open and never answered), wait until its own
+    code runs — Python reports each finished import when asked (PYTHONPROFILEIMPORTTIME) — then
+    DELAY seconds more, and press Ctrl-C. Returns the exit status, the lines the command wrote
+    to stderr, and stdout."""
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    lines: list[str] = []
+    started = threading.Event()
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "newsroom", "--site", str(site_dir), *args],
+            stdin=subprocess.PIPE,
+            stdout=output,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert process.stderr is not None and process.stdin is not None
+
+        def read(stream: IO[str]) -> None:
+            for line in stream:
+                lines.append(line.rstrip("\n"))
+                if line.rstrip().endswith("| newsroom.console"):
+                    started.set()
+
+        reader = threading.Thread(target=read, args=(process.stderr,), daemon=True)
+        reader.start()
+        assert started.wait(60), "newsroom never started"
+        time.sleep(delay)  # the moment of the interrupt is what is tested, drawn at random
+        process.send_signal(signal.SIGINT)
+        status = process.wait(60)
+        reader.join(10)
+        process.stdin.close()
+        process.stderr.close()
+        output.seek(0)
+        said = [line for line in lines if not line.startswith("import time:")]
+        return status, said, output.read()
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_any_moment_is_one_line(site_dir: Path, opened: Site) -> None:
+    """Ctrl-C while the command is still importing its libraries, reading its issue, or waiting
+    at the "Send?" question: always the one line "Interrupted." and status 130."""
+    subscribe(opened, 3)
+    (site_dir / "issues" / "2026-11-20-news.md").write_text(
+        "---\ntitle: News\ndate: 2026-11-20\nsummary: The news.\n---\nHello.\n", encoding="utf-8"
+    )
+    chance = random.Random(11)
+    for _ in range(8):
+        delay = chance.uniform(0.0, 1.5)
+        status, said, stdout = interrupt_at(
+            site_dir, delay, "send", "2026-11-20-news.md", "--to", "all-members"
+        )
+        assert "Traceback" not in stdout
+        assert (status, said) == (130, ["Interrupted."]), (delay, said, stdout)

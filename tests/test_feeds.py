@@ -199,7 +199,7 @@ def test_build_writes_the_public_part_without_private_content(
 ) -> None:
     sent(issues_site, "canary", "all-members")
     out = tmp_path / "public"
-    result = cli("build", "--out", str(out))
+    result = cli("build", "--out", str(out), now=NOW)  # the draft's date is still to come
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "2 issues" in result.output
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -226,7 +226,7 @@ def test_build_writes_the_public_part_without_private_content(
     assert 'http-equiv="Content-Security-Policy"' in index
     # building again replaces the earlier build
     (issues_site.issues_dir / "2025-12-24-older-bulletin.md").unlink()
-    again = cli("build", "--out", str(out))
+    again = cli("build", "--out", str(out), now=NOW)
     assert again.exit_code == 0 and not (out / "issues/older-bulletin").exists()
 
 
