@@ -1,0 +1,109 @@
+"""Whether a site's settings are fit for a real mailing: no placeholder addresses.
+
+A site made by `newsroom init` sends from `newsroom@example.org`, takes bounces at
+`bounces@example.org` and links to `http://localhost:8000`: right for the demo and
+`newsroom dev-smtp`, wrong for real members (their bounces would be lost, their unsubscribe links
+dead). `newsroom send`, `check --strict`, `send --dry-run` and `newsroom doctor` all ask here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from email.utils import parseaddr
+from urllib.parse import urlsplit
+
+from newsroom.settings import Config
+
+# RFC 2606 and RFC 6761 reserve these names for examples and tests, RFC 6762 .local for mDNS:
+# none of them is anybody's real domain.
+RESERVED_SUFFIXES = (".test", ".invalid", ".localhost", ".example", ".local", ".internal")
+DEV_SMTP_NAME = (
+    "newsroom-dev-smtp"  # how `newsroom dev-smtp` greets: the one relay for placeholders
+)
+
+
+@dataclass(frozen=True)
+class Unready:
+    """One setting that keeps a real mailing from going out, and what to put there."""
+
+    setting: str
+    value: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.setting} is {self.value!r}: {self.problem}; {self.fix}"
+
+
+def placeholder_domain(domain: str) -> str | None:
+    """Why DOMAIN is nobody's real mail or web domain, or None when it may be."""
+    name = domain.strip().lower().rstrip(".")
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return "an IP address, not a domain name"
+    except ValueError:
+        pass
+    if not name or name == "localhost" or name.endswith(RESERVED_SUFFIXES):
+        return "a name reserved for tests and examples (RFC 2606, RFC 6761)"
+    if "." not in name:
+        return "not a public domain name (it has no dot)"
+    if "example" in name.split("."):
+        return "an example domain, not yours"
+    return None
+
+
+def problems(config: Config) -> list[Unready]:
+    """Every setting that is still a placeholder for a real mailing; empty when none is."""
+    found = []
+    url = config.text("site.base_url")
+    parts = urlsplit(url)
+    host_problem = placeholder_domain(parts.hostname or "")
+    if parts.scheme != "https" or host_problem:
+        found.append(
+            Unready(
+                "site.base_url",
+                url,
+                host_problem or "not https:// (one-click unsubscribe needs https, RFC 8058)",
+                "set it to the https:// address of your public web side, such as "
+                "https://news.your-organisation.org (unsubscribe and preference links, and "
+                "List-Id, are made from it)",
+            )
+        )
+    for setting, what in (
+        ("site.sender", "the From: address and the Message-ID domain"),
+        ("sending.bounce_address", "the envelope sender that bounce reports come back to"),
+    ):
+        value = config.text(setting)
+        address = parseaddr(value)[1]
+        domain = address.rpartition("@")[2] if "@" in address else ""
+        problem = placeholder_domain(domain) if domain else "not an email address"
+        if problem:
+            found.append(
+                Unready(
+                    setting,
+                    value,
+                    f"its domain is {problem}",
+                    f"set it to an address at your own domain ({what}), such as "
+                    + (
+                        '"Our Campaign <news@your-organisation.org>"'
+                        if setting == "site.sender"
+                        else "bounces@your-organisation.org (its mailbox must also take "
+                        "bounces+anything@ — plus-addressing — see Going live)"
+                    ),
+                )
+            )
+    return found
+
+
+def refusal(config: Config) -> str:
+    """The words of a refused real mailing: every placeholder setting, each on its line."""
+    lines = [
+        "a real mailing cannot go out with placeholder settings (a --test copy, or a send to "
+        "`newsroom dev-smtp`, can):"
+    ]
+    lines += [f"  {unready}" for unready in problems(config)]
+    lines.append(
+        "Set them in newsroom.toml (or NEWSROOM_* variables); `newsroom doctor` checks the rest."
+    )
+    return "\n".join(lines)
