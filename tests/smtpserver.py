@@ -36,6 +36,15 @@ class Received:
         assert isinstance(parsed, EmailMessage)
         return parsed
 
+    def raw_header(self, name: bytes) -> bytes:
+        """The bytes of header field NAME as they arrived, folding and final CRLF included."""
+        head = b"\r\n" + self.data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+        start = end = head.index(b"\r\n" + name + b": ") + 2
+        while True:
+            end = head.index(b"\r\n", end) + 2
+            if head[end : end + 1] not in (b" ", b"\t"):
+                return head[start:end]
+
     def body(self, kind: str = "plain") -> str:
         """The text of the message's text/KIND part (plain or html)."""
         part = self.message.get_body((kind,))
