@@ -143,7 +143,7 @@ def _run(
     finally:
         if lock is None:
             held.release()
-    _say(report)
+    _say(report, mailings.counts(site.engine, mailing_id))
 
 
 def _send_with_progress(site: Site, mailing_id: int, lock: SenderLock) -> Report:
@@ -193,9 +193,11 @@ def _send_with_progress(site: Site, mailing_id: int, lock: SenderLock) -> Report
     return report
 
 
-def _say(report: Report) -> None:
+def _say(report: Report, counts: mailings.Counts) -> None:
+    """The outcome of a run, its tally the mailing's deliveries as the database holds them: the
+    same counts as `newsroom mailings show`, whichever sender or run did the work."""
     m = report.mailing_id
-    tally = f"{report.sent} sent, {report.failed} failed, {report.deferred} deferred, {report.skipped} skipped"
+    tally = ", ".join(f"{counts[s]} {s}" for s in (D.SENT, D.FAILED, D.DEFERRED, D.SKIPPED))
     if report.interrupted:
         click.echo(
             f"Interrupted: mailing {m} paused ({tally}). Carry on: newsroom send --resume {m}"

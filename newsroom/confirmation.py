@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from newsroom import consent, mailer, tokens
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
+from newsroom.messages import wire_address
 from newsroom.models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from newsroom.settings import Config
 from newsroom.site import Site
@@ -79,7 +80,7 @@ def _message(
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = config.text("site.sender")
-    message["To"] = to  # the bare address: never a name someone typed
+    message["To"] = wire_address(to)  # the bare address: never a name someone typed
     message["Subject"] = subject
     message["Date"] = format_datetime(now)
     domain = parseaddr(config.text("site.sender"))[1].rpartition("@")[2] or "localhost"
@@ -104,6 +105,8 @@ def send_due(site: Site, now: datetime, *, touched_at: datetime | None = None) -
     pending people who were never sent one (an import with --no-email, or one the relay failed
     partway), so nobody who already had theirs is reminded. Each is marked once the relay took
     it: a crash in between may send one twice, never none; a relay failure says how far it got.
+    An address the relay cannot take (it needs SMTPUTF8) is passed over, so it holds up nobody
+    after it, and named at the end.
     """
     due_now = Subscription.status == SubscriptionStatus.PENDING
     if touched_at is None:
@@ -125,13 +128,19 @@ def send_due(site: Site, now: datetime, *, touched_at: datetime | None = None) -
             .distinct()
             .order_by(Subscriber.id)
         ).all()
-    sent = 0
+    sent, why = 0, ""
+    passed_over: list[str] = []
     with mailer.OneConnection(site.config) as relay:
         for person_id in people:
             with transaction(site.engine) as session:
                 message = build(session, site.config, person_id, now)
+                email = session.get_one(Subscriber, person_id).email
             try:
                 relay.send(message)
+            except mailer.NotOffered as exc:
+                passed_over.append(email)
+                why = str(exc)
+                continue
             except NewsroomError as exc:
                 raise NewsroomError(
                     f"{exc}; {sent} of {len(people)} confirmation emails sent: send the rest "
@@ -140,4 +149,10 @@ def send_due(site: Site, now: datetime, *, touched_at: datetime | None = None) -
             with transaction(site.engine) as session:
                 session.get_one(Subscriber, person_id).confirmation_sent_at = now
             sent += 1
+    if passed_over:
+        more = f" and {len(passed_over) - 5} more" if len(passed_over) > 5 else ""
+        raise NewsroomError(
+            f"{sent} of {len(people)} confirmation emails sent; not to "
+            f"{', '.join(passed_over[:5])}{more}: {why}"
+        )
     return sent

@@ -75,4 +75,7 @@ class DevSMTP:
 
 class _Controller(Controller):
     def factory(self) -> Any:
-        return SMTP(self.handler, hostname="newsroom-dev-smtp", decode_data=False)
+        # SMTPUTF8 (RFC 6531), as a modern relay offers it: mail to a UTF-8 local part is kept
+        return SMTP(
+            self.handler, hostname="newsroom-dev-smtp", decode_data=False, enable_SMTPUTF8=True
+        )

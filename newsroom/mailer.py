@@ -5,6 +5,10 @@ STARTTLS, login), then drives each one with a small protocol of its own: the mes
 `messages.py` are already dot-safe with CRLF line ends, so they go out as they are, and when the
 relay offers PIPELINING (RFC 2920) MAIL, RCPT and DATA travel in one write. Each answer is
 classified (`Outcome.kind`) for the mailing to act on.
+
+Recipients come in their wire form (`messages.wire_address`: the domain as an IDNA A-label). One
+whose local part is still non-ASCII needs SMTPUTF8 (RFC 6531): it goes with that when the relay
+offers it, and is not offered to a relay that does not (`UNSENDABLE`, with the reason).
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from newsroom.ratelimit import RateLimiter
 from newsroom.settings import Config
 
 SENT, RETRY, FAIL, POLICY = "sent", "retry", "fail", "policy"
+UNSENDABLE = "unsendable"  # not offered to the relay at all: the relay is not at fault
+
+
+class NotOffered(NewsroomError):
+    """The relay lacks an SMTP extension this one message needs (SMTPUTF8)."""
 
 
 def smtp_client(config: Config) -> aiosmtplib.SMTP:
@@ -48,6 +57,14 @@ def unreachable(config: Config, exc: BaseException) -> str:
     return (
         f"cannot reach the SMTP relay {relay_name(config)}: {exc} "
         "(start one with `newsroom dev-smtp`, or set [smtp] host and port)"
+    )
+
+
+def no_smtputf8(config: Config) -> str:
+    """Why a message to an address with a non-ASCII local part cannot go through this relay."""
+    return (
+        f"the relay {relay_name(config)} does not offer SMTPUTF8 (RFC 6531), needed for an "
+        "address with non-ASCII characters before the @"
     )
 
 
@@ -97,6 +114,10 @@ class OneConnection:
         try:
             _errors, answer = await self.client.send_message(message, sender=envelope_from)
             return answer
+        except aiosmtplib.SMTPNotSupported:
+            # aiosmtplib refuses before sending anything when an address needs SMTPUTF8 and the
+            # relay does not offer it (RFC 6531 §3.4); when it does, it sends with SMTPUTF8.
+            raise NotOffered(no_smtputf8(self.config)) from None
         except aiosmtplib.SMTPException as exc:
             raise NewsroomError(
                 f"the SMTP relay {relay_name(self.config)} refused the message: {exc}"
@@ -139,7 +160,8 @@ class Outcome:
     """What the relay said about one message, and what that means (`kind`)."""
 
     key: int
-    kind: str  # sent, retry (4xx, 421, 552, connection lost), fail (5xx), policy (5.7.x)
+    kind: str  # sent, retry (4xx, 421, 552, connection lost), fail (5xx), policy (5.7.x),
+    # or unsendable (never offered to this relay: it lacks SMTPUTF8)
     code: int
     text: str
 
@@ -240,6 +262,7 @@ class Connection:
         self.wire: _Wire | None = None
         self.closing: list[_Wire] = []  # closed, their sockets perhaps not yet released
         self.pipelining = False
+        self.smtputf8 = False
         self.sent = 0
 
     async def open(self) -> None:
@@ -248,6 +271,7 @@ class Connection:
         except NewsroomError as exc:
             raise ConnectionLost(str(exc)) from None
         self.pipelining = client.supports_extension("pipelining")
+        self.smtputf8 = client.supports_extension("smtputf8")
         transport = client.transport
         assert isinstance(transport, asyncio.Transport)
         # aiosmtplib did the handshake, TLS and login; this session's messages go through _Wire.
@@ -272,8 +296,13 @@ class Connection:
             return Outcome(message.key, RETRY, 0, str(exc))
 
     async def _transaction(self, wire: _Wire, message: Outgoing) -> Outcome:
+        utf8 = not message.recipient.isascii()
+        if utf8 and not self.smtputf8:
+            return Outcome(message.key, UNSENDABLE, 0, no_smtputf8(self.config))
+        # RFC 6531 §3.4: SMTPUTF8 on MAIL lets RCPT and the header fields (RFC 6532) carry UTF-8
+        option = " SMTPUTF8" if utf8 else ""
         commands = (
-            f"MAIL FROM:<{message.sender}>\r\n".encode(),
+            f"MAIL FROM:<{message.sender}>{option}\r\n".encode(),
             f"RCPT TO:<{message.recipient}>\r\n".encode(),
             b"DATA\r\n",
         )

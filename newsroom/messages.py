@@ -18,7 +18,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import formataddr, formatdate, parseaddr
+from functools import lru_cache
 from html import escape
+
+from email_validator import EmailNotValidError, validate_email
 
 from newsroom import personalise
 from newsroom.errors import NewsroomError
@@ -144,14 +147,47 @@ def encoded_words(value: str) -> str:
     )
 
 
-def address_header(name: str, display: str, address: str) -> bytes:
-    """`To:`/`From:` with a display name (encoded if need be) and a plain ASCII address."""
+@lru_cache(maxsize=4096)
+def ascii_domain(domain: str) -> str:
+    """DOMAIN in its IDNA A-label form (RFC 5890/5891), as DNS and relays take it:
+    `münchen.de` → `xn--mnchen-3ya.de`. Cached: a mailing meets the same few domains again
+    and again."""
+    try:
+        return validate_email(f"x@{domain}", check_deliverability=False).ascii_domain
+    except EmailNotValidError as exc:
+        raise HeaderError(f"{domain!r} is not a mail domain: {exc}") from None
+
+
+def wire_address(address: str) -> str:
+    """ADDRESS as it goes into RCPT TO and the To header: the domain in A-label form. Addresses
+    are stored in Unicode (subscribers.py); only a non-ASCII local part is left non-ASCII here,
+    and a message to it needs SMTPUTF8 (RFC 6531)."""
+    if address.isascii():
+        return address
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        raise HeaderError(f"{address!r} is not an email address")
+    return f"{local}@{ascii_domain(domain)}"
+
+
+def address_header(name: str, display: str, address: str, *, utf8: bool = False) -> bytes:
+    """`To:`/`From:` with a display name (encoded if need be) and the address in its wire form.
+    A non-ASCII local part is refused unless UTF8; then the field is raw UTF-8, as RFC 6532
+    §3.2 allows in a message that travels with SMTPUTF8 (the mailer sees to that)."""
     check_header(name, display)
     check_header(name, address)
-    if not address.isascii() or "@" not in address:
-        raise HeaderError(f"the {name} address must be a plain ASCII address: {address!r}")
-    value = formataddr((display, address), charset="utf-8") if display else address
-    return encode_header(name, value) if value.isascii() else encode_header(name, address)
+    if "@" not in address:
+        raise HeaderError(f"the {name} address must be an email address: {address!r}")
+    wire = wire_address(address)
+    if wire.isascii():
+        value = formataddr((display, wire), charset="utf-8") if display else wire
+        return encode_header(name, value)
+    if not utf8:
+        raise HeaderError(f"the {name} address must be ASCII before the @: {address!r}")
+    # formataddr() refuses a non-ASCII address: let it format the display name beside a stand-in.
+    phrase = formataddr((display, "x@x"), charset="utf-8")[: -len(" <x@x>")] if display else ""
+    value = f"{phrase} <{wire}>" if phrase else wire
+    return f"{name}: {_fold(value, len(name) + 2)}\r\n".encode()
 
 
 # --- templates -------------------------------------------------------------------------------
@@ -272,7 +308,7 @@ class Template:
         if mailto:
             unsubscribe += f", <mailto:{check_header('List-Unsubscribe', mailto)}>"
         parts = [
-            address_header("To", recipient.name, recipient.email),
+            address_header("To", recipient.name, recipient.email, utf8=True),
             subject,
             f"Date: {date}\r\nMessage-ID: {message_id}\r\n".encode("ascii"),
             encode_header("List-Unsubscribe", unsubscribe),

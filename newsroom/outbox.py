@@ -17,9 +17,9 @@ from typing import Any
 from newsroom import asyncrun, audience, mailings, segments, tokens
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
-from newsroom.mailer import SENT, Outgoing, Pool
+from newsroom.mailer import SENT, UNSENDABLE, Outgoing, Pool
 from newsroom.mailings import Content, Member
-from newsroom.messages import Clock, Recipient, new_message_id, parse_sender
+from newsroom.messages import Clock, Recipient, new_message_id, parse_sender, wire_address
 from newsroom.ratelimit import RateLimiter, domain_rates, per_second
 from newsroom.sending import signer, templates
 from newsroom.site import Site
@@ -146,11 +146,14 @@ def send_test(site: Site, planned: Plan, address: str, expression: str, now: dat
         pool = Pool(config, connections=1, limiter=RateLimiter(1000.0))
         try:
             await pool.check()
-            await pool.send_all(iter([Outgoing(0, sender, address, data)]), outcomes.append)
+            message = Outgoing(0, sender, wire_address(address), data)
+            await pool.send_all(iter([message]), outcomes.append)
         finally:
             await pool.close()
 
     asyncrun.run(go())
+    if outcomes[0].kind == UNSENDABLE:
+        raise NewsroomError(f"the test copy to {address} was not sent: {outcomes[0].answer}")
     if outcomes[0].kind != SENT:
         raise NewsroomError(f"the relay did not take the test copy: {outcomes[0].answer}")
     return str(outcomes[0].answer)

@@ -24,7 +24,17 @@ from sqlalchemy import func, select
 from newsroom import mailings, segments, tokens, verp
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
-from newsroom.mailer import FAIL, POLICY, RETRY, SENT, Outcome, Outgoing, Pool, relay_name
+from newsroom.mailer import (
+    FAIL,
+    POLICY,
+    RETRY,
+    SENT,
+    UNSENDABLE,
+    Outcome,
+    Outgoing,
+    Pool,
+    relay_name,
+)
 from newsroom.mailings import Claimed, Result
 from newsroom.messages import (
     Clock,
@@ -32,6 +42,7 @@ from newsroom.messages import (
     Template,
     new_message_id,
     parse_sender,
+    wire_address,
 )
 from newsroom.models import Delivery, DeliveryStatus, Mailing, MailingStatus, utcnow
 from newsroom.ratelimit import RateLimiter, per_second
@@ -253,7 +264,7 @@ class _Job:
                 sender.on_result(results[outcome.key])
 
         sender.pool.stopping = sender.stopping  # a pause in an earlier mailing stopped it
-        await sender.pool.send_all(self._messages(batch, people, results), heard)
+        await sender.pool.send_all(self._messages(batch, people, results, report), heard)
         for claimed in batch:
             if claimed.id not in results:  # taken by no connection: back to the queue
                 results[claimed.id] = Result(claimed, D.PENDING, "")
@@ -264,7 +275,11 @@ class _Job:
             mailings.pause(sender.engine, self.mailing.id, report.paused)
 
     def _messages(
-        self, batch: list[Claimed], people: dict[int, str], results: dict[int, Result]
+        self,
+        batch: list[Claimed],
+        people: dict[int, str],
+        results: dict[int, Result],
+        report: Report,
     ) -> Iterator[Outgoing]:
         for claimed in batch:
             if claimed.id in results:
@@ -272,7 +287,9 @@ class _Job:
             try:
                 yield self._outgoing(claimed, people.get(claimed.subscriber_id or 0, ""))
             except NewsroomError as exc:  # e.g. a name with a line break in it
-                results[claimed.id] = Result(claimed, D.FAILED, f"not sent: {exc}")
+                results[claimed.id] = self._unsent(claimed, str(exc), report)
+                if self.sender.on_result is not None:
+                    self.sender.on_result(results[claimed.id])
 
     def _outgoing(self, claimed: Claimed, name: str) -> Outgoing:
         now = self.sender.clock()
@@ -290,7 +307,7 @@ class _Job:
         data = template.build(
             recipient, new_message_id(template.message_id_domain), self.sender.dates.date()
         )
-        return Outgoing(claimed.id, envelope, claimed.email, data)
+        return Outgoing(claimed.id, envelope, wire_address(claimed.email), data)
 
     def _result(self, claimed: Claimed, outcome: Outcome, now: datetime, report: Report) -> Result:
         sender = self.sender
@@ -298,6 +315,8 @@ class _Job:
             sender.consecutive = 0
             report.sent += 1
             return Result(claimed, D.SENT, outcome.answer, outcome.code)
+        if outcome.kind == UNSENDABLE:  # about this address and our relay, not a relay error
+            return self._unsent(claimed, outcome.text, report)
         sender.consecutive += 1
         limit = self.config.integer("sending.max_consecutive_errors")
         relay = relay_name(self.config)
@@ -325,6 +344,12 @@ class _Job:
         assert outcome.kind == FAIL
         report.failed += 1
         return Result(claimed, D.FAILED, outcome.answer, outcome.code)
+
+    def _unsent(self, claimed: Claimed, reason: str, report: Report) -> Result:
+        """A delivery that could not be offered to the relay: failed, with the reason, and
+        counted like every other outcome (no bounce is scored: no server refused it)."""
+        report.failed += 1
+        return Result(claimed, D.FAILED, f"not sent: {reason}")
 
     def _pause(self, reason: str, report: Report) -> None:
         if not report.paused:

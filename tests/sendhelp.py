@@ -22,15 +22,23 @@ HTML = '<p>Dear {{first_name|friend}},</p>\n<p>News.</p>\n<a href="{{unsubscribe
 
 def subscribe(site: Site, count: int, list_slug: str = "all-members", start: int = 0) -> list[str]:
     """COUNT confirmed subscribers p{start}..@example.net on LIST_SLUG; returns their addresses."""
+    people = {f"p{i}@example.net": f"Person {i}" for i in range(start, start + count)}
+    return subscribe_people(site, people, list_slug)
+
+
+def subscribe_people(
+    site: Site, people: dict[str, str], list_slug: str = "all-members"
+) -> list[str]:
+    """The addresses of PEOPLE (address: name, written as they are) confirmed on LIST_SLUG."""
     lists.sync(site)
-    emails = [f"p{i}@example.net" for i in range(start, start + count)]
+    emails = list(people)
     now = utcnow()
     with transaction(site.engine) as session:
         list_id = session.scalar(select(MailingList.id).where(MailingList.slug == list_slug))
         known = set(session.scalars(select(Subscriber.email).where(Subscriber.email.in_(emails))))
         new = [
-            {"email": e, "name": f"Person {start + i}", "created_at": now}
-            for i, e in enumerate(emails)
+            {"email": e, "name": name, "created_at": now}
+            for e, name in people.items()
             if e not in known
         ]
         if new:

@@ -4,6 +4,7 @@ server.fail("RCPT", 550, "5.1.1 No such user", match="gone@")   # answer a comma
 server.fail("DATA", 451, "4.3.0 Try later", times=1)           # ... only once
 server.drop("MAIL")                                            # close the connection instead
 server.stall("DATA", 5.0)                                      # wait before answering
+TestSMTPServer(smtputf8=False)                                 # a relay without RFC 6531
 """
 
 from __future__ import annotations
@@ -27,12 +28,22 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters (SMTPUTF8)
 
     @property
     def message(self) -> EmailMessage:
         parsed = message_from_bytes(self.data, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed
+
+    def raw_header(self, name: bytes) -> bytes:
+        """The bytes of header field NAME as they arrived, folding and final CRLF included."""
+        head = b"\r\n" + self.data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+        start = end = head.index(b"\r\n" + name + b": ") + 2
+        while True:
+            end = head.index(b"\r\n", end) + 2
+            if head[end : end + 1] not in (b" ", b"\t"):
+                return head[start:end]
 
     def body(self, kind: str = "plain") -> str:
         """The text of the message's text/KIND part (plain or html)."""
@@ -63,6 +74,7 @@ class TestSMTPServer:
     rules: list[Rule] = field(default_factory=list)
     connections: int = 0
     pipelining: bool = True  # advertise RFC 2920 PIPELINING in the EHLO answer
+    smtputf8: bool = True  # advertise RFC 6531 SMTPUTF8 (and take UTF-8 addresses)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
@@ -172,7 +184,12 @@ class _Handler:
         content = envelope.original_content or b""
         with self.owner._lock:
             self.owner.messages.append(
-                Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
+                Received(
+                    str(envelope.mail_from),
+                    list(envelope.rcpt_tos),
+                    content,
+                    list(envelope.mail_options),
+                )
             )
         return "250 OK queued"
 
@@ -185,7 +202,10 @@ class _Controller(Controller):
     def factory(self) -> SMTP:
         self.owner.connections += 1
         return SMTP(
-            self.handler, hostname="test-smtp.localhost", decode_data=False, enable_SMTPUTF8=True
+            self.handler,
+            hostname="test-smtp.localhost",
+            decode_data=False,
+            enable_SMTPUTF8=self.owner.smtputf8,
         )
 
 

@@ -503,3 +503,84 @@ def test_ctrl_c_at_any_moment_is_one_line(site_dir: Path, opened: Site) -> None:
         )
         assert "Traceback" not in stdout
         assert (status, said) == (130, ["Interrupted."]), (delay, said, stdout)
+
+
+def no_smtputf8(server: TestSMTPServer) -> str:
+    return (
+        f"the relay 127.0.0.1:{server.port} does not offer SMTPUTF8 (RFC 6531), needed for an "
+        "address with non-ASCII characters before the @"
+    )
+
+
+@pytest.mark.parametrize("smtputf8", [True, False], ids=["smtputf8", "no-smtputf8"])
+def test_internationalised_addresses_and_counts_that_agree(
+    cli: Run, opened: Site, fast: TestSMTPServer, issue: Path, tmp_path: Path, smtputf8: bool
+) -> None:
+    """The domain as an A-label (RFC 5890) in RCPT TO and To:; a UTF-8 local part with SMTPUTF8
+    (RFC 6531, 6532) or, without it, failed with the reason; and `send`'s summary, `mailings
+    show` and the database give the same counts."""
+    fast.smtputf8 = smtputf8
+    members = tmp_path / "members.csv"
+    members.write_text(
+        "email,name\nann@example.net,Ann Lee\nanna@münchen.de,Anna Lee\n"
+        "josé@bücher.example,José Núñez\n",
+        encoding="utf-8",
+    )
+    imported = cli(
+        "subscribers", "import", str(members), "--list", "all-members",
+        "--confirmed", "--consent", "Members' consent",
+    )  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    result = cli("send", "save-our-socialists", "--yes")
+    assert result.exit_code == 0, result.output
+    sent, failed = (3, 0) if smtputf8 else (2, 1)
+    assert result.output.splitlines() == [
+        "mailing 1: 3 deliveries frozen",
+        f"mailing 1 done: {sent} sent, {failed} failed, 0 deferred, 0 skipped",
+    ]
+    shown = cli("mailings", "show", "1").output.splitlines()
+    assert f"pending: 0  sending: 0  sent: {sent}  deferred: 0  failed: {failed}  skipped: 0" in (
+        shown
+    )
+    with opened.engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT email, status, last_response FROM deliveries WHERE mailing_id = 1"
+        ).all()
+    assert Counter(status for _email, status, _response in rows) == Counter(
+        {"sent": sent, "failed": failed}
+    )
+    by_rcpt = {m.rcpt_tos[0]: m for m in fast.messages}
+    anna = by_rcpt["anna@xn--mnchen-3ya.de"]
+    assert anna.mail_options == []
+    assert anna.raw_header(b"To") == b"To: Anna Lee <anna@xn--mnchen-3ya.de>\r\n"
+    if smtputf8:
+        jose = by_rcpt["josé@xn--bcher-kva.example"]
+        assert jose.mail_options == ["SMTPUTF8"]
+        assert jose.raw_header(b"To") == (
+            "To: =?utf-8?b?Sm9zw6kgTsO6w7Fleg==?= <josé@xn--bcher-kva.example>\r\n".encode()
+        )
+    else:
+        assert sorted(by_rcpt) == ["ann@example.net", "anna@xn--mnchen-3ya.de"]
+        [response] = [r for email, _status, r in rows if email == "josé@bücher.example"]
+        assert response == f"not sent: {no_smtputf8(fast)}"
+
+
+def test_a_test_copy_to_an_internationalised_address(
+    cli: Run, fast: TestSMTPServer, issue: Path
+) -> None:
+    result = cli("send", str(issue), "--test", "josé@bücher.example")
+    assert (
+        result.output
+        == "sent a [TEST] copy of save-our-socialists to josé@bücher.example (250 OK queued)\n"
+    )
+    [copy] = fast.messages
+    assert copy.rcpt_tos == ["josé@xn--bcher-kva.example"] and copy.mail_options == ["SMTPUTF8"]
+    assert copy.raw_header(b"To") == "To: josé@xn--bcher-kva.example\r\n".encode()
+    fast.reset()
+    fast.smtputf8 = False
+    assert error_line(cli("send", str(issue), "--test", "josé@bücher.example")) == (
+        f"Error: the test copy to josé@bücher.example was not sent: {no_smtputf8(fast)}"
+    )
+    assert fast.messages == []
+    assert cli("send", str(issue), "--test", "anna@münchen.de").exit_code == 0
+    assert [m.rcpt_tos for m in fast.messages] == [["anna@xn--mnchen-3ya.de"]]

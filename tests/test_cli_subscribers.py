@@ -252,6 +252,35 @@ def test_send_confirmations_catches_up_on_web_requests_made_while_the_relay_was_
     assert recipients(smtp_server) == ["ann@example.org"]
 
 
+def test_an_address_the_relay_cannot_take_is_named_and_holds_up_nobody(
+    cli: Run, tmp_path: Path, smtp_server: TestSMTPServer
+) -> None:
+    smtp_server.smtputf8 = False
+    why = (
+        f"the relay 127.0.0.1:{smtp_server.port} does not offer SMTPUTF8 (RFC 6531), needed for "
+        "an address with non-ASCII characters before the @"
+    )
+    added = cli("subscribers", "add", "josé@bücher.example", "--list", "all-members")
+    assert fails(added, why) == f"Error: {why}\n"
+    csv = tmp_path / "new.csv"
+    csv.write_text("email\nzoë@example.org\nann@example.org\nanna@münchen.de\n", "utf-8")
+    imported = cli("subscribers", "import", str(csv), "--list", "all-members")
+    assert fails(imported, why) == (
+        f"Error: new.csv: imported, but 2 of 3 confirmation emails sent; not to "
+        f"zoë@example.org: {why}\n"
+    )
+    assert recipients(smtp_server) == ["ann@example.org", "anna@xn--mnchen-3ya.de"]
+    smtp_server.reset()
+    again = cli("subscribers", "send-confirmations")
+    assert fails(again, why) == (
+        f"Error: 0 of 2 confirmation emails sent; not to josé@bücher.example, "
+        f"zoë@example.org: {why}\n"
+    )
+    smtp_server.smtputf8 = True
+    assert ok(cli("subscribers", "send-confirmations")) == "sent 2 confirmation emails\n"
+    assert recipients(smtp_server) == ["josé@xn--bcher-kva.example", "zoë@example.org"]
+
+
 def test_send_confirmations_with_no_relay(
     cli: Run, site_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from newsroom import lists, subscribers, tokens
+from newsroom.errors import NewsroomError
 from newsroom.site import Site
 from tests.smtpserver import TestSMTPServer
 
@@ -143,8 +144,37 @@ def test_single_opt_in_confirms_at_once_without_email(
 
 
 def test_internationalised_address(ready: Site, smtp_server: TestSMTPServer) -> None:
+    """Kept in Unicode; sent with the domain as an A-label (RFC 5890) and, for the UTF-8 local
+    part, with SMTPUTF8 and a UTF-8 To: (RFC 6531, 6532)."""
     report = subscribers.add(ready, "josé@bücher.example", ["all-members"], now=NOW)
     assert report.email == "josé@bücher.example"
     (received,) = smtp_server.messages
-    assert received.rcpt_tos == ["josé@bücher.example"]
-    assert received.message["To"] == "josé@bücher.example"
+    assert received.rcpt_tos == ["josé@xn--bcher-kva.example"]
+    assert "SMTPUTF8" in received.mail_options
+    assert received.raw_header(b"To") == "To: josé@xn--bcher-kva.example\r\n".encode()
+    assert "josé@bücher.example" in received.body()  # the reader sees it as they typed it
+
+
+def test_an_idn_domain_needs_no_smtputf8(ready: Site, smtp_server: TestSMTPServer) -> None:
+    subscribers.add(ready, "anna@münchen.de", ["all-members"], now=NOW)
+    (received,) = smtp_server.messages
+    assert received.rcpt_tos == ["anna@xn--mnchen-3ya.de"]
+    assert "SMTPUTF8" not in received.mail_options
+    assert received.raw_header(b"To") == b"To: anna@xn--mnchen-3ya.de\r\n"
+
+
+def test_a_relay_without_smtputf8_is_an_error_and_allows_a_retry(
+    ready: Site, smtp_server: TestSMTPServer
+) -> None:
+    smtp_server.smtputf8 = False
+    with pytest.raises(NewsroomError) as refused:
+        subscribers.add(ready, "josé@bücher.example", ["all-members"], now=NOW)
+    assert str(refused.value) == (
+        f"the relay 127.0.0.1:{smtp_server.port} does not offer SMTPUTF8 (RFC 6531), needed "
+        "for an address with non-ASCII characters before the @"
+    )
+    assert smtp_server.messages == []
+    smtp_server.smtputf8 = True  # the relay is upgraded: the next try goes
+    report = subscribers.add(ready, "josé@bücher.example", ["all-members"], now=NOW)
+    assert report.confirmation_sent
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["josé@xn--bcher-kva.example"]]

@@ -35,3 +35,16 @@ def test_messages_land_in_the_maildir(tmp_path: Path) -> None:
     assert first["Subject"] == "Café"
     assert first.get_content() == ".a line with a dot\n.\nCafé €\n"
     assert (tmp_path / "outbox" / "new").is_dir()
+
+
+def test_a_utf8_local_part_is_taken_with_smtputf8(tmp_path: Path) -> None:
+    server = DevSMTP(tmp_path / "outbox", port=free_port()).start()
+    try:
+        with smtplib.SMTP(server.host, server.port) as client:
+            client.ehlo()
+            assert client.has_extn("smtputf8")
+            client.sendmail("b@example.org", ["josé@example.net"], RAW, mail_options=["SMTPUTF8"])
+    finally:
+        server.stop()
+    [stored] = (tmp_path / "outbox" / "new").iterdir()
+    assert b"X-Envelope-To: <jos\xc3\xa9@example.net>" in stored.read_bytes()

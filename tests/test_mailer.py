@@ -12,7 +12,17 @@ import dkim
 import pytest
 
 from newsroom import messages
-from newsroom.mailer import FAIL, POLICY, RETRY, SENT, Outcome, Outgoing, Pool, classify
+from newsroom.mailer import (
+    FAIL,
+    POLICY,
+    RETRY,
+    SENT,
+    UNSENDABLE,
+    Outcome,
+    Outgoing,
+    Pool,
+    classify,
+)
 from newsroom.messages import HeaderError, Recipient, Template
 from newsroom.ratelimit import RateLimiter
 from newsroom.signing import Signer
@@ -146,9 +156,74 @@ def test_unknown_merge_field_is_an_error() -> None:
         template(text="Hello {{surname}}")
 
 
-def test_addresses_must_be_plain() -> None:
-    with pytest.raises(HeaderError, match="plain ASCII"):
-        build(template(), Recipient("ånn@example.net", "Ann", "https://u/"))
+def test_addresses_must_be_addresses_and_from_ascii_before_the_at() -> None:
+    with pytest.raises(HeaderError, match="the From address must be ASCII before the @"):
+        build(template(sender=("News", "nëws@example.org")), recipient())
+    with pytest.raises(HeaderError, match="the To address must be an email address: 'ann'"):
+        build(template(), Recipient("ann", "Ann", "https://u/"))
+    with pytest.raises(HeaderError, match="not a mail domain"):
+        build(template(), Recipient("ann@münchen..de", "Ann", "https://u/"))
+
+
+def utf8_outgoing(email: str, name: str, t: Template | None = None) -> Outgoing:
+    data = build(t or template(), Recipient(email, name, "https://u/"))
+    return Outgoing(1, "b@example.org", messages.wire_address(email), data)
+
+
+def test_an_idn_domain_goes_as_an_a_label(relay: tuple[TestSMTPServer, Site]) -> None:
+    """RFC 5890/5891: the domain in RCPT TO and To: as its A-label; no SMTPUTF8 needed."""
+    server, site = relay
+    [outcome] = send(site, [utf8_outgoing("anna@münchen.de", "Anna Lee")])
+    assert outcome.kind == SENT
+    [received] = server.messages
+    assert received.rcpt_tos == ["anna@xn--mnchen-3ya.de"]
+    assert received.mail_options == []
+    assert received.raw_header(b"To") == b"To: Anna Lee <anna@xn--mnchen-3ya.de>\r\n"
+    assert received.data.isascii()
+
+
+def test_a_utf8_local_part_goes_with_smtputf8_when_offered(
+    relay: tuple[TestSMTPServer, Site], dkim_key: tuple[bytes, bytes]
+) -> None:
+    """RFC 6531: MAIL FROM ... SMTPUTF8, the UTF-8 address in RCPT TO; RFC 6532: in To: too,
+    the display name still an encoded word; and the DKIM signature over those bytes holds."""
+    server, site = relay
+    private, record = dkim_key
+    t = template(signer=Signer("example.org", "news", private))
+    for pipelining in (True, False):
+        server.reset()
+        server.pipelining = pipelining
+        [outcome] = send(site, [utf8_outgoing("anna.müller@münchen.de", "Anna Müller", t)])
+        assert outcome.kind == SENT
+        [received] = server.messages
+        assert received.mail_options == ["SMTPUTF8"]
+        assert received.rcpt_tos == ["anna.müller@xn--mnchen-3ya.de"]
+        assert received.raw_header(b"To") == (
+            b"To: =?utf-8?q?Anna_M=C3=BCller?= <anna.m\xc3\xbcller@xn--mnchen-3ya.de>\r\n"
+        )
+        assert received.message["To"] == "Anna Müller <anna.müller@xn--mnchen-3ya.de>"
+        assert dkim.verify(received.data, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_a_utf8_local_part_is_not_offered_to_a_relay_without_smtputf8(
+    relay: tuple[TestSMTPServer, Site],
+) -> None:
+    server, site = relay
+    server.smtputf8 = False
+    ascii_one = Outgoing(2, "b@example.org", "ann@example.net", build(template(), recipient()))
+    outcomes = send(site, [utf8_outgoing("josé@example.net", "José"), ascii_one], connections=1)
+    assert outcomes == [
+        Outcome(
+            1,
+            UNSENDABLE,
+            0,
+            f"the relay 127.0.0.1:{server.port} does not offer SMTPUTF8 (RFC 6531), needed for "
+            "an address with non-ASCII characters before the @",
+        ),
+        Outcome(2, SENT, 250, "OK queued"),
+    ]
+    assert [m.rcpt_tos for m in server.messages] == [["ann@example.net"]]
+    assert not any("josé" in command for command in server.commands)  # never offered
 
 
 def test_dkim_signature_verifies(

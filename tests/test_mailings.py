@@ -18,7 +18,7 @@ from newsroom.mailings import Result
 from newsroom.models import BounceEvent, Delivery, MailingStatus, utcnow
 from newsroom.senders import SenderLock
 from newsroom.site import Site
-from tests.sendhelp import make_mailing, run, subscribe, unsubscribe
+from tests.sendhelp import make_mailing, run, subscribe, subscribe_people, unsubscribe
 from tests.smtpserver import TestSMTPServer
 
 
@@ -154,6 +154,37 @@ def test_a_run_of_errors_pauses_the_mailing(
     )
     counted = Counter(statuses(sending_site, created.mailing_id).values())
     assert counted["deferred"] <= 8 and counted["pending"] >= 32  # stopped within a batch
+
+
+def test_unsendable_deliveries_fail_with_the_reason_and_are_counted(
+    sending_site: Site, smtp_server: TestSMTPServer
+) -> None:
+    """Deliveries that never reach the relay (no SMTPUTF8 for a UTF-8 local part; a name no
+    header can hold, from a row written around our checks) are failed with the reason, counted
+    in the report exactly as the database has them, score no bounce, and, being no relay
+    error, do not pause the mailing however many come in a row."""
+    sending_site.config._values["sending.max_consecutive_errors"] = 2
+    smtp_server.smtputf8 = False
+    utf8 = ["josé@bücher.example", "zoë@example.net", "łukasz@example.net"]
+    people = {"ann@example.net": "Ann", **dict.fromkeys(utf8, "X"), "bad@example.net": "A\nB"}
+    subscribe_people(sending_site, people)
+    created = make_mailing(sending_site)
+    report = run(sending_site, created.mailing_id)
+    assert report.done and not report.paused
+    counts = mailings.counts(sending_site.engine, created.mailing_id)
+    assert (report.sent, report.failed) == (counts["sent"], counts["failed"]) == (1, 4)
+    why = (
+        f"not sent: the relay 127.0.0.1:{smtp_server.port} does not offer SMTPUTF8 (RFC 6531), "
+        "needed for an address with non-ASCII characters before the @"
+    )
+    with transaction(sending_site.engine) as session:
+        rows = {d.email: d for d in session.scalars(select(Delivery))}
+        assert session.scalars(select(BounceEvent)).all() == []
+    assert {e: rows[e].last_response for e in utf8} == dict.fromkeys(utf8, why)
+    assert rows["bad@example.net"].last_response.startswith(
+        "not sent: the To header must not contain a line break"
+    )
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["ann@example.net"]]
 
 
 def test_unsubscribe_mid_mailing_takes_effect(
