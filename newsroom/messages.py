@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import formataddr, formatdate, parseaddr
+from datetime import UTC, datetime
+from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 from html import escape
 
@@ -332,16 +333,19 @@ def new_message_id(domain: str) -> str:
 
 
 class Clock:
-    """RFC 5322 Date values, formatted at most once a second."""
+    """RFC 5322 Date values, formatted at most once a second. In UTC as `+0000`: RFC 5322
+    section 3.3 makes "GMT" an obsolete form that must not be generated."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now
         self._second = -1
         self._text = ""
 
     def date(self) -> str:
-        now = int(time.time())
+        now = int(self._now())
         if now != self._second:
-            self._second, self._text = now, formatdate(now, usegmt=True)
+            self._second = now
+            self._text = format_datetime(datetime.fromtimestamp(now, UTC))
         return self._text
 
 

@@ -112,6 +112,15 @@ def test_received_message_has_every_header(relay: tuple[TestSMTPServer, Site]) -
     assert 'href="https://news.example.org/unsubscribe/TOKEN-ann@example.net"' in html.get_content()
 
 
+def test_the_date_is_utc_as_plus_0000() -> None:
+    """RFC 5322 section 3.3: "+0000" for UTC; "GMT" is an obsolete form, never generated."""
+    clock = messages.Clock(lambda: 1_795_000_000.7)
+    assert clock.date() == "Wed, 18 Nov 2026 11:06:40 +0000"
+    assert b"\r\nDate: Wed, 18 Nov 2026 11:06:40 +0000\r\n" in template().build(
+        recipient(), "<id@example.org>", clock.date()
+    )
+
+
 def test_raw_lines_are_short_crlf_and_dot_safe() -> None:
     data = build(template(text=". " * 300 + "\n" + "é" * 500), recipient())
     lines = data.split(b"\r\n")
