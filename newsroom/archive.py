@@ -12,7 +12,7 @@ import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -55,7 +55,6 @@ class Published:
 def publish(issue: Issue, site: Site) -> Published:
     config = site.config
     content = rendering.render_variant(issue, config, Audience(False), "public").content_html
-    stamp = datetime.combine(issue.date, time(0, 0), UTC)  # stable DTSTAMP: same issue, same bytes
     return Published(
         issue,
         fill_public(issue.title),
@@ -63,7 +62,7 @@ def publish(issue: Issue, site: Site) -> Published:
         blocks.date_words(issue.date),
         content,
         rendering.web_page(issue, config),
-        calendar.ics_files(issue, config, stamp),
+        calendar.ics_files(issue, config),
     )
 
 

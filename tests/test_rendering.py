@@ -124,6 +124,20 @@ def test_meeting_card_and_calendar(site: Site) -> None:
     assert "zoom.example.org" not in files["meeting-1.ics"].decode()
 
 
+def test_calendar_files_carry_the_time_zone_they_name(site: Site) -> None:
+    """RFC 5545 3.6.5: a DTSTART with TZID=Europe/London needs a VTIMEZONE of that TZID (khal
+    and others warn without it), with the zone's summer and winter rules."""
+    issue = load_issue(ROOT / "issues/2022-10-03-sln-bulletin.md", site.config)
+    data = calendar.ics_files(issue, site.config)["meeting-1.ics"]
+    assert b"DTSTART;TZID=Europe/London:20221005T183000" in data
+    [zone] = icalendar.Calendar.from_ical(data).walk("VTIMEZONE")
+    assert str(zone["TZID"]) == "Europe/London"
+    assert {part.name for part in zone.subcomponents} == {"STANDARD", "DAYLIGHT"}
+    # no wall clock: DTSTAMP is the issue's date unless given, so the bytes never change
+    assert b"DTSTAMP:20221003T000000Z" in data
+    assert calendar.ics_files(issue, site.config) == {"meeting-1.ics": data}
+
+
 def test_supporters_in_two_columns_with_their_count(site: Site) -> None:
     issue = load_issue(ROOT / "issues/2021-05-10-supporters.md", site.config)
     email = render(issue, site.config).variants["email"]
