@@ -8,7 +8,7 @@ never in it: the files are served on the public web side (/issues/<slug>/meeting
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import icalendar
 
@@ -17,6 +17,13 @@ from newsroom.issues import Block, Issue, Node
 from newsroom.settings import Config
 
 DEFAULT_LENGTH = timedelta(hours=1)
+YEAR = timedelta(days=366)
+
+
+def _clear(moment: datetime) -> date:
+    """MOMENT's date, kept two years clear of date.min and date.max, where icalendar's
+    time zone rules overflow."""
+    return min(max(moment.date(), date.min + 2 * YEAR), date.max - 2 * YEAR)
 
 
 def public_meetings(issue: Issue) -> list[Block]:
@@ -71,7 +78,11 @@ def meeting_ics(issue: Issue, block: Block, config: Config, now: datetime | None
     event.add("description", "\n\n".join(description))
     event.add("url", data.register or page)
     cal.add_component(event)
-    cal.add_missing_timezones()  # icalendar writes the zone's rules from the tz database
+    # The zone's rules from the tz database, for the year around the meeting only: the whole
+    # default span (1970-2038) is 3 KB of RDATEs and stops short of later meetings.
+    cal.add_missing_timezones(
+        first_date=_clear(data.start) - YEAR, last_date=_clear(data.end or data.start) + YEAR
+    )
     return cal.to_ical()
 
 
