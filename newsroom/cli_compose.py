@@ -260,7 +260,7 @@ def _recipient(site: Site, rendered: Rendered, address: str | None) -> tuple[str
             )
         )
         now = datetime.now(UTC)
-        token = {"s": person.id, "a": tokens.address_digest(person.email)}
+        token = tokens.for_subscriber(person.id, person.email, person.token_key)
         fields = {
             "name": person.name,
             "first_name": person.name.split()[0] if person.name.strip() else "",
