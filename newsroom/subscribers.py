@@ -254,6 +254,20 @@ def _send_confirmation(
         raise
 
 
+def check_request(site: Site, email: str, name: str, list_slugs: Sequence[str]) -> None:
+    """Raise InvalidInput if the web form's request is wrong in itself: an invalid address or
+    name, a list that is not public. It reads nothing about the address, so it takes the same
+    time and says the same whatever the address's state; the web side answers after this alone.
+    A private list is refused as unknown, and the error names public lists only."""
+    normalise_email(email)
+    clean_name(name)
+    with transaction(site.engine) as session:
+        public = sorted(slug for slug, row in lists.active_lists(session).items() if row.public)
+    for slug in list_slugs:
+        if slug not in public:
+            raise InvalidInput(f"unknown list {slug!r} (lists: {', '.join(public) or 'none'})")
+
+
 def subscribe(
     site: Site,
     email: str,
@@ -264,13 +278,10 @@ def subscribe(
     user_agent: str | None,
     now: datetime,
 ) -> None:
-    """The web form's request. Answers the same whatever the address's state (unknown, pending,
-    confirmed, unsubscribed, erased): raises only for input that is wrong in itself (an invalid
-    address or name, a list that is not public)."""
-    with transaction(site.engine) as session:
-        for row in find_lists(session, list_slugs):
-            if not row.public:
-                raise InvalidInput(f"unknown list {row.slug!r}")
+    """The web form's request. Does the same whatever the address's state (unknown, pending,
+    confirmed, unsubscribed, erased) as far as the requester can see: raises only for input that
+    is wrong in itself (check_request)."""
+    check_request(site, email, name, list_slugs)
     origin = Origin("web", "form", ip, user_agent)
     add(site, email, list_slugs, now=now, name=name, origin=origin, allow_suppressed=True)
 
