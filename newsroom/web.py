@@ -188,7 +188,7 @@ class Web:
             return await self._form(request, "subscribe", 400, str(exc), form)
         # Everything that depends on the address's state (rows written or not, an email sent
         # or not) happens after the answer has gone: its timing would tell a stranger whether
-        # the address is subscribed (a confirmed one answered in a quarter of the time).
+        # the address is subscribed (a confirmed one answered in a fifth of the time).
         answer = self._check_inbox()
         answer.background = BackgroundTask(
             self._subscribe, email, name, chosen, client, request.headers.get("user-agent"), now
