@@ -266,7 +266,7 @@ def _recipient(
                 select(SubscriberTag.tag).where(SubscriberTag.subscriber_id == person.id)
             )
         )
-        token = {"s": person.id, "a": tokens.address_digest(person.email)}
+        token = tokens.for_subscriber(person.id, person.email, person.token_key)
         fields = {
             "name": person.name,
             "first_name": person.name.split()[0] if person.name.strip() else "",

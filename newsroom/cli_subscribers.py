@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -179,6 +178,9 @@ def import_(
 def export(state: State, list_slug: str | None, fmt: str) -> None:
     """Print confirmed subscribers as CSV (the import's columns) or JSON lines.
 
+    In the CSV, a cell a spreadsheet would run as a formula (starting with = + - @) gets a
+    single quote before it; an import reads it back without. The JSON is exact.
+
     \b
     Example:
       newsroom subscribers export --list all-members > all-members.csv
@@ -189,10 +191,7 @@ def export(state: State, list_slug: str | None, fmt: str) -> None:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
         return
-    writer = csv.DictWriter(sys.stdout, fieldnames=imports.COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
+    imports.write_csv(rows, sys.stdout)
 
 
 @subscribers_group.command()

@@ -32,7 +32,7 @@ TEMPLATES = Environment(
 
 def token(config: Config, person: Subscriber, list_ids: list[int], now: datetime) -> str:
     hours = config.number("subscribe.confirm_hours")
-    payload = {"s": person.id, "a": tokens.address_digest(person.email), "l": list_ids}
+    payload = {**tokens.for_subscriber(person.id, person.email, person.token_key), "l": list_ids}
     return tokens.make(config, "confirm", payload, now=now, ttl=timedelta(hours=hours))
 
 

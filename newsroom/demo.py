@@ -170,7 +170,7 @@ def web(outbox: Path, port: int) -> None:
         assert token, "the subscribe form has no form token"
         form = {"form_token": token.group(1), "email": reader, "lists": "all-members"}
         show(browser.open(f"{base}/subscribe", urlencode(form).encode()))
-        confirm = link_in(outbox, reader, "/confirm/")
+        confirm = link_in(outbox, reader, "/confirm/", wait=10.0)  # sent after the answer
         step("they open the link in the confirmation email, then press its button")
         show(browser.open(confirm))
         show(browser.open(confirm, b""))
@@ -216,9 +216,18 @@ def show(answer: Any) -> None:
     console.print(f"{answer.status} {answer.geturl().split('/')[3] or '/'}: {shown}")
 
 
-def link_in(outbox: Path, to: str, route: str, header: str = "") -> str:
+def link_in(outbox: Path, to: str, route: str, header: str = "", wait: float = 0.0) -> str:
     """The newest link to ROUTE in the mail to TO in the dev-smtp Maildir: in HEADER if given
-    (List-Unsubscribe), else in the plain-text part."""
+    (List-Unsubscribe), else in the plain-text part; polled for up to WAIT seconds."""
+    deadline = time.monotonic() + wait
+    while not (found := _newest_link(outbox, to, route, header)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not found:
+        raise SystemExit(f"no {route} link in the mail to {to}")
+    return found
+
+
+def _newest_link(outbox: Path, to: str, route: str, header: str) -> str:
     found = ""
     for stored in mailbox.Maildir(outbox, create=False):
         message = email.message_from_bytes(stored.as_bytes(), policy=email.policy.default)
@@ -229,8 +238,6 @@ def link_in(outbox: Path, to: str, route: str, header: str = "") -> str:
         match = re.search(rf"(http://\S+?{route}[^\s>]+)", text)
         if match:
             found = match.group(1)
-    if not found:
-        raise SystemExit(f"no {route} link in the mail to {to}")
     return found
 
 

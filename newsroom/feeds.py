@@ -8,6 +8,7 @@ the same issues always give the same bytes (static hosts and caches see no false
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ from newsroom.archive import Published
 from newsroom.settings import Config
 
 GENERATOR = "newsroom"
+RSS = "application/rss+xml"
 
 
 def _generator(
@@ -46,7 +48,11 @@ def _generator(
         when = datetime.combine(published.issue.date, time(0, 0), zone)
         entry.published(when)
         entry.updated(when)
-        entry.summary(published.summary or published.title)
+        summary = published.summary or published.title  # plain text from the front matter
+        # RSS readers show <description> as HTML (RSS 2.0 allows entity-encoded HTML there), so
+        # the text is escaped to stay text; Atom's <summary> with no type is text already
+        # (RFC 4287 section 3.1.1) and escaping it again would show the entities.
+        entry.summary(html.escape(summary) if kind == RSS else summary)
         entry.content(published.content_html, type="html")
     return feed
 
@@ -56,9 +62,7 @@ def rss(
 ) -> bytes:
     """The RSS 2.0 feed of ISSUES (newest first), served at PATH."""
     title = _title(config, name)
-    return bytes(
-        _generator(config, issues, path, title, "application/rss+xml").rss_str(pretty=True)
-    )
+    return bytes(_generator(config, issues, path, title, RSS).rss_str(pretty=True))
 
 
 def atom(

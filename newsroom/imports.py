@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.orm import Session
@@ -48,6 +48,29 @@ def core(model: type[Base]) -> Table:
 
 
 COLUMNS = ("email", "name", "tags", "lists")
+# A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection"): a
+# name typed into the public form such as `=cmd|' /C calc'!A0` would run when the export opens.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """CELL as a spreadsheet takes it as text: a formula's first character gets a single quote
+    before it, which spreadsheets hide and which reading the export back takes off again."""
+    return "'" + cell if cell.startswith(FORMULA_START) else cell
+
+
+def _unquoted(cell: str) -> str:
+    """A cell of our own export as it was before spreadsheet_safe (an import reads it back)."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
+
+
+def write_csv(rows: Iterator[dict[str, str]], out: IO[str]) -> None:
+    """ROWS (export's) to OUT as CSV in the import's columns, every cell spreadsheet-safe; the
+    JSON export stays exact."""
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: spreadsheet_safe(value) for key, value in row.items()})
 
 
 @dataclass
@@ -133,7 +156,7 @@ def _row(
             line,
             f'{len(record)} fields but the header has {len(header)} (a comma inside a name needs "quotes")',
         )
-    cells = dict(zip(header, record, strict=True))
+    cells = {name: _unquoted(cell) for name, cell in zip(header, record, strict=True)}
     try:
         email = normalise_email(cells["email"])
         name = clean_name(cells.get("name"))

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -293,12 +293,21 @@ def still_in_audience(session: Session, expression: str, subscriber_ids: Iterabl
     return {i for i in ids if segments.matches(node, confirmed.get(i, set()), tags.get(i, set()))}
 
 
-def names(session: Session, subscriber_ids: Iterable[int]) -> dict[int, str]:
+class Named(NamedTuple):
+    """What a message's personal parts need of its subscriber: the name, the token key."""
+
+    name: str
+    token_key: str
+
+
+def people(session: Session, subscriber_ids: Iterable[int]) -> dict[int, Named]:
     ids = list(subscriber_ids)
     if not ids:
         return {}
-    rows = session.execute(select(Subscriber.id, Subscriber.name).where(Subscriber.id.in_(ids)))
-    return {id_: name for id_, name in rows}
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.name, Subscriber.token_key).where(Subscriber.id.in_(ids))
+    )
+    return {id_: Named(name, key) for id_, name, key in rows}
 
 
 # --- the state of a mailing ------------------------------------------------------------------

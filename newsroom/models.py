@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -25,6 +27,11 @@ from sqlalchemy.types import TypeDecorator
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_token_key() -> str:
+    """A subscriber's token key: 128 random bits, as 32 hex digits."""
+    return secrets.token_hex(16)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -113,6 +120,12 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Double opt-in sends at most one confirmation email per address per 24 hours.
     confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Folded into every token naming this subscriber (tokens.for_subscriber): erasure deletes
+    # the row and with it this value, so no link made before works for whoever comes next.
+    token_key: Mapped[str] = mapped_column(String(32), default=new_token_key)
+    # Links sent before migration 0002 carry no token key; they keep working for the rows that
+    # were there then (an unsubscribe link must, RFC 8058), until the row is erased.
+    old_links: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SubscriberTag(Base):

@@ -131,7 +131,7 @@ def send_test(site: Site, planned: Plan, address: str, expression: str, now: dat
     content = Content(f"[TEST] {content.subject}", content.html, content.text)
     template = templates(config, expression or planned.default_to, {key: content})[key]
     base = config.text("site.base_url").rstrip("/")
-    person = {"s": 0, "a": tokens.address_digest(address)}
+    person = tokens.for_subscriber(0, address, "")  # names no subscriber: the links do nothing
     recipient = Recipient(
         address,
         "",

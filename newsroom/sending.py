@@ -246,7 +246,7 @@ class _Job:
         with transaction(sender.engine) as session:
             ids = [c.subscriber_id for c in batch if c.subscriber_id is not None]
             keep = mailings.still_in_audience(session, self.mailing.expression, ids)
-            people = mailings.names(session, keep)
+            people = mailings.people(session, keep)
         results: dict[int, Result] = {}
         for claimed in batch:
             if claimed.subscriber_id not in keep:
@@ -277,7 +277,7 @@ class _Job:
     def _messages(
         self,
         batch: list[Claimed],
-        people: dict[int, str],
+        people: dict[int, mailings.Named],
         results: dict[int, Result],
         report: Report,
     ) -> Iterator[Outgoing]:
@@ -285,20 +285,21 @@ class _Job:
             if claimed.id in results:
                 continue
             try:
-                yield self._outgoing(claimed, people.get(claimed.subscriber_id or 0, ""))
+                named = people.get(claimed.subscriber_id or 0, mailings.Named("", ""))
+                yield self._outgoing(claimed, named)
             except NewsroomError as exc:  # e.g. a name with a line break in it
                 results[claimed.id] = self._unsent(claimed, str(exc), report)
                 if self.sender.on_result is not None:
                     self.sender.on_result(results[claimed.id])
 
-    def _outgoing(self, claimed: Claimed, name: str) -> Outgoing:
+    def _outgoing(self, claimed: Claimed, named: mailings.Named) -> Outgoing:
         now = self.sender.clock()
-        person = {"s": claimed.subscriber_id, "a": tokens.address_digest(claimed.email)}
+        person = tokens.for_subscriber(claimed.subscriber_id or 0, claimed.email, named.token_key)
         unsubscribe = dict(person, l=self.list_ids) if self.list_ids else person
         envelope = verp.envelope_sender(self.config, claimed.id)
         recipient = Recipient(
             claimed.email,
-            name,
+            named.name,
             f"{self.base_url}/unsubscribe/{tokens.make(self.config, 'unsubscribe', unsubscribe, now=now)}",
             f"{self.base_url}/preferences/{tokens.make(self.config, 'preferences', person, now=now)}",
             f"{envelope}?subject=unsubscribe",

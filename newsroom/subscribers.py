@@ -254,6 +254,20 @@ def _send_confirmation(
         raise
 
 
+def check_request(site: Site, email: str, name: str, list_slugs: Sequence[str]) -> None:
+    """Raise InvalidInput if the web form's request is wrong in itself: an invalid address or
+    name, a list that is not public. It reads nothing about the address, so it takes the same
+    time and says the same whatever the address's state; the web side answers after this alone.
+    A private list is refused as unknown, and the error names public lists only."""
+    normalise_email(email)
+    clean_name(name)
+    with transaction(site.engine) as session:
+        public = sorted(slug for slug, row in lists.active_lists(session).items() if row.public)
+    for slug in list_slugs:
+        if slug not in public:
+            raise InvalidInput(f"unknown list {slug!r} (lists: {', '.join(public) or 'none'})")
+
+
 def subscribe(
     site: Site,
     email: str,
@@ -264,13 +278,10 @@ def subscribe(
     user_agent: str | None,
     now: datetime,
 ) -> None:
-    """The web form's request. Answers the same whatever the address's state (unknown, pending,
-    confirmed, unsubscribed, erased): raises only for input that is wrong in itself (an invalid
-    address or name, a list that is not public)."""
-    with transaction(site.engine) as session:
-        for row in find_lists(session, list_slugs):
-            if not row.public:
-                raise InvalidInput(f"unknown list {row.slug!r}")
+    """The web form's request. Does the same whatever the address's state (unknown, pending,
+    confirmed, unsubscribed, erased) as far as the requester can see: raises only for input that
+    is wrong in itself (check_request)."""
+    check_request(site, email, name, list_slugs)
     origin = Origin("web", "form", ip, user_agent)
     add(site, email, list_slugs, now=now, name=name, origin=origin, allow_suppressed=True)
 
@@ -331,7 +342,9 @@ def resend_confirmation(site: Site, token: str, *, now: datetime) -> bool:
 
 def token_person(session: Session, payload: dict[str, object], purpose: str) -> Subscriber:
     person = session.get(Subscriber, payload.get("s"))
-    if person is None or tokens.address_digest(person.email) != payload.get("a"):
+    if person is None or not tokens.names(
+        payload, person.email, person.token_key, person.old_links
+    ):
         raise tokens.TokenError(f"this {purpose} link is no longer valid for any subscriber")
     return person
 
@@ -368,8 +381,10 @@ def unsubscribe_token(
     site: Site, person_id: int, email: str, list_ids: Sequence[int] | None, *, now: datetime
 ) -> str:
     """A link token that unsubscribes from LIST_IDS (None: every list). It does not expire: an
-    unsubscribe link in an old email must keep working (RFC 8058)."""
-    payload: dict[str, object] = {"s": person_id, "a": tokens.address_digest(email)}
+    unsubscribe link in an old email must keep working (RFC 8058), until erasure."""
+    with transaction(site.engine) as session:
+        key = session.scalar(select(Subscriber.token_key).where(Subscriber.id == person_id))
+    payload = tokens.for_subscriber(person_id, email, key or "")
     if list_ids is not None:
         payload["l"] = list(list_ids)
     return tokens.make(site.config, "unsubscribe", payload, now=now)
@@ -421,7 +436,11 @@ _LEAVE_ALL = (
 )
 _LEAVE = Prepared(_LEAVE_ALL)
 _LEAVE_ONE = Prepared(_LEAVE_ALL.where(Subscription.list_id == bindparam("l")))
-_PERSON = Prepared(select(Subscriber.email).where(Subscriber.id == bindparam("s")))
+_PERSON = Prepared(
+    select(Subscriber.email, Subscriber.token_key, Subscriber.old_links).where(
+        Subscriber.id == bindparam("s")
+    )
+)
 _EVENT = Prepared(
     insert(ConsentEvent).values({key: bindparam(key) for key in consent.EVENT_COLUMNS})
 )
@@ -457,9 +476,10 @@ def _leave(site: Site, raw: Raw, request: Leaving) -> list[str]:
     now = request.now
     payload = tokens.read(site.config, "unsubscribe", request.token, now=now)
     person, chosen = payload.get("s"), payload.get("l")
-    # The address digest: a subscriber id can be reused after an erasure, its old links not.
+    # The digest of address and token key: a subscriber id can be reused after an erasure,
+    # even by the same address, its old links not.
     found = raw.execute(_PERSON, {"s": person}) if isinstance(person, int) else []
-    if not found or tokens.address_digest(found[0][0]) != payload.get("a"):
+    if not found or not tokens.names(payload, found[0][0], found[0][1], bool(found[0][2])):
         raise tokens.TokenError("this unsubscribe link is no longer valid for any subscriber")
     if isinstance(chosen, list):
         changed = [

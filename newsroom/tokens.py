@@ -3,9 +3,11 @@
 A token is `KID.PAYLOAD.SIGNATURE`, URL-safe. KID names the secret key that signed it, so keys can
 be rotated: only the current key (`secret.key`) signs, earlier keys (`secret.old_keys`) still
 verify. The purpose is the itsdangerous salt, so a token made for one purpose never verifies for
-another. Tokens that act on an address carry a digest of it (`address_digest`), so a token cannot
-be replayed against another address even if a subscriber id were reused. The expiry travels in
-the payload and is checked against `now`, which callers pass in.
+another. Tokens that act on a subscriber (`for_subscriber`) carry its id and a digest of its
+address and its token key, a random value of the subscriber's row: erasure deletes the row, so a
+token made before never works again, even when SQLite gives the id to someone new or the same
+address subscribes again. The expiry travels in the payload and is checked against `now`, which
+callers pass in. Only the one canonical spelling of a token is accepted (`_canonical`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadData, BadSignature, URLSafeSerializer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from newsroom.errors import NewsroomError
 from newsroom.settings import Config
@@ -50,8 +53,28 @@ def keys(config: Config) -> dict[str, str]:
 
 
 def address_digest(email: str) -> str:
-    """A short digest binding a token to one address (inside the signed payload)."""
+    """The digest that tokens made before migration 0002 carry: of the address alone. It is
+    honoured only for subscribers who were already there then (`Subscriber.old_links`)."""
     return hashlib.sha256(email.lower().encode()).hexdigest()[:12]
+
+
+def subscriber_digest(email: str, token_key: str) -> str:
+    """A short digest binding a token to one subscriber row: its address and its token key."""
+    return hashlib.sha256(f"{token_key}:{email.lower()}".encode()).hexdigest()[:12]
+
+
+def for_subscriber(subscriber_id: int, email: str, token_key: str) -> dict[str, Any]:
+    """The payload naming one subscriber, for every token that acts on one."""
+    return {"s": subscriber_id, "a": subscriber_digest(email, token_key)}
+
+
+def names(payload: Mapping[str, Any], email: str, token_key: str, old_links: bool) -> bool:
+    """Whether PAYLOAD (already found to carry that subscriber's id) was made for this very row:
+    its token key, or for a row from before migration 0002 (OLD_LINKS), its address alone."""
+    digest = payload.get("a")
+    if digest == subscriber_digest(email, token_key):
+        return True
+    return old_links and digest == address_digest(email)
 
 
 def _serializer(key: str, purpose: str) -> URLSafeSerializer:
@@ -91,7 +114,7 @@ def read(
         raise invalid
     kid, dot, body = token.partition(".")
     key = keys(config).get(kid)
-    if not dot or key is None:
+    if not dot or key is None or not _canonical(body):
         raise invalid
     try:
         payload = _serializer(key, purpose).loads(body)
@@ -103,3 +126,21 @@ def read(
     if expires is not None and now.timestamp() > expires and not allow_expired:
         raise TokenExpired(f"this {purpose} link has expired", payload)
     return payload
+
+
+def _canonical(body: str) -> bool:
+    """Whether BODY (`PAYLOAD.SIGNATURE`, the payload after a '.' when compressed) is spelled
+    as make() spells it. itsdangerous decodes leniently — it drops non-ASCII characters, pads,
+    and ignores a last character's spare bits — so one signature has many spellings; a token
+    is a capability, and each one has exactly one (each part re-encoded must give itself)."""
+    parts = body.removeprefix(".").split(".")
+    return len(parts) == 2 and all(_canonical_part(part) for part in parts)
+
+
+def _canonical_part(part: str) -> bool:
+    if not part.isascii():
+        return False
+    try:
+        return base64_encode(base64_decode(part)).decode() == part
+    except BadData:
+        return False

@@ -22,13 +22,15 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from newsroom import consent, feeds, lists, preferences, subscribers, tokens
 from newsroom.archive import Archive, Published
@@ -62,12 +64,13 @@ class Pages:
 
     def __init__(self, site: Site) -> None:
         config = site.config
+        self.root = urlsplit(config.text("site.base_url")).path.rstrip("/")
         self.base = {
             "lang": config.text("site.lang"),
             "site_name": config.text("site.name"),
             "description": config.text("site.description"),
             "postal_address": config.text("site.postal_address"),
-            "root": urlsplit(config.text("site.base_url")).path.rstrip("/"),
+            "root": self.root,
             "csp": CSP,
             "token_page": False,
         }
@@ -111,7 +114,9 @@ class Web:
         issues = await run_in_threadpool(self.archive.issues)
         return await self._form(request, "index", issues=issues, dynamic=True)
 
-    async def subscribe_form(self, request: Request) -> Response:
+    async def subscribe_page(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.subscribe(request)
         return await self._form(request, "subscribe")
 
     async def _form(
@@ -176,24 +181,44 @@ class Web:
         chosen = [str(v) for v in form.getlist("lists")]
         if not chosen:
             return await self._form(request, "subscribe", 400, "Choose at least one list.", form)
+        email, name = str(form.get("email", "")), str(form.get("name", ""))
+        try:
+            await run_in_threadpool(subscribers.check_request, self.site, email, name, chosen)
+        except subscribers.InvalidInput as exc:
+            return await self._form(request, "subscribe", 400, str(exc), form)
+        # Everything that depends on the address's state (rows written or not, an email sent
+        # or not) happens after the answer has gone: its timing would tell a stranger whether
+        # the address is subscribed (a confirmed one answered in a fifth of the time).
+        answer = self._check_inbox()
+        answer.background = BackgroundTask(
+            self._subscribe, email, name, chosen, client, request.headers.get("user-agent"), now
+        )
+        return answer
+
+    async def _subscribe(
+        self,
+        email: str,
+        name: str,
+        chosen: list[str],
+        client: str,
+        user_agent: str | None,
+        now: datetime,
+    ) -> None:
         try:
             await self.write(
                 subscribers.subscribe,
                 self.site,
-                str(form.get("email", "")),
-                str(form.get("name", "")),
+                email,
+                name,
                 chosen,
                 ip=client,
-                user_agent=request.headers.get("user-agent"),
+                user_agent=user_agent,
                 now=now,
             )
-        except subscribers.InvalidInput as exc:
-            return await self._form(request, "subscribe", 400, str(exc), form)
         except NewsroomError as exc:
-            # The relay failed: the library let the address try again at once. Answering
-            # differently would tell a stranger the address's state, so the answer is the same.
-            log.warning("subscribe: confirmation email not sent: %s", exc)
-        return self._check_inbox()
+            # The relay failed (the library let the address try again at once), or lists.toml
+            # changed since the check: the answer has gone, so the log is the one place to say.
+            log.warning("subscribe: not carried out: %s", exc)
 
     def _check_inbox(self) -> Response:
         return self.pages.message(
@@ -425,8 +450,33 @@ class Web:
     async def http_error(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404:
+            twin = slash_twin(request.app.router.routes, request.scope)
+            if twin is not None:
+                return self._redirect(twin, request.scope["query_string"])
             return self.pages.message("Page not found", "There is no page at this address.", 404)
-        return self.pages.message("Not allowed", "This request is not allowed here.", status)
+        response = self.pages.message("Not allowed", "This request is not allowed here.", status)
+        if isinstance(exc, HTTPException) and exc.headers:
+            response.headers.update(exc.headers)  # a 405's Allow (RFC 9110 section 15.5.6)
+        return response
+
+    def _redirect(self, path: str, query: bytes) -> Response:
+        """To PATH under site.base_url's path, with no host: Starlette's own slash redirect
+        builds the address from the request's Host header, which anyone can write."""
+        target = self.pages.root + "/" + path.lstrip("/")
+        return RedirectResponse(target + (f"?{query.decode('latin-1')}" if query else ""))
+
+
+def slash_twin(routes: list[BaseRoute], scope: Scope) -> str | None:
+    """The request's path with its trailing slash added or taken away, if a route answers
+    that path instead (`/issues/SLUG` for `/issues/SLUG/`)."""
+    path = str(scope["path"])
+    if path == "/":
+        return None
+    twin = path.rstrip("/") if path.endswith("/") else path + "/"
+    probe = {**scope, "path": twin}
+    if any(route.matches(probe)[0] is not Match.NONE for route in routes):
+        return twin
+    return None
 
 
 def page_csp(html: str) -> str:
@@ -479,8 +529,7 @@ def _client(request: Request) -> str:
 def routes(web: Web) -> list[BaseRoute]:
     return [
         Route("/", web.index, methods=["GET"]),
-        Route("/subscribe", web.subscribe_form, methods=["GET"]),
-        Route("/subscribe", web.subscribe, methods=["POST"]),
+        Route("/subscribe", web.subscribe_page, methods=["GET", "POST"]),  # one Allow for both
         Route("/confirm/{token}", web.confirm, methods=["GET", "POST"]),
         Route("/unsubscribe/{token}", web.unsubscribe, methods=["GET", "POST"]),
         Route("/preferences/{token}", web.preferences, methods=["GET", "POST"]),
@@ -500,11 +549,13 @@ def create_app(site: Site, *, clock: Clock = utcnow) -> Starlette:
     site.config.secret_key  # noqa: B018 -- raises ConfigError naming the setting when unset
     lists.sync(site)
     web = Web(site, clock)
-    return Starlette(
+    app = Starlette(
         routes=routes(web),
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: web.http_error},
     )
+    app.router.redirect_slashes = False  # it trusts the Host header: http_error redirects
+    return app
 
 
 def static_files(site: Site, now: datetime) -> dict[str, bytes]:

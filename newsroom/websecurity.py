@@ -26,13 +26,31 @@ CSP = (
 )
 CSP_HEADER = CSP + "; frame-ancestors 'none'"  # frame-ancestors is ignored in a <meta> tag
 TOKEN_ROUTES = ("/confirm/", "/unsubscribe/", "/preferences/")
-TOKEN_IN_PATH = re.compile(r"/(confirm|unsubscribe|preferences)/[^/?#\s\"]+")
 MAX_BODY = 64 * 1024  # no form of ours needs more
+
+
+def _spelled(word: str) -> str:
+    """A pattern for WORD as a request line may spell it: in any case (with IGNORECASE), any of
+    its characters percent-encoded (RFC 3986 section 2.1), once or more (%2575 is a logged %75)."""
+    return "".join(
+        f"(?:{re.escape(c)}|%(?:25)*(?:{ord(c):02x}|{ord(c.upper()):02x}))" for c in word
+    )
+
+
+_SLASH = _spelled("/")
+# A token is redacted however the path spells its route (/UNSUBSCRIBE/, /%75nsubscribe/,
+# /confirm%2F...): a request that our case-sensitive routes do not match still logs its path,
+# and the token in it is still good for the route it was made for.
+TOKEN_IN_PATH = re.compile(
+    f"({_SLASH}(?:{'|'.join(_spelled(r) for r in ('confirm', 'unsubscribe', 'preferences'))})"
+    f'{_SLASH})(?:[^/?#%\\s"]|%(?!(?:25)*2f))+',
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:
     """TEXT with every link token replaced: tokens are capabilities and never belong in a log."""
-    return TOKEN_IN_PATH.sub(r"/\1/[token]", text)
+    return TOKEN_IN_PATH.sub(r"\1[token]", text)
 
 
 class RedactTokens(logging.Filter):
@@ -54,6 +72,11 @@ def redact_access_log() -> None:
         logger.addFilter(RedactTokens())
 
 
+class BodyTooLarge(Exception):
+    """More than MAX_BODY bytes read from a request (not an HTTPException: the form parser's
+    callers turn those into an empty form, and this must reach the middleware)."""
+
+
 class SecurityHeaders:
     """Pure ASGI middleware (no per-request task, unlike BaseHTTPMiddleware): adds the security
     headers to every answer, keeps token pages out of caches and referrers, and refuses bodies
@@ -71,9 +94,23 @@ class SecurityHeaders:
             await _too_large(send)
             return
         token_page = str(scope["path"]).startswith(TOKEN_ROUTES)
+        started = False
+        read = 0
+
+        async def receive_at_most() -> Message:
+            # A chunked body (RFC 9112 section 7.1) announces no length: the limit holds on
+            # the bytes actually read, before a handler can gather them all in memory.
+            nonlocal read
+            message = await receive()
+            read += len(message.get("body", b""))
+            if read > MAX_BODY:
+                raise BodyTooLarge
+            return message
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("Content-Security-Policy", CSP_HEADER)
                 headers["X-Content-Type-Options"] = "nosniff"
@@ -84,7 +121,12 @@ class SecurityHeaders:
                     headers["X-Robots-Tag"] = "noindex, nofollow"
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive_at_most, send_with_headers)
+        except BodyTooLarge:
+            if started:  # no handler of ours answers before reading its body
+                raise
+            await _too_large(send)
 
 
 async def _too_large(send: Send) -> None:
@@ -93,6 +135,8 @@ async def _too_large(send: Send) -> None:
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
         (b"x-content-type-options", b"nosniff"),
+        # The rest of the body is not read: the connection is closed rather than drained.
+        (b"connection", b"close"),
     ]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})

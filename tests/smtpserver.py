@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -101,6 +102,15 @@ class TestSMTPServer:
     # --- reading what arrived -----------------------------------------------------------
     def to(self, address: str) -> list[Received]:
         return [m for m in self.messages if address in m.rcpt_tos]
+
+    def wait_for(self, address: str, timeout: float = 10.0) -> list[Received]:
+        """The messages to ADDRESS once there are any, polled until TIMEOUT (a real server
+        sends some mail after its answer, as the web side's subscribe does)."""
+        deadline = time.monotonic() + timeout
+        while not (found := self.to(address)):
+            assert time.monotonic() < deadline, f"no message to {address} within {timeout} s"
+            time.sleep(0.02)
+        return found
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> TestSMTPServer:

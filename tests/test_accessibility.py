@@ -56,7 +56,7 @@ def person_links(site: Site) -> dict[str, str]:
         session.flush()
         lists = list(session.scalars(select(MailingList.id)))
         session.add(Subscription(subscriber_id=person.id, list_id=lists[0], status="pending"))
-        who = {"s": person.id, "a": tokens.address_digest(person.email)}
+        who = tokens.for_subscriber(person.id, person.email, person.token_key)
     config, day = site.config, timedelta(days=1)
     return {
         "confirm": tokens.make(config, "confirm", {**who, "l": lists}, now=now, ttl=day),

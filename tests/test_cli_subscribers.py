@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from newsroom import lists, subscribers
+from newsroom import imports, lists, subscribers
 from newsroom.errors import NewsroomError
 from newsroom.models import utcnow
 from newsroom.site import Site
@@ -304,6 +306,49 @@ def test_export_csv_and_json(members: Run) -> None:
         "cat@example.org",
     ]
     fails(members("subscribers", "export", "--list", "nope"), "Error: unknown list 'nope'")
+
+
+def test_export_csv_cells_cannot_be_formulas(cli: Run, tmp_path: Path) -> None:
+    """Names come from the public form: one such as `=cmd|' /C calc'!A0` would run when a
+    volunteer opens the export in a spreadsheet (OWASP CSV injection). In the CSV such cells get
+    a leading single quote, which an import takes off again; the JSON stays exact."""
+    people = {
+        "=cmd@example.org": "=cmd|' /C calc'!A0",
+        "plus@example.org": "+44 20 7946 0000",
+        "-minus@example.org": "-1+1",
+        "at@example.org": "@SUM(A1:A9)",
+        "ann@example.org": "Ann Lee",
+    }
+    source = tmp_path / "people.csv"
+    with source.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["email", "name"])
+        writer.writerows(people.items())
+    ok(cli("subscribers", "import", str(source), "--list", "all-members", "--confirmed",
+           "--consent", "AGM 2025"))  # fmt: skip
+    exported = ok(cli("subscribers", "export"))
+    rows = {row["email"]: row["name"] for row in csv.DictReader(io.StringIO(exported))}
+    assert rows == {
+        "'=cmd@example.org": "'=cmd|' /C calc'!A0",
+        "plus@example.org": "'+44 20 7946 0000",
+        "'-minus@example.org": "'-1+1",
+        "at@example.org": "'@SUM(A1:A9)",
+        "ann@example.org": "Ann Lee",
+    }
+    as_json = [json.loads(line) for line in ok(cli("subscribers", "export", "--format", "json"))
+               .splitlines()]  # fmt: skip
+    assert {row["email"]: row["name"] for row in as_json} == people
+    again = tmp_path / "exported.csv"
+    again.write_text(exported, encoding="utf-8")
+    read_back = imports.read_rows(again, [], {"all-members"})
+    assert {r.email: r.name for r in read_back if isinstance(r, imports.Row_)} == people
+
+
+def test_spreadsheet_safe_covers_owasps_characters() -> None:
+    for cell in ("=1", "+1", "-1", "@A1", "\t=1", "\r=1"):
+        assert imports.spreadsheet_safe(cell) == "'" + cell
+    for cell in ("Ann", "", "1-2", "a=b", "'quoted"):
+        assert imports.spreadsheet_safe(cell) == cell
 
 
 def test_show(members: Run) -> None:

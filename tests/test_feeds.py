@@ -4,9 +4,11 @@ join links and merge fields never reaches any public output."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from xml.etree import ElementTree
 
 import feedparser
 import icalendar
@@ -263,3 +265,29 @@ def test_serve_skips_a_broken_issue_and_publishes_the_rest(
     )
     feed = feedparser.parse(client.get("/feed.xml").content)
     assert [e.title for e in feed.entries] == ["Canary test for friend", "An older bulletin"]
+
+
+def test_a_summary_is_text_in_every_feed(site: Site) -> None:
+    """The front matter's summary is plain text (the inbox preview line). RSS readers take
+    <description> as HTML, so there it is escaped; Atom's <summary> is text (RFC 4287)."""
+    summary = "MPs <b>back</b> it & <img src=x onerror=alert(1)>"
+    (site.issues_dir / "2026-02-01-markup.md").write_text(
+        f"---\ntitle: Markup\ndate: 2026-02-01\nsummary: '{summary}'\n---\nHello.\n",
+        encoding="utf-8",
+    )
+    lists.sync(site, NOW)
+    with TestClient(create_app(site, clock=lambda: NOW)) as client:
+        rss_bytes, atom_bytes = client.get("/feed.xml").content, client.get("/atom.xml").content
+    rss, atom = ElementTree.fromstring(rss_bytes), ElementTree.fromstring(atom_bytes)
+    description = rss.find("channel/item/description")
+    assert description is not None and description.text == html.escape(summary)
+    assert "<img" not in (description.text or "")  # what a reader renders as HTML
+    entry = atom.find("{http://www.w3.org/2005/Atom}entry/{http://www.w3.org/2005/Atom}summary")
+    assert entry is not None and entry.text == summary
+    assert entry.get("type") in (None, "text")
+    # what a reader makes of them: HTML that shows the text as written, or the text itself
+    as_html = feedparser.parse(rss_bytes).entries[0].summary_detail
+    assert as_html.type == "text/html" and "<" not in as_html.value
+    assert html.unescape(as_html.value) == summary
+    as_text = feedparser.parse(atom_bytes).entries[0].summary_detail
+    assert as_text.type == "text/plain" and as_text.value == summary

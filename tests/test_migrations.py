@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
+import re
+from datetime import UTC, datetime
 
-from newsroom.models import Base
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+
+from newsroom import erasure, lists, subscribers, tokens
+from newsroom.database import transaction
+from newsroom.models import Base, Subscriber, Subscription
 from newsroom.site import Site
+from tests.smtpserver import TestSMTPServer
 
 
 def test_migrated_database_matches_the_models(site: Site) -> None:
@@ -14,3 +24,63 @@ def test_migrated_database_matches_the_models(site: Site) -> None:
         context = MigrationContext.configure(connection)
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
+
+
+def alembic_config(site: Site) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "newsroom:migrations")
+    config.attributes["engine"] = site.engine
+    return config
+
+
+def test_0002_gives_each_subscriber_a_token_key_and_keeps_links_already_sent(
+    smtp_server: TestSMTPServer, site: Site
+) -> None:
+    """Rows from before 0002 get a random token key each and `old_links`: the links in emails
+    already sent (a digest of the address alone) keep working for them, until an erasure. The
+    columns are added in place: copying the table would have cascaded into the subscriptions."""
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    lists.sync(site, now)
+    command.downgrade(alembic_config(site), "0001")
+    try:
+        with site.engine.begin() as connection:
+            list_id = connection.scalar(text("SELECT id FROM lists WHERE slug = 'all-members'"))
+            for email in ("ann@example.org", "bob@example.org"):
+                person = connection.scalar(
+                    text(
+                        "INSERT INTO subscribers (email, name, created_at) "
+                        "VALUES (:email, '', :now) RETURNING id"
+                    ),
+                    {"email": email, "now": now.replace(tzinfo=None)},
+                )
+                connection.execute(
+                    text(
+                        "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
+                        "updated_at) VALUES (:s, :l, 'confirmed', :now, :now)"
+                    ),
+                    {"s": person, "l": list_id, "now": now.replace(tzinfo=None)},
+                )
+    finally:
+        command.upgrade(alembic_config(site), "head")
+    with transaction(site.engine) as session:
+        people = {p.email: p for p in session.scalars(select(Subscriber))}
+        kept = session.scalars(select(Subscription.status)).all()
+    assert kept == ["confirmed", "confirmed"]
+    keys = [p.token_key for p in people.values()]
+    assert len(set(keys)) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", k) for k in keys)
+    assert all(p.old_links for p in people.values())
+
+    ann = people["ann@example.org"]
+    sent_before = tokens.make(
+        site.config, "unsubscribe", {"s": ann.id, "a": tokens.address_digest(ann.email)}, now=now
+    )
+    assert subscribers.unsubscribe(site, sent_before, method="one-click", now=now) == [
+        "all-members"
+    ]
+    erasure.erase(site, ann.email, now=now)
+    subscribers.add(site, ann.email, ["all-members"], now=now, allow_suppressed=True)
+    with transaction(site.engine) as session:
+        again = session.scalars(select(Subscriber).where(Subscriber.email == ann.email)).one()
+        assert not again.old_links and again.token_key not in keys
+    with pytest.raises(tokens.TokenError):
+        subscribers.unsubscribe(site, sent_before, method="one-click", now=now)

@@ -171,7 +171,7 @@ def test_unsubscribe_token_of_a_mailing_leaves_only_its_lists(ready: Site) -> No
     assert before["press"] == "confirmed" and before["all-members"] in ("pending", "confirmed")
     args: dict[str, Any] = {"method": "one-click", "now": NOW}
     forged = tokens.make(
-        ready.config, "unsubscribe", {"s": ann.id, "a": tokens.address_digest("bob@example.org"),
+        ready.config, "unsubscribe", {**tokens.for_subscriber(ann.id, "bob@example.org", ann.token_key),
                                       "l": [press]}, now=NOW,
     )  # fmt: skip
     with pytest.raises(tokens.TokenError):

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from itsdangerous import URLSafeSerializer
+from itsdangerous.encoding import base64_decode
 
 from newsroom import settings, tokens
 from newsroom.errors import ConfigError
@@ -94,3 +96,66 @@ def test_no_secret_key_is_a_clear_error(tmp_path: Path) -> None:
 def test_unknown_purpose_is_a_bug_not_a_token(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown token purpose"):
         tokens.make(config(tmp_path), "login", {}, now=NOW)
+
+
+def respellings(token: str) -> dict[str, str]:
+    """Other spellings of TOKEN that itsdangerous's lenient base64 decodes to the same bytes."""
+    kid, payload, signature = token.split(".")
+    spare_bits = next(
+        signature[:-1] + c
+        for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        if c != signature[-1] and base64_decode(signature[:-1] + c) == base64_decode(signature)
+    )
+    return {
+        "non-ASCII in the signature": f"{kid}.{payload}.{signature[:5]}é{signature[5:]}",
+        "non-ASCII at the end": f"{token}ü",
+        "padding": f"{token}=",
+        "spare bits of the last character": f"{kid}.{payload}.{spare_bits}",
+        "non-ASCII in the payload": f"{kid}.{payload[:3]}\u00a0{payload[3:]}.{signature}",
+    }
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "non-ASCII in the signature",
+        "non-ASCII at the end",
+        "padding",
+        "spare bits of the last character",
+        "non-ASCII in the payload",
+    ],
+)
+def test_only_the_canonical_spelling_of_a_token_is_accepted(tmp_path: Path, how: str) -> None:
+    """A token is a capability: each has one spelling, so no variant can slip past a check
+    made on the string (a log filter, a list of used tokens) and still work."""
+    cfg = config(tmp_path)
+    token = tokens.make(cfg, "unsubscribe", {"s": 7}, now=NOW)
+    other = respellings(token)[how]
+    assert other != token
+    key = tokens.keys(cfg)[token.split(".")[0]]
+    lenient = URLSafeSerializer(key, salt="newsroom.unsubscribe")
+    if "payload" not in how:  # the payload is signed as written; the signature is not
+        assert lenient.loads(other.split(".", 1)[1]) == {"s": 7}  # what used to get through
+    with pytest.raises(tokens.TokenError, match="not valid"):
+        tokens.read(cfg, "unsubscribe", other, now=NOW)
+    assert tokens.read(cfg, "unsubscribe", token, now=NOW) == {"s": 7}
+
+
+def test_a_compressed_payload_is_canonical_too(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    payload = {"s": 7, "l": list(range(60))}  # long enough for itsdangerous to compress it
+    token = tokens.make(cfg, "unsubscribe", payload, now=NOW)
+    assert token.split(".", 1)[1].startswith(".")
+    assert tokens.read(cfg, "unsubscribe", token, now=NOW) == payload
+    with pytest.raises(tokens.TokenError):
+        tokens.read(cfg, "unsubscribe", token + "=", now=NOW)
+
+
+def test_a_subscriber_token_names_the_row_not_only_the_address() -> None:
+    one = tokens.for_subscriber(3, "Ann@Example.org", "key-one")
+    assert tokens.names(one, "ann@example.org", "key-one", old_links=False)
+    assert not tokens.names(one, "ann@example.org", "key-two", old_links=False)
+    assert not tokens.names(one, "bob@example.org", "key-one", old_links=False)
+    before_0002 = {"s": 3, "a": tokens.address_digest("ann@example.org")}
+    assert tokens.names(before_0002, "ann@example.org", "key-one", old_links=True)
+    assert not tokens.names(before_0002, "ann@example.org", "key-one", old_links=False)

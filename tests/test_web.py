@@ -8,10 +8,12 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -23,7 +25,7 @@ from newsroom.database import transaction
 from newsroom.models import ConsentEvent, ConsentText, Subscriber, Subscription
 from newsroom.site import Site
 from newsroom.web import create_app
-from newsroom.websecurity import redact
+from newsroom.websecurity import FormGuard, redact
 from tests.conftest import TEST_SECRET
 from tests.smtpserver import TestSMTPServer
 
@@ -106,9 +108,15 @@ def unsubscribe_token(site: Site, person_id: int, email: str) -> str:
     return subscribers.unsubscribe_token(site, person_id, email, None, now=NOW)
 
 
+def naming(site: Site, person_id: int, email: str) -> dict[str, object]:
+    """A token payload naming subscriber PERSON_ID (with their token key) and EMAIL."""
+    with transaction(site.engine) as session:
+        key = session.scalar(select(Subscriber.token_key).where(Subscriber.id == person_id))
+    return tokens.for_subscriber(person_id, email, key or "")
+
+
 def preferences_token(site: Site, person_id: int, email: str) -> str:
-    payload = {"s": person_id, "a": tokens.address_digest(email)}
-    return tokens.make(site.config, "preferences", payload, now=NOW)
+    return tokens.make(site.config, "preferences", naming(site, person_id, email), now=NOW)
 
 
 # -- subscribe --------------------------------------------------------------------------------
@@ -190,6 +198,93 @@ def test_same_answer_whatever_the_address_state(
         "new@example.org",
         "pending@example.org",
     ]
+
+
+@dataclass
+class Seen:
+    """What the database and the relay held about one address at some moment."""
+
+    statuses: dict[int, str]
+    events: int
+    confirmation_sent_at: datetime | None
+    messages: int
+
+
+def seen(site: Site, smtp_server: TestSMTPServer, email: str) -> Seen:
+    with transaction(site.engine) as session:
+        person = session.scalars(select(Subscriber).where(Subscriber.email == email)).first()
+        events = session.scalars(select(ConsentEvent.id)).all()
+        sent_at = person.confirmation_sent_at if person else None
+    return Seen(statuses(site, email), len(events), sent_at, len(smtp_server.messages))
+
+
+def post_watching(
+    site: Site, smtp_server: TestSMTPServer, email: str, clock: Clock
+) -> tuple[Seen, Seen, bytes]:
+    """POST the form for EMAIL straight to the ASGI app; returns what was held when the answer's
+    last byte was handed over, what was held once the app had finished, and the answer."""
+    cookie = FormGuard.cookie_value(None)
+    form = {
+        "form_token": FormGuard(site.config).field(cookie, clock()),
+        "email": email,
+        "name": "Ann",
+        "lists": "all-members",
+    }
+    body = urlencode(form).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/subscribe", "raw_path": b"/subscribe", "query_string": b"",
+        "root_path": "", "client": ("192.0.2.1", 5000), "server": ("testserver", 80),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cookie", f"{FormGuard.COOKIE}={cookie}".encode()),
+        ],
+    }  # fmt: skip
+    answered: list[Seen] = []
+    answer = bytearray()
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            answer.extend(message.get("body", b""))
+            if not message.get("more_body"):
+                answered.append(seen(site, smtp_server, email))
+
+    asyncio.run(create_app(site, clock=clock)(scope, receive, send))
+    (at_answer,) = answered
+    return at_answer, seen(site, smtp_server, email), bytes(answer)
+
+
+def test_the_answer_goes_before_anything_that_depends_on_the_address(
+    web_site: Site, smtp_server: TestSMTPServer, clock: Clock
+) -> None:
+    """The answer's timing must not tell a stranger the address's state (a confirmed address
+    used to answer in a quarter of a new one's time): nothing is written and no email is sent
+    until the answer has gone, whatever the state; then each gets what it should."""
+    member(web_site, "confirmed@example.org")
+    subscribers.add(web_site, "pending@example.org", ["all-members"], now=NOW)
+    left_id = member(web_site, "left@example.org")
+    subscribers.unsubscribe(web_site, left_id, method="admin", now=NOW)
+    member(web_site, "erased@example.org")
+    erasure.erase(web_site, "erased@example.org", now=NOW)
+    clock.now = NOW + timedelta(hours=25)
+    answers, emailed = set(), []
+    for email in ("new", "pending", "confirmed", "left", "erased"):
+        address = f"{email}@example.org"
+        before = seen(web_site, smtp_server, address)
+        at_answer, after, answer = post_watching(web_site, smtp_server, address, clock)
+        assert at_answer == before, address
+        assert b"Check your inbox" in answer
+        answers.add(answer)
+        if after.messages > before.messages:
+            emailed.append(email)
+        assert after.events > before.events or email == "confirmed", address
+    assert len(answers) == 1
+    assert emailed == ["new", "pending", "left", "erased"]  # a confirmed address needs none
 
 
 def test_at_most_one_confirmation_a_day(
@@ -276,11 +371,20 @@ def test_rate_limit_per_client(
 def test_private_list_cannot_be_joined_by_posting_its_slug(
     client: TestClient, web_site: Site, smtp_server: TestSMTPServer
 ) -> None:
+    texts = {}
     for chosen in (["clp-secretaries"], ["all-members", "clp-secretaries"], ["no-such-list"]):
         page = client.get("/")
         data = {"form_token": form_token(page.text), "email": "x@example.org", "lists": chosen}
         answer = client.post("/subscribe", data=data)
         assert answer.status_code == 400 and "unknown list" in answer.text
+        assert "(lists: all-members, disability-group)" in answer.text  # the public ones only
+        assert "CLP secretaries" not in answer.text
+        texts[" ".join(chosen)] = answer.text
+    assert "clp-secretaries" not in texts["no-such-list"]
+    # a private list is refused exactly as a list that does not exist
+    assert texts["clp-secretaries"] == texts["no-such-list"].replace(
+        "no-such-list", "clp-secretaries"
+    )
     assert statuses(web_site, "x@example.org") == {}
     assert smtp_server.messages == []
 
@@ -359,7 +463,7 @@ def test_a_burst_of_one_click_unsubscribes_each_gets_its_own_answer(web_site: Si
     urls = [f"/unsubscribe/{unsubscribe_token(web_site, p, e)}" for e, p in people.items()]
     forged = tokens.make(
         web_site.config, "unsubscribe",
-        {"s": people["m5@example.org"], "a": tokens.address_digest("m0@example.org")}, now=NOW,
+        naming(web_site, people["m5@example.org"], "m0@example.org"), now=NOW,
     )  # fmt: skip
     urls[5] = f"/unsubscribe/{forged}"
 
@@ -444,14 +548,12 @@ def bad_tokens(site: Site, person: int, email: str, other: int) -> dict[str, str
         "tampered": good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
         "truncated": good[: len(good) // 2],
         "other purpose": preferences_token(site, person, email),
-        "confirm token": tokens.make(
-            site.config, "confirm", {"s": person, "a": tokens.address_digest(email)}, now=NOW
-        ),
+        "confirm token": tokens.make(site.config, "confirm", naming(site, person, email), now=NOW),
         "another address": tokens.make(
-            site.config, "unsubscribe", {"s": other, "a": tokens.address_digest(email)}, now=NOW
+            site.config, "unsubscribe", naming(site, other, email), now=NOW
         ),
         "no such subscriber": tokens.make(
-            site.config, "unsubscribe", {"s": 99999, "a": tokens.address_digest(email)}, now=NOW
+            site.config, "unsubscribe", naming(site, 99999, email), now=NOW
         ),
         "unknown key": f"{other_key}.{body}",
         "no key id": body,
@@ -483,6 +585,38 @@ def test_every_bad_token_gets_the_same_answer_and_changes_nothing(
                 answers.add(answer.text)
     assert len(answers) == 1
     assert {e: statuses(web_site, e) for e in before} == before
+
+
+def test_links_made_before_an_erasure_never_work_again(
+    client: TestClient, web_site: Site, smtp_server: TestSMTPServer, clock: Clock
+) -> None:
+    """SQLite gives a deleted row's id to the next row: after an erasure, the same address
+    subscribing again may get the very same id. Old links named the erased row's token key,
+    which went with it."""
+    person = member(web_site, "ann@example.org")
+    who = naming(web_site, person, "ann@example.org")
+    old = {
+        "unsubscribe": unsubscribe_token(web_site, person, "ann@example.org"),
+        "preferences": preferences_token(web_site, person, "ann@example.org"),
+        "confirm": tokens.make(web_site.config, "confirm", who, now=NOW, ttl=timedelta(hours=72)),
+    }
+    erasure.erase(web_site, "ann@example.org", now=NOW)
+    smtp_server.reset()
+    subscribe(client, "ann@example.org")  # she comes back, on the web form, and confirms
+    assert client.post(f"/confirm/{link(smtp_server)}").status_code == 200
+    assert set(statuses(web_site, "ann@example.org").values()) == {"confirmed"}
+    with transaction(web_site.engine) as session:
+        again = session.scalars(select(Subscriber.id)).one()
+    if web_site.engine.dialect.name == "sqlite":
+        assert again == person  # the id came back: the case this guards against
+    for route, token in old.items():
+        assert client.get(f"/{route}/{token}").status_code == 400, route
+        for data in ({"List-Unsubscribe": "One-Click"}, {"action": "erase-confirmed"}, {}):
+            assert client.post(f"/{route}/{token}", data=data).status_code == 400, route
+    assert set(statuses(web_site, "ann@example.org").values()) == {"confirmed"}
+    fresh = unsubscribe_token(web_site, again, "ann@example.org")
+    assert client.post(f"/unsubscribe/{fresh}", data={"List-Unsubscribe": "One-Click"}).is_success
+    assert set(statuses(web_site, "ann@example.org").values()) == {"unsubscribed"}
 
 
 def test_old_links_work_after_the_key_is_rotated(
@@ -591,3 +725,58 @@ def test_tokens_are_redacted_from_log_lines() -> None:
     )
     assert redact("/preferences/t/") == "/preferences/[token]/"
     assert redact("/issues/slug/") == "/issues/slug/"
+
+
+@pytest.mark.parametrize(
+    ("path", "redacted"),
+    [
+        ("/UNSUBSCRIBE/abc.def", "/UNSUBSCRIBE/[token]"),
+        ("/Confirm/abc.def?x=1", "/Confirm/[token]?x=1"),
+        ("/pReFeReNcEs/abc.def/", "/pReFeReNcEs/[token]/"),
+        ("/%75nsubscribe/abc.def", "/%75nsubscribe/[token]"),  # %75 is u
+        ("/%55NSUBSCRIBE/abc.def", "/%55NSUBSCRIBE/[token]"),
+        ("/c%6Fnfirm%2fabc.def", "/c%6Fnfirm%2f[token]"),  # an encoded slash too
+        ("/%2575nsubscribe/abc.def", "/%2575nsubscribe/[token]"),  # encoded twice
+        ("/unsubscribe/abc%2Edef", "/unsubscribe/[token]"),  # an encoded token
+        ("/?next=%2Fpreferences%2Fabc.def", "/?next=%2Fpreferences%2F[token]"),
+    ],
+)
+def test_tokens_are_redacted_whatever_the_spelling(path: str, redacted: str) -> None:
+    assert redact(f'- "GET {path} HTTP/1.1" 404') == f'- "GET {redacted} HTTP/1.1" 404'
+
+
+def test_method_not_allowed_says_which_are(client: TestClient) -> None:
+    """RFC 9110 section 15.5.6: a 405 carries Allow; /subscribe is one route for GET and POST,
+    so its Allow names both."""
+    for method, path, allowed in (
+        ("DELETE", "/subscribe", {"GET", "HEAD", "POST"}),
+        ("PUT", "/feed.xml", {"GET", "HEAD"}),
+        ("PATCH", "/unsubscribe/x.y.z", {"GET", "HEAD", "POST"}),
+    ):
+        answer = client.request(method, path)
+        assert answer.status_code == 405
+        assert {m.strip() for m in answer.headers["allow"].split(",")} == allowed
+        assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_slash_redirect_never_names_the_request_host(client: TestClient) -> None:
+    evil = {"Host": "evil.example"}
+    answer = client.get("/issues/some-issue", headers=evil)
+    assert answer.status_code == 307 and answer.headers["location"] == "/issues/some-issue/"
+    answer = client.get("/feed.xml/?x=1", headers=evil)
+    assert answer.status_code == 307 and answer.headers["location"] == "/feed.xml?x=1"
+    assert client.get("/no/such/page/", headers=evil).status_code == 404
+
+
+def test_the_slash_redirect_keeps_the_base_urls_path(
+    site_dir: Path, smtp_server: TestSMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a proxy serving newsroom under a path, the redirect stays under it."""
+    monkeypatch.setenv("NEWSROOM_SITE_BASE_URL", "https://example.org/news/")
+    prefixed = Site.open(site_dir)
+    try:
+        with TestClient(create_app(prefixed, clock=Clock()), follow_redirects=False) as client:
+            answer = client.get("/issues/some-issue", headers={"Host": "evil.example"})
+        assert answer.headers["location"] == "/news/issues/some-issue/"
+    finally:
+        prefixed.close()

@@ -88,7 +88,7 @@ def test_a_reader_subscribes_confirms_receives_and_leaves(
     page.get_by_role("button", name="Subscribe").click()
     assert page.get_by_role("heading", name="Check your inbox").is_visible()
 
-    (confirmation,) = smtp_server.to("ann@example.org")
+    (confirmation,) = smtp_server.wait_for("ann@example.org")  # sent after the answer
     text = confirmation.body()
     link = re.search(rf"{re.escape(server.url)}/confirm/\S+", text)
     assert link, text

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from select import select as wait_for_sockets
 
 import httpx
 import pytest
@@ -45,7 +46,7 @@ def test_subscribe_confirm_and_one_click_over_http(
             data={"form_token": token.group(1), "email": "ann@example.org", "lists": "all-members"},
         )
         assert answer.status_code == 200 and "Check your inbox" in answer.text
-    (message,) = smtp_server.to("ann@example.org")
+    (message,) = smtp_server.wait_for("ann@example.org")  # sent after the answer
     text = message.body()
     confirm = re.search(r"http://localhost:8000/confirm/(\S+)", text)
     assert confirm
@@ -99,8 +100,8 @@ def test_answers_on_a_kept_alive_connection_do_not_wait_for_delayed_acks(server:
 def test_a_slow_relay_holds_up_no_one_click_unsubscribe(
     server: Server, site_dir: Path, smtp_server: TestSMTPServer
 ) -> None:
-    """A subscribe waits for the relay in a worker thread; one-click unsubscribes, written in
-    the event loop, are answered meanwhile."""
+    """A subscribe's confirmation email waits for the relay in a worker thread (after the
+    answer); one-click unsubscribes, written in the event loop, are answered meanwhile."""
     site = Site.open(site_dir)
     try:
         subscribers.add(site, "bob@example.org", ["all-members"], now=utcnow())
@@ -129,9 +130,110 @@ def test_a_slow_relay_holds_up_no_one_click_unsubscribe(
                 timeout=10,
             )
             waited = time.monotonic() - started
-            assert not subscribing.done()  # the relay is still stalling
+            assert smtp_server.messages == []  # the relay is still stalling
             assert one_click.status_code == 200 and waited < 1.0, waited
             assert subscribing.result().status_code == 200
+        assert smtp_server.wait_for("ann@example.org")
+
+
+def raw_request(server: Server, head: str, body: bytes = b"") -> bytes:
+    """One request written to the socket as given (no client library to tidy the path up);
+    returns the answer's head."""
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode() + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer and (data := sock.recv(65536)):
+            answer += data
+    return answer
+
+
+def chunked_post(server: Server, path: str, total: int) -> bytes:
+    """POST TOTAL bytes to PATH as a chunked body (RFC 9112 section 7.1: no Content-Length),
+    stopping when the server answers or hangs up; returns the answer's head."""
+    port = int(server.url.rsplit(":", 1)[1])
+    piece = b"%x\r\n%s\r\n" % (CHUNK, b"a" * CHUNK)
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n\r\n".encode()
+        )
+        try:
+            for _ in range(total // CHUNK):
+                if wait_for_sockets([sock], [], [], 0)[0]:
+                    break  # answered already: the rest would not be read
+                sock.sendall(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it hung up on the rest of the body; its answer may be waiting
+        try:
+            while b"\r\n\r\n" not in answer and (data := sock.recv(65536)):
+                answer += data
+        except ConnectionResetError:
+            pass
+    return answer
+
+
+CHUNK = 64 * 1024
+
+
+def resident_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    assert found, status
+    return int(found.group(1))
+
+
+def test_a_chunked_body_over_the_limit_is_refused_on_every_route(server: Server) -> None:
+    """A chunked body announces no length: the 64 KB limit holds on the bytes read. One 200 MB
+    POST used to be read whole into memory (the server grew to 514 MB); now every route answers
+    413 after the first 64 KB and hangs up, and the server's memory stays where it was."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reads the server's memory from /proc")
+    routes = ["/subscribe", "/confirm/x.y.z", "/unsubscribe/anything", "/preferences/x.y.z"]
+    chunked_post(server, "/unsubscribe/warm-up", 4 * CHUNK)
+    before = resident_kb(server.process.pid)
+    for path in routes:
+        answer = chunked_post(server, path, 32 * 1024 * 1024)
+        assert answer.startswith(b"HTTP/1.1 413 "), (path, answer)
+        assert b"connection: close" in answer.lower()
+    grown = resident_kb(server.process.pid) - before
+    assert grown < 16 * 1024, f"the server grew by {grown} kB"
+    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_chunked_one_click_within_the_limit_unsubscribes(server: Server, site_dir: Path) -> None:
+    site = Site.open(site_dir)
+    try:
+        subscribers.add(site, "bob@example.org", ["all-members"], now=utcnow())
+        with transaction(site.engine) as session:
+            bob = session.scalars(select(Subscription.subscriber_id)).one()
+        token = subscribers.unsubscribe_token(site, bob, "bob@example.org", None, now=utcnow())
+    finally:
+        site.close()
+    body = b"List-Unsubscribe=One-Click"
+    answer = raw_request(
+        server,
+        f"POST /unsubscribe/{token} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n\r\n",
+        b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body),
+    )
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+
+
+def test_tokens_stay_out_of_the_access_log_however_the_path_is_spelled(server: Server) -> None:
+    token = "abc123.eyJzIjoxfQ.SIGNATUREsignature0123456789"
+    for path in (
+        f"/UNSUBSCRIBE/{token}",
+        f"/Confirm/{token}",
+        f"/%75nsubscribe/{token}",
+        f"/preferences%2F{token}",
+        f"/?next=%2Fconfirm%2F{token}",
+    ):
+        raw_request(server, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    log = server.stop()
+    assert log.count("[token]") == 5, log
+    assert "SIGNATURE" not in log and "eyJzIjoxfQ" not in log, log
 
 
 def test_serve_refuses_to_start_without_a_secret_key(
