@@ -31,8 +31,12 @@ def _generator(
     feed.id(f"{base}{path}")
     feed.title(title)
     feed.subtitle(config.text("site.description") or title)  # RSS needs a description
-    feed.link(href=f"{base}/", rel="alternate")
+    # feedgen makes RSS's channel <link> of the last link given: the site, not the feed itself
+    # (RSS 2.0: "the URL to the HTML website corresponding to the channel").
     feed.link(href=f"{base}{path}", rel="self", type=kind)
+    feed.link(href=f"{base}/", rel="alternate")
+    # RFC 4287 4.1.1: an Atom feed names its author, unless every entry does.
+    feed.author({"name": config.text("site.name"), "uri": f"{base}/"})
     feed.language(config.text("site.lang"))
     feed.generator(GENERATOR)
     newest = max((p.issue.date for p in issues), default=None)

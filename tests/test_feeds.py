@@ -163,6 +163,12 @@ def test_feeds_parse_cleanly_with_full_content_and_stable_ids(client: TestClient
         assert "Public description of the meeting" in first.content[0].value
         assert "greetings &amp;" in feed.entries[1].content[0].value
         assert client.get(route).content == answer.content  # the same bytes every time
+        assert feed.feed.link == "http://localhost:8000/"  # the site, not the feed itself
+    rss = ElementTree.fromstring(client.get("/feed.xml").content)
+    assert rss.findtext("channel/link") == "http://localhost:8000/"
+    atom = ElementTree.fromstring(client.get("/atom.xml").content)
+    names = [e.text for e in atom.iterfind("{http://www.w3.org/2005/Atom}author/{*}name")]
+    assert names == ["Test Newsroom"]  # RFC 4287 4.1.1: a feed without one is invalid
 
 
 def test_per_list_feeds_hold_the_issues_sent_to_that_list(
