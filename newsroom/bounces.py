@@ -169,7 +169,7 @@ def _is_unsubscribe(message: email.message.Message) -> bool:
         return False
     # RFC 5321 §4.5.5 and RFC 3834 §3.3: notifications travel with a null reverse-path, recorded
     # by the delivering server as `Return-Path: <>`; a request comes from somebody's mailbox.
-    if any(str(v).strip() == "<>" for v in message.get_all("Return-Path", [])):
+    if any("".join(str(v).split()) == "<>" for v in message.get_all("Return-Path", [])):
         return False
     # RFC 3834 §5: an auto-reply (out of office) answers the issue; it asks for nothing.
     # (auto-generated is allowed: a provider may send the request on the person's behalf.)
@@ -277,7 +277,7 @@ def apply(
     assert delivery is not None and delivery.subscriber_id is not None and report.kind is not None
     if report.kind == "unsubscribe":
         outcome.unsubscribes += 1
-        report.diagnostic = unsubscribe(session, delivery, now)
+        report.diagnostic = _unsubscribe(session, delivery, now)
     else:
         record_bounce(session, config, delivery, report.kind, report.diagnostic, now, outcome)
     session.add(
@@ -290,7 +290,7 @@ def apply(
     )
 
 
-def unsubscribe(session: Session, delivery: Delivery, now: datetime) -> str:
+def _unsubscribe(session: Session, delivery: Delivery, now: datetime) -> str:
     """A mailto request about DELIVERY: leave the lists its https one-click link leaves
     (`segments.unsubscribe_lists`, the one rule for both); returns what the ledger says."""
     assert delivery.subscriber_id is not None
