@@ -6,12 +6,16 @@ the report's text, which anyone can write. Delivery status notifications (RFC 34
 non-standard formats flufl.bounce knows are bounces: permanent failures score
 `bounces.hard_score`, temporary ones `bounces.soft_score` at most once a day, and a total of
 `bounces.threshold` within `bounces.window_days` marks the subscriptions `bounced` (Mailman's
-scheme). Abuse reports (ARF, RFC 5965) unsubscribe from every list at once.
+scheme). Abuse reports (ARF, RFC 5965) unsubscribe from every list at once. A person's message to
+the List-Unsubscribe mailto address (RFC 2369) — which is the VERP address too — unsubscribes
+from the lists of that delivery's mailing, matched through the address it was sent to alone.
 """
 
 from __future__ import annotations
 
 import email
+import email.errors
+import email.header
 import email.message
 import hashlib
 import re
@@ -23,22 +27,25 @@ from flufl.bounce import all_failures
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from newsroom import consent, database, mailsources, subscribers, verp
+from newsroom import consent, database, mailsources, segments, subscribers, verp
 from newsroom.consent import Origin
 from newsroom.models import (
     BounceEvent,
     ConsentKind,
     Delivery,
+    Mailing,
     ProcessedReport,
     Subscriber,
     SubscriptionStatus,
 )
 from newsroom.settings import Config
 
-Kind = Literal["hard", "soft", "complaint"]
+Kind = Literal["hard", "soft", "complaint"]  # what a bounce event records
+ReportKind = Kind | Literal["unsubscribe"]
 MAX_REPORT_BYTES = 2_000_000  # a DSN is a few KB; anything this large is not one worth reading
 ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w.-]+", re.ASCII)
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
+MAILTO = Origin("email", "mailto")
 
 
 @dataclass
@@ -46,7 +53,7 @@ class Report:
     """What one message turned out to be."""
 
     message_id: str
-    kind: Kind | None = None
+    kind: ReportKind | None = None
     delivery_id: int | None = None
     diagnostic: str = ""
     ignored: str = ""  # why nothing was done, if nothing was
@@ -59,6 +66,7 @@ class Outcome:
     hard: int = 0
     soft: int = 0
     complaints: int = 0
+    unsubscribes: int = 0  # mailto unsubscribe requests handled
     duplicates: int = 0
     ignored: dict[str, int] = field(default_factory=dict)
     bounced: list[str] = field(default_factory=list)  # addresses whose subscriptions bounced
@@ -78,9 +86,12 @@ def read_report(config: Config, raw: bytes) -> Report:
     report = Report(_message_id(message, raw))
     report.kind, report.diagnostic = _classify(message)
     if report.kind is None:
-        report.ignored = report.diagnostic or "not a bounce or complaint"
+        report.ignored = report.diagnostic or "not a bounce, complaint or unsubscribe"
         return report
-    report.delivery_id, looked_like_ours = _find_delivery(config, message)
+    # A request names its delivery only by the address it was sent to: a message attached to
+    # it (a forwarded original with its Return-Path) could be anybody's.
+    returned = report.kind != "unsubscribe"
+    report.delivery_id, looked_like_ours = _find_delivery(config, message, returned)
     if report.delivery_id is None:
         report.ignored = (
             "forged or unknown token" if looked_like_ours else "no newsroom address in it"
@@ -97,8 +108,10 @@ def _fallback_id(raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def _classify(message: email.message.Message) -> tuple[Kind | None, str]:
-    """(kind, diagnostic) — kind None with a reason when this is not a failure report."""
+def _classify(message: email.message.Message) -> tuple[ReportKind | None, str]:
+    """(kind, diagnostic) — kind None with a reason when this is not a failure report or an
+    unsubscribe request. The reports' own structure is read first (ARF, DSN); a request is
+    recognised before flufl.bounce's heuristics, which guess from free text a person wrote."""
     feedback = _part(message, "message/feedback-report")
     if feedback is not None or "feedback-report" in str(message.get("Content-Type", "")).lower():
         fields = _fields(feedback)
@@ -109,6 +122,8 @@ def _classify(message: email.message.Message) -> tuple[Kind | None, str]:
     status = _part(message, "message/delivery-status")
     if status is not None:
         return _from_dsn(status)
+    if _is_unsubscribe(message):
+        return "unsubscribe", "message to the List-Unsubscribe address (RFC 2369)"
     try:
         temporary, permanent = all_failures(message)
     except Exception:  # flufl.bounce's heuristics can trip on odd input: then it is not a bounce
@@ -147,6 +162,35 @@ def _from_dsn(part: email.message.Message) -> tuple[Kind | None, str]:
     return None, "delivery status notification without a failure"
 
 
+def _is_unsubscribe(message: email.message.Message) -> bool:
+    """A request sent to our List-Unsubscribe mailto address by a person or their mail provider:
+    the subject the URL asks for, from a real sender, and nothing that answers or reports."""
+    if message.get_content_type() == "multipart/report":  # RFC 6522: every kind of report
+        return False
+    # RFC 5321 §4.5.5 and RFC 3834 §3.3: notifications travel with a null reverse-path, recorded
+    # by the delivering server as `Return-Path: <>`; a request comes from somebody's mailbox.
+    if any("".join(str(v).split()) == "<>" for v in message.get_all("Return-Path", [])):
+        return False
+    # RFC 3834 §5: an auto-reply (out of office) answers the issue; it asks for nothing.
+    # (auto-generated is allowed: a provider may send the request on the person's behalf.)
+    submitted = str(message.get("Auto-Submitted", "no")).split(";")[0].strip().lower()
+    if submitted == "auto-replied" or message.get("X-Autoreply") or message.get("X-Autorespond"):
+        return False
+    if str(message.get("Precedence", "")).strip().lower() == "auto_reply":
+        return False
+    return _subject(message).casefold() == verp.UNSUBSCRIBE_SUBJECT
+
+
+def _subject(message: email.message.Message) -> str:
+    """The Subject decoded (RFC 2047) with its whitespace collapsed; empty if unreadable."""
+    raw = str(message.get("Subject", ""))[:1000]
+    try:
+        text = str(email.header.make_header(email.header.decode_header(raw)))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        return ""
+    return " ".join(text.split())
+
+
 def _part(message: email.message.Message, content_type: str) -> email.message.Message | None:
     return next((p for p in message.walk() if p.get_content_type() == content_type), None)
 
@@ -174,13 +218,16 @@ def _first_line(message: email.message.Message) -> str:
     return subject[:200]
 
 
-def _find_delivery(config: Config, message: email.message.Message) -> tuple[int | None, bool]:
-    """The delivery named by a VERP address in the report's envelope headers or in the returned
-    original's Return-Path; and whether something looked like our bounce address at all."""
+def _find_delivery(
+    config: Config, message: email.message.Message, returned: bool = True
+) -> tuple[int | None, bool]:
+    """The delivery named by a VERP address in the message's envelope headers or (if RETURNED)
+    in the returned original's Return-Path; and whether something looked like our bounce
+    address at all. Never the From header: anyone can write any address there."""
     candidates: list[str] = []
     for header in ENVELOPE_HEADERS:
         candidates += [str(v) for v in message.get_all(header, [])]
-    for part in message.walk():
+    for part in message.walk() if returned else ():
         if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
             candidates += _return_paths(part)
     prefix = config.text("sending.bounce_address").split("@")[0].lower() + "+"
@@ -228,7 +275,11 @@ def apply(
         )
         return
     assert delivery is not None and delivery.subscriber_id is not None and report.kind is not None
-    record_bounce(session, config, delivery, report.kind, report.diagnostic, now, outcome)
+    if report.kind == "unsubscribe":
+        outcome.unsubscribes += 1
+        report.diagnostic = _unsubscribe(session, delivery, now)
+    else:
+        record_bounce(session, config, delivery, report.kind, report.diagnostic, now, outcome)
     session.add(
         ProcessedReport(
             message_id=report.message_id,
@@ -237,6 +288,20 @@ def apply(
             at=now,
         )
     )
+
+
+def _unsubscribe(session: Session, delivery: Delivery, now: datetime) -> str:
+    """A mailto request about DELIVERY: leave the lists its https one-click link leaves
+    (`segments.unsubscribe_lists`, the one rule for both); returns what the ledger says."""
+    assert delivery.subscriber_id is not None
+    mailing = session.get_one(Mailing, delivery.mailing_id)
+    chosen = segments.unsubscribe_lists(session, mailing.expression)
+    mine = subscribers.subscriptions_of(session, delivery.subscriber_id, chosen)
+    detail = f"email to the List-Unsubscribe address of mailing {mailing.id} ({mailing.issue_slug})"
+    left = subscribers.change_status(
+        session, mine, SubscriptionStatus.UNSUBSCRIBED, MAILTO, now, detail
+    )
+    return f"{detail}: left {', '.join(left) or 'nothing (already left)'}"
 
 
 def record_bounce(

@@ -57,7 +57,8 @@ def bounces_group(ctx: click.Context, state: State, days: int, as_json: bool) ->
 def process(state: State, source: str, delete: bool, move_to: str, as_json: bool) -> None:
     """Read bounce and abuse reports from an mbox file, a Maildir or imaps://user@host/FOLDER.
 
-    Safe to run from cron: each report is handled once (remembered by its Message-ID). The IMAP
+    Messages to the List-Unsubscribe mailto address arrive there too and unsubscribe. Safe to
+    run from cron: each report is handled once (remembered by its Message-ID). The IMAP
     password comes from NEWSROOM_BOUNCES_IMAP_PASSWORD.
 
     \b
@@ -75,7 +76,8 @@ def process(state: State, source: str, delete: bool, move_to: str, as_json: bool
         return
     click.echo(
         f"{outcome.hard} hard bounces, {outcome.soft} soft bounces, {outcome.complaints} complaints, "
-        f"{outcome.duplicates} already handled, {sum(outcome.ignored.values())} ignored"
+        f"{outcome.unsubscribes} unsubscribes, {outcome.duplicates} already handled, "
+        f"{sum(outcome.ignored.values())} ignored"
     )
     for reason, count in sorted(outcome.ignored.items()):
         click.echo(f"  ignored {count}: {reason}")

@@ -48,8 +48,8 @@ def current_text(session: Session, config: Config) -> ConsentText:
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a change came from: source (cli, web, import, bounce), method, and for web actions
-    the client's IP address and user agent."""
+    """Where a change came from: source (cli, web, import, bounce, email), method, and for web
+    actions the client's IP address and user agent."""
 
     source: str
     method: str = ""

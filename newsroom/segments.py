@@ -254,7 +254,11 @@ class Segment:
     @property
     def list_slugs(self) -> list[str]:
         """The lists the expression names, in order of first mention."""
-        return list(dict.fromkeys(a.slug for a in atoms(self.node) if isinstance(a, ListRef)))
+        return _named_lists(self.node)
+
+
+def _named_lists(node: Node) -> list[str]:
+    return list(dict.fromkeys(a.slug for a in atoms(node) if isinstance(a, ListRef)))
 
 
 def _implies_confirmed(node: Node) -> bool:
@@ -300,3 +304,16 @@ def _known_lists(session: Session) -> str:
         select(MailingList.slug).where(MailingList.retired_at.is_(None)).order_by(MailingList.slug)
     ).all()
     return f"lists: {', '.join(known) or 'none'}"
+
+
+def unsubscribe_lists(session: Session, expression: str) -> list[int] | None:
+    """The lists that leaving from one message of a mailing to EXPRESSION ends — by the https
+    one-click token the sender writes (RFC 8058) and by the mailto address (RFC 2369) alike: every
+    list the expression names; None, meaning every list, when it names none (tags only).
+
+    Looked up leniently, without `resolve`'s checks: the mailing may be older than a list retired
+    or a tag erased since, and its recipients must still be able to leave."""
+    slugs = _named_lists(parse(expression))
+    query = select(MailingList.slug, MailingList.id).where(MailingList.slug.in_(slugs))
+    ids = {slug: id_ for slug, id_ in session.execute(query)}
+    return [ids[slug] for slug in slugs if slug in ids] or None

@@ -238,8 +238,7 @@ class _Job:
         )
         self.base_url = self.config.text("site.base_url").rstrip("/")
         with transaction(sender.engine) as session:
-            segment = segments.resolve(session, mailing.expression)
-        self.list_ids = list(segment.list_ids.values()) or None
+            self.list_ids = segments.unsubscribe_lists(session, mailing.expression)
 
     async def send(self, batch: list[Claimed], report: Report) -> None:
         sender = self.sender
@@ -302,7 +301,7 @@ class _Job:
             named.name,
             f"{self.base_url}/unsubscribe/{tokens.make(self.config, 'unsubscribe', unsubscribe, now=now)}",
             f"{self.base_url}/preferences/{tokens.make(self.config, 'preferences', person, now=now)}",
-            f"{envelope}?subject=unsubscribe",
+            f"{envelope}?subject={verp.UNSUBSCRIBE_SUBJECT}",
         )
         template = self.templates[claimed.variant_key]
         data = template.build(

@@ -16,6 +16,9 @@ from newsroom import tokens
 from newsroom.settings import Config
 
 TAG_LENGTH = 16  # hex digits: 64 bits, ample against guessing
+# The subject of the List-Unsubscribe mailto URL (RFC 2369 §2, RFC 6068 hfields): mail clients
+# and providers send it as written, and bounce processing knows an unsubscribe request by it.
+UNSUBSCRIBE_SUBJECT = "unsubscribe"
 
 
 def _tag(key: str, delivery_id: int) -> str:

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import imaplib
+import json
 import mailbox
 import os
+import re
 import shutil
+import smtplib
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from newsroom import bounces, database, verp
+from newsroom import bounces, database, tokens, verp
 from newsroom.models import (
     ConsentEvent,
     Delivery,
@@ -28,7 +34,9 @@ from newsroom.models import (
     Subscription,
 )
 from newsroom.site import Site
+from tests import postfixrelay
 from tests.conftest import Run
+from tests.postfixrelay import MAIL_DOMAIN, ORG_DOMAIN, PostfixRelay
 from tests.smtpserver import TestSMTPServer, free_port
 
 DATA = Path(__file__).parent / "data" / "bounces"
@@ -134,7 +142,7 @@ def test_arf_is_a_complaint_matched_through_the_originals_return_path(
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (lambda s: report("out-of-office.eml", s), "not a bounce or complaint"),
+        (lambda s: report("out-of-office.eml", s), "not a bounce, complaint or unsubscribe"),
         (
             lambda s: report("postfix-hard.eml", s, s.verp.replace("-", "-0", 1)[:-1]),
             "forged or unknown token",
@@ -214,6 +222,112 @@ def test_a_complaint_unsubscribes_from_every_list_at_once(
         assert s.get(ProcessedReport, "<arf-report-1@mailbox.example>").outcome == "complaint"  # type: ignore[union-attr]
 
 
+# --- a message to the List-Unsubscribe mailto address (RFC 2369) ----------------------------
+
+
+def ledger(site: Site) -> list[tuple[str, str, str, str]]:
+    """Every ledger event: (kind, source, method, list slug)."""
+    with database.transaction(site.engine) as s:
+        rows = s.execute(
+            select(ConsentEvent.kind, ConsentEvent.source, ConsentEvent.method, MailingList.slug)
+            .join(MailingList, MailingList.id == ConsentEvent.list_id)
+            .order_by(ConsentEvent.id)
+        )
+        return [(kind, source, method, slug) for kind, source, method, slug in rows]
+
+
+@pytest.mark.parametrize("name", ["mailto-gmail.eml", "mailto-client.eml"])
+def test_a_mailto_request_leaves_the_mailings_lists_once(
+    site: Site, sent: Sent, tmp_path: Path, name: str
+) -> None:
+    raw = report(name, sent)
+    found = bounces.read_report(site.config, raw)
+    assert (found.kind, found.delivery_id, found.ignored) == ("unsubscribe", sent.delivery_id, "")
+    outcome = process_bytes(site, [raw], tmp_path)
+    assert (outcome.unsubscribes, outcome.hard, outcome.ignored) == (1, 0, {})
+    assert statuses(site, sent) == ["confirmed", "unsubscribed"]  # the mailing went to l1 only
+    assert ledger(site) == [("unsubscribed", "email", "mailto", "l1")]
+    with database.transaction(site.engine) as s:
+        handled = s.scalars(select(ProcessedReport)).one()
+        assert handled.outcome == "unsubscribe"
+        assert handled.reason == (
+            "email to the List-Unsubscribe address of mailing 1 (save): left l1"
+        )
+    again = process_bytes(site, [raw], tmp_path)
+    assert (again.unsubscribes, again.duplicates) == (0, 1)
+    assert len(ledger(site)) == 1
+
+
+def _forged(change: Callable[[int, str], tuple[int, str]]) -> Callable[[Sent], bytes]:
+    """The request sent to our VERP address with its delivery number or its tag changed."""
+
+    def build(s: Sent) -> bytes:
+        local, domain = s.verp.split("@")
+        number, tag = local.split("+")[1].split("-")
+        changed, forged = change(int(number), tag)
+        assert (changed, forged) != (int(number), tag)
+        return report("mailto-gmail.eml", s, f"bounces+{changed}-{forged}@{domain}")
+
+    return build
+
+
+def _edited(old: str, new: str) -> Callable[[Sent], bytes]:
+    """The request with one header line changed."""
+    return lambda s: report("mailto-gmail.eml", s).replace(old.encode(), new.encode(), 1)
+
+
+def _only_in_from(s: Sent) -> bytes:
+    """A genuine VERP address, but only in From: (To and Delivered-To name someone else)."""
+    text = report("mailto-gmail.eml", s, "list-owner@example.net").decode()
+    return text.replace(f"From: Gone Person <{RCPT}>", f"From: <{s.verp}>").encode()
+
+
+def _forwarded(s: Sent) -> bytes:
+    """Someone's issue, forwarded as an attachment with its Return-Path, to a plain address."""
+    issue = f"Return-Path: <{s.verp}>\r\nSubject: Save our socialists\r\n\r\nHello.\r\n"
+    return (
+        "From: someone@example.net\r\nTo: bounces@example.org\r\nSubject: unsubscribe\r\n"
+        'Message-ID: <fwd@example.net>\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n--b\r\n"
+        f"Content-Type: message/rfc822\r\n\r\n{issue}--b--\r\n"
+    ).encode()
+
+
+FORGED, NOT_ONE = "forged or unknown token", "not a bounce, complaint or unsubscribe"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (_forged(lambda number, tag: (number + 1, tag)), FORGED),
+        (_forged(lambda number, tag: (number, tag[::-1])), FORGED),
+        (_only_in_from, "no newsroom address in it"),
+        (_forwarded, "no newsroom address in it"),
+        (_edited("Subject: unsubscribe", "Subject: Re: Save our socialists"), NOT_ONE),
+        (_edited("Subject:", "Auto-Submitted: auto-replied\r\nSubject:"), NOT_ONE),
+        (_edited("Subject:", "Precedence: auto_reply\r\nSubject:"), NOT_ONE),
+        (_edited(f"Return-Path: <{RCPT}>", "Return-Path: <>"), NOT_ONE),
+    ],
+    ids=[
+        "another-delivery",
+        "tampered-tag",
+        "only-in-from",
+        "forwarded-original",
+        "a-reply",
+        "auto-replied",
+        "precedence-auto-reply",
+        "null-sender",
+    ],
+)
+def test_mailto_requests_that_change_nothing(
+    site: Site, sent: Sent, tmp_path: Path, raw: Callable[[Sent], bytes], reason: str
+) -> None:
+    outcome = process_bytes(site, [raw(sent)], tmp_path)
+    assert (outcome.unsubscribes, outcome.ignored) == (0, {reason: 1})
+    assert statuses(site, sent) == ["confirmed", "confirmed"]
+    assert ledger(site) == []
+
+
 def test_processed_reports_can_be_deleted_or_moved(site: Site, sent: Sent, tmp_path: Path) -> None:
     maildir = mailbox.Maildir(tmp_path / "in", create=True)
     maildir.add(report("postfix-hard.eml", sent))
@@ -248,12 +362,13 @@ def test_process_an_mbox_and_list_the_bounces(
     result = cli("bounces", "process", str(tmp_path / "b.mbox"))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "1 hard bounces, 0 soft bounces, 0 complaints, 0 already handled, 1 ignored",
-        "  ignored 1: not a bounce or complaint",
+        "1 hard bounces, 0 soft bounces, 0 complaints, 0 unsubscribes, 0 already handled, "
+        "1 ignored",
+        "  ignored 1: not a bounce, complaint or unsubscribe",
     ]
     again = cli("bounces", "process", str(tmp_path / "b.mbox"))
     assert again.stdout.startswith(
-        "0 hard bounces, 0 soft bounces, 0 complaints, 2 already handled"
+        "0 hard bounces, 0 soft bounces, 0 complaints, 0 unsubscribes, 2 already handled"
     )
     listed = cli("bounces")
     assert (
@@ -407,3 +522,162 @@ def test_5xx_while_sending_scores_hard_bounces_until_the_address_is_dropped(
     assert fourth.exit_code == 0, fourth.stderr
     assert len(smtp_server.messages) == 4
     assert not [c for c in smtp_server.commands[before:] if "gone@" in c]
+
+
+# --- mailings, bounces and mailto unsubscribes through the whole loop ------------------------
+
+
+def import_and_write_issue(cli: Run, site_dir: Path, tmp_path: Path, csv: str) -> None:
+    (tmp_path / "people.csv").write_text("email,name,lists\n" + csv)
+    imported = cli("subscribers", "import", str(tmp_path / "people.csv"), "--confirmed",
+                   "--consent", "Members' bulletin, agreed at joining", now=NOW)  # fmt: skip
+    assert imported.exit_code == 0, imported.stdout + imported.stderr
+    front = "---\ntitle: News\ndate: 2026-11-20\nsummary: The news.\n---\n"
+    (site_dir / "issues" / "2026-11-20-news.md").write_text(
+        front + "Hello {{first_name|friend}}.\n"
+    )
+
+
+def list_unsubscribe(raw: bytes) -> tuple[str, str, str]:
+    """The https link, mailto address and mailto subject of a message's List-Unsubscribe."""
+    header = str(message_from_bytes(raw, policy=policy.default)["List-Unsubscribe"])
+    found = re.fullmatch(r"<(https?://[^>]+)>, *<mailto:([^?>]+)\?subject=([^>]+)>", header)
+    assert found is not None, header
+    return found.group(1), found.group(2), found.group(3)
+
+
+def mailto_request(member: str, address: str, subject: str) -> EmailMessage:
+    """What a mail client or provider sends for the mailto of List-Unsubscribe (RFC 2369)."""
+    request = EmailMessage()
+    request["From"], request["To"], request["Subject"] = member, address, subject
+    request["Message-ID"] = f"<unsubscribe-{member}>"
+    request.set_content("This message was automatically generated.")
+    return request
+
+
+def shown(cli: Run, address: str) -> dict[str, Any]:
+    result = cli("subscribers", "show", address, "--json", now=NOW)
+    assert result.exit_code == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_mailto_leaves_the_lists_the_one_click_link_leaves(
+    cli: Run, site: Site, site_dir: Path, smtp_server: TestSMTPServer, tmp_path: Path
+) -> None:
+    import_and_write_issue(
+        cli, site_dir, tmp_path, "ann@example.net,Ann,all-members disability-group\n"
+    )
+    sent = cli("send", "2026-11-20-news.md", "--to", "all-members", "--yes", now=NOW)
+    assert sent.exit_code == 0, sent.stdout + sent.stderr
+    [message] = smtp_server.messages
+    link, address, subject = list_unsubscribe(message.data)
+    assert (address, subject) == (message.mail_from, "unsubscribe")
+    one_click = tokens.read(site.config, "unsubscribe", link.rsplit("/", 1)[1], now=NOW)
+    request = mailto_request("ann@example.net", address, subject)
+    request["Delivered-To"] = address  # as the bounce mailbox's server records it
+    box = mailbox.mbox(tmp_path / "in.mbox")
+    box.add(request.as_bytes())
+    box.close()
+    result = cli("bounces", "process", str(tmp_path / "in.mbox"), now=NOW)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        "0 hard bounces, 0 soft bounces, 0 complaints, 1 unsubscribes, 0 already handled, "
+        "0 ignored\n"
+    )
+    with database.transaction(site.engine) as s:
+        left = s.scalars(
+            select(Subscription.list_id).where(Subscription.status == "unsubscribed")
+        ).all()
+    assert sorted(left) == sorted(one_click["l"])
+    ann = shown(cli, "ann@example.net")
+    assert {x["list"]: x["status"] for x in ann["subscriptions"]} == {
+        "all-members": "unsubscribed",
+        "disability-group": "confirmed",
+    }
+    assert [(e["kind"], e["source"], e["method"]) for e in ann["ledger"][-1:]] == [
+        ("unsubscribed", "email", "mailto")
+    ]
+
+
+@pytest.fixture
+def postfix() -> Iterator[PostfixRelay]:
+    """A real Postfix on loopback with mailboxes for alice, bob and bounces (postfixrelay.py)."""
+    why = ""
+    if not os.path.exists(postfixrelay.POSTFIX):
+        why = "postfix is not installed (.ci/run installs Debian's postfix, 'No configuration')"
+    elif os.geteuid() != 0:
+        why = "Postfix's master must be started as root"
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    with postfixrelay.running(["alice", "bob"]) as relay:
+        yield relay
+
+
+def test_a_mailing_through_postfix_bounces_and_unsubscribes(
+    cli: Run,
+    site_dir: Path,
+    postfix: PostfixRelay,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Postfix takes a mailing, delivers two copies, bounces the third with its own DSN to the
+    VERP address, and carries a mailto unsubscribe to the same mailbox; one run reads both."""
+    for name, value in {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(postfix.port),
+        "SITE_BASE_URL": f"https://news.{ORG_DOMAIN}",
+        "SITE_SENDER": f"Newsroom Lab <news@{ORG_DOMAIN}>",
+        "SENDING_BOUNCE_ADDRESS": f"bounces@{ORG_DOMAIN}",
+    }.items():
+        monkeypatch.setenv(f"NEWSROOM_{name}", value)
+    alice, bob, gone = (f"{who}@{MAIL_DOMAIN}" for who in ("alice", "bob", "gone"))
+    import_and_write_issue(cli, site_dir, tmp_path, (
+        f"{alice},Alice,all-members disability-group\n{bob},Bob,all-members\n"
+        f"{gone},Gone,all-members\n"
+    ))  # fmt: skip
+    sent = cli("send", "2026-11-20-news.md", "--to", "all-members", "--yes", now=NOW)
+    assert sent.exit_code == 0, sent.stdout + sent.stderr
+    [to_alice] = postfix.wait_for(postfix.mbox("alice"), 1)
+    postfix.wait_for(postfix.mbox("bob"), 1)
+    [dsn] = postfix.wait_for(postfix.bounces, 1)
+    report = message_from_bytes(dsn, policy=policy.default)
+    assert report.get_content_type() == "multipart/report"
+    verp_address = str(report["Delivered-To"])  # the VERP address of gone's delivery
+    assert verp_address.startswith("bounces+") and verp_address.endswith(f"@{ORG_DOMAIN}")
+    _link, address, subject = list_unsubscribe(to_alice)
+    with smtplib.SMTP("127.0.0.1", postfix.port, timeout=postfixrelay.DEADLINE) as smtp:
+        smtp.send_message(mailto_request(alice, address, subject))
+    postfix.wait_for(postfix.bounces, 2)
+
+    result = cli("bounces", "process", str(postfix.bounces), now=NOW)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        "1 hard bounces, 0 soft bounces, 0 complaints, 1 unsubscribes, 0 already handled, "
+        "0 ignored\n"
+    )
+    listed = cli("bounces", "--json", now=NOW)
+    [bounce] = json.loads(listed.stdout)
+    assert (bounce["email"], bounce["kind"], bounce["score"]) == (gone, "hard", 1.0)
+    assert bounce["diagnostic"] == '5.1.1 X-Postfix; unknown user: "gone"'
+    gone_shown = shown(cli, gone)
+    assert [x["status"] for x in gone_shown["subscriptions"]] == ["confirmed"]  # 1 < 3
+    assert gone_shown["ledger"][-1]["detail"] == (
+        'hard bounce scored 1 (total 1 in 30 days): 5.1.1 X-Postfix; unknown user: "gone"'
+    )
+    alice_shown = shown(cli, alice)
+    assert {x["list"]: x["status"] for x in alice_shown["subscriptions"]} == {
+        "all-members": "unsubscribed",
+        "disability-group": "confirmed",
+    }
+    last = alice_shown["ledger"][-1]
+    assert (last["kind"], last["list"], last["source"], last["method"]) == (
+        "unsubscribed", "all-members", "email", "mailto"
+    )  # fmt: skip
+    assert [x["status"] for x in shown(cli, bob)["subscriptions"]] == ["confirmed"]
+    again = cli("bounces", "process", str(postfix.bounces), now=NOW)
+    assert again.stdout.startswith(
+        "0 hard bounces, 0 soft bounces, 0 complaints, 0 unsubscribes, 2 already handled"
+    )

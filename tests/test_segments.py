@@ -152,6 +152,25 @@ def test_list_slugs_of_a_segment(synced: Site) -> None:
     assert segment.list_slugs == ["clp-secretaries", "all-members"]
 
 
+def test_the_lists_an_unsubscribe_from_a_mailing_ends(synced: Site) -> None:
+    """One rule for the one-click token and the mailto address: the lists named, else all."""
+    with transaction(synced.engine) as session:
+        ids = {slug: row.id for slug, row in lists.active_lists(session).items()}
+
+        def ends(expression: str) -> list[int] | None:
+            return segments.unsubscribe_lists(session, expression)
+
+        assert ends("disability-group or tag:gone-since") == [ids["disability-group"]]
+        assert ends("all-members and not clp-secretaries") == [
+            ids["all-members"],
+            ids["clp-secretaries"],
+        ]
+        assert ends("tag:press") is None  # every list
+        lists.active_lists(session)["disability-group"].retired_at = NOW
+        session.flush()  # a list retired after the mailing is still the mailing's list
+        assert ends("disability-group") == [ids["disability-group"]]
+
+
 # --- the property: SQL agrees with plain Python ---------------------------------------------
 
 atom = st.one_of(
