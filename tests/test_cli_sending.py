@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from newsroom import mailings
-from newsroom.models import Delivery, MailingStatus, utcnow
+from newsroom import mailings, subscribers
+from newsroom.consent import Origin
+from newsroom.models import Delivery, MailingStatus, Subscriber, utcnow
 from newsroom.senders import SenderLock
 from newsroom.site import Site
+from newsroom.subscribers import Leaving
 from tests.conftest import Run
 from tests.sendhelp import make_mailing, subscribe
 from tests.smtpserver import TestSMTPServer, free_port
@@ -147,6 +149,9 @@ def newsroom(site_dir: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+ONE_CLICK = Origin("web", "one-click")
+
+
 def wait_for(ready: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
     """Poll READY until it holds (a generous deadline: the machine is shared)."""
     deadline = time.monotonic() + seconds
@@ -213,6 +218,43 @@ def test_sigkill_at_random_instants_then_resume(
             if left:
                 assert f"{len(left)} deliveries are uncertain" in output
     assert killed_mid_way >= 7
+
+
+@pytest.mark.slow
+def test_an_unsubscribe_mid_batch_stops_the_next_message(
+    site_dir: Path, opened: Site, fast: TestSMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One-click unsubscribes committed while a batch is being sent: after the commit, at most
+    one message per connection (those already on their way) still reaches those addresses."""
+    connections = 4
+    monkeypatch.setenv("NEWSROOM_SMTP_CONNECTIONS", str(connections))
+    monkeypatch.setenv("NEWSROOM_SENDING_BATCH", "100")
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "200/second")  # a batch takes half a second
+    emails = subscribe(opened, 300)
+    created = make_mailing(opened)
+    with opened.engine.connect() as connection:
+        ids = dict(connection.execute(select(Subscriber.email, Subscriber.id)).all())
+    sender = newsroom(site_dir, "send", "--resume", str(created.mailing_id))
+    wait_for(lambda: len(fast.messages) >= 130, "messages")  # well into the second batch
+    arrived = {m.rcpt_tos[0] for m in list(fast.messages)}
+    leaving = [e for e in emails if e not in arrived]
+    now = utcnow()
+    requests = [
+        Leaving(subscribers.unsubscribe_token(opened, ids[e], e, None, now=now), ONE_CLICK, now)
+        for e in leaving
+    ]
+    answers = subscribers.unsubscribe_by_tokens(opened, requests)  # committed on return
+    committed = len(fast.messages)
+    assert all(answer == ["all-members"] for answer in answers)
+    output, _ = sender.communicate(timeout=60)
+    assert sender.returncode == 0, output
+    late = [m.rcpt_tos[0] for m in fast.messages[committed:] if m.rcpt_tos[0] in set(leaving)]
+    assert len(late) <= connections, late
+    received = {m.rcpt_tos[0] for m in fast.messages}
+    assert set(emails) - set(leaving) <= received
+    skipped = in_status(opened, created.mailing_id, "skipped")
+    assert set(skipped) == set(leaving) - received  # the rest of that batch too
+    assert f"{len(skipped)} skipped" in output
 
 
 @pytest.mark.slow
