@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -152,12 +153,16 @@ def newsroom(site_dir: Path, *args: str) -> subprocess.Popen[str]:
 ONE_CLICK = Origin("web", "one-click")
 
 
-def wait_for(ready: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+def wait_for(ready: Callable[[], object], what: str, seconds: float = 30.0) -> None:
     """Poll READY until it holds (a generous deadline: the machine is shared)."""
     deadline = time.monotonic() + seconds
     while not ready():
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
         time.sleep(0.002)
+
+
+def received_at_least(server: TestSMTPServer, count: int) -> bool:
+    return len(server.messages) >= count
 
 
 def in_status(site: Site, mailing_id: int, status: str) -> list[str]:
@@ -193,9 +198,9 @@ def test_sigkill_at_random_instants_then_resume(
         received_first = chance.choice([0, *range(1, 200)])
         sender = newsroom(site_dir, "send", "--resume", str(ident))
         if received_first:
-            wait_for(lambda n=received_first: len(fast.messages) >= n, "messages")
+            wait_for(partial(received_at_least, fast, received_first), "messages")
         else:
-            wait_for(lambda i=ident: bool(in_status(opened, i, "sending")), "a claim")
+            wait_for(partial(in_status, opened, ident, "sending"), "a claim")
         sender.send_signal(signal.SIGKILL)
         sender.communicate()
         killed_mid_way += 0 < len(fast.messages) < 200
@@ -235,7 +240,7 @@ def test_an_unsubscribe_mid_batch_stops_the_next_message(
     with opened.engine.connect() as connection:
         ids = dict(connection.execute(select(Subscriber.email, Subscriber.id)).all())
     sender = newsroom(site_dir, "send", "--resume", str(created.mailing_id))
-    wait_for(lambda: len(fast.messages) >= 130, "messages")  # well into the second batch
+    wait_for(partial(received_at_least, fast, 130), "messages")  # well into the second batch
     arrived = {m.rcpt_tos[0] for m in list(fast.messages)}
     leaving = [e for e in emails if e not in arrived]
     now = utcnow()
