@@ -10,6 +10,7 @@ import signal
 import smtplib
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -148,6 +149,137 @@ def newsroom(site_dir: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def test_worker_once_with_the_relay_down_is_one_line(
+    cli: Run, opened: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscribe(opened, 1)
+    make_mailing(opened)
+    port = free_port()
+    monkeypatch.setenv("NEWSROOM_SMTP_PORT", str(port))
+    result = cli("worker", "--once")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    started, line = result.output.splitlines()
+    assert started.startswith("worker ") and started.endswith(" started (Ctrl-C to stop)")
+    assert line.startswith(f"Error: cannot reach the SMTP relay 127.0.0.1:{port}: ")
+    assert line.endswith("(start one with `newsroom dev-smtp`, or set [smtp] host and port)")
+    assert in_status(opened, 1, "pending") == ["p0@example.net"]  # nothing deferred or paused
+
+
+class Output:
+    """The lines a running process prints, read as they come by a thread."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def says(self, words: str) -> bool:
+        return any(words in line for line in self.lines)
+
+    def finish(self, seconds: float = 30.0) -> list[str]:
+        self.process.wait(timeout=seconds)
+        self.reader.join(timeout=seconds)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return self.lines
+
+
+@pytest.fixture
+def start_worker(site_dir: Path) -> Iterator[Callable[[], Output]]:
+    """Starts `newsroom worker` processes (polling every 0.05 s); kills any a test left."""
+    started: list[Output] = []
+
+    def start() -> Output:
+        output = Output(newsroom(site_dir, "worker", "--poll", "0.05"))
+        started.append(output)
+        wait_for(partial(output.says, " started (Ctrl-C to stop)"), "the worker to start")
+        return output
+
+    yield start
+    for output in started:
+        if output.process.poll() is None:
+            output.process.kill()
+            output.finish()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_worker_waits_for_mailings_outlasts_the_relay_and_stops_cleanly(
+    start_worker: Callable[[], Output],
+    opened: Site,
+    fast: TestSMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    stop: signal.Signals,
+) -> None:
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "50/second")
+    emails = subscribe(opened, 3)
+    worker = start_worker()  # on an idle site: nothing to do yet
+    make_mailing(opened, slug="first")  # mailings made one after another, while it waits
+    wait_for(partial(received_at_least, fast, 3), "the first mailing")
+    make_mailing(opened, slug="second")
+    wait_for(partial(received_at_least, fast, 6), "the second mailing")
+    fast.stop()  # the relay goes down
+    third = make_mailing(opened, slug="third")
+    wait_for(partial(worker.says, "worker: cannot reach the SMTP relay"), "the worker to notice")
+    assert worker.process.poll() is None
+    assert in_status(opened, third.mailing_id, "pending") == emails  # nothing deferred
+    fast.start()  # and comes back
+    wait_for(partial(received_at_least, fast, 9), "the third mailing")
+    wait_for(partial(worker.says, "worker: the relay answers again"), "the worker to say so")
+    subscribe(opened, 197, start=3)
+    created = make_mailing(opened, slug="fourth")
+    wait_for(partial(in_status, opened, created.mailing_id, "sent"), "the fourth mailing")
+    worker.process.send_signal(stop)  # mid-mailing
+    lines = worker.finish()
+    assert worker.process.returncode == 0, lines
+    counts = mailings.counts(opened.engine, created.mailing_id)
+    assert counts["sending"] == 0 and counts["pending"] > 0  # put back, not uncertain
+    assert len(lines) == 4, lines  # started, relay down, relay back, stopped: nothing else
+    assert lines[1].startswith("worker: cannot reach the SMTP relay 127.0.0.1:")
+    assert lines[1].endswith("; trying again every 0.05 s")
+    assert lines[2:] == [
+        "worker: the relay answers again",
+        f"worker stopped: {9 + counts['sent']} sent",
+    ]
+    assert len(fast.messages) == 9 + counts["sent"]
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_mailing_on_postgresql(
+    start_worker: Callable[[], Output],
+    opened: Site,
+    fast: TestSMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if opened.engine.dialect.name == "sqlite":
+        pytest.skip("on SQLite one sender runs at a time")
+    monkeypatch.setenv("NEWSROOM_SENDING_BATCH", "20")
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "300/second")  # each
+    emails = subscribe(opened, 600)
+    workers = [start_worker(), start_worker()]
+    created = make_mailing(opened)
+    wait_for(partial(received_at_least, fast, 600), "every message")
+    wait_for(
+        lambda: mailings.get(opened.engine, created.mailing_id).status == MailingStatus.DONE,
+        "the mailing to be done",
+    )
+    for worker in workers:
+        worker.process.send_signal(signal.SIGTERM)
+    sent = [
+        int(w.finish()[-1].removeprefix("worker stopped: ").removesuffix(" sent")) for w in workers
+    ]
+    assert [w.process.returncode for w in workers] == [0, 0]
+    received = Counter(m.rcpt_tos[0] for m in fast.messages)
+    assert sorted(received) == sorted(emails) and set(received.values()) == {1}
+    assert sum(sent) == 600 and min(sent) > 0  # both took part
 
 
 ONE_CLICK = Origin("web", "one-click")
