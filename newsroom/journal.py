@@ -32,7 +32,9 @@ from pathlib import Path
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 MAGIC = "newsroom-journal 1"
-MAX_BYTES = 1 << 20  # a journal holds one batch (~20 bytes a message): anything longer is not ours
+MAX_BYTES = 16 << 20  # a journal holds one batch (~25 bytes a message): anything longer is not ours
+# Never through a symbolic link planted in the site folder.
+OPEN = os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 def boot_id() -> str:
@@ -60,7 +62,7 @@ class Journal:
     def __init__(self, where: Path, sender: str, mailing_id: int, boot: str | None = None) -> None:
         where.mkdir(mode=0o700, exist_ok=True)
         self.path = path(where, sender, mailing_id)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | OPEN
         self.fd = os.open(self.path, flags, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)  # held until this process closes it or dies
         self.header = f"{MAGIC} {boot_id() if boot is None else boot} {sender}\n".encode()
@@ -85,6 +87,22 @@ class Journal:
         os.close(self.fd)
 
 
+class Off:
+    """No journal (`sending.journal = false`): a crash leaves its whole batch uncertain."""
+
+    def handed(self, key: int) -> None:
+        pass
+
+    def answered(self, key: int, code: int) -> None:
+        pass
+
+    def settled(self) -> None:
+        pass
+
+    def close(self, discard: bool = True) -> None:
+        pass
+
+
 @dataclass
 class Said:
     """What a dead sender's journal says: the last line about each delivery."""
@@ -97,7 +115,7 @@ def read(where: Path, sender: str, mailing_id: int) -> Said | None:
     """The journal SENDER left for MAILING_ID, or None when it cannot be trusted: missing,
     of another boot, not a journal, or still held by a live writer."""
     try:
-        fd = os.open(path(where, sender, mailing_id), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path(where, sender, mailing_id), os.O_RDONLY | OPEN)
     except OSError:
         return None
     try:

@@ -182,7 +182,10 @@ class Sender:
             self.config, mailing.expression, mailings.variants(self.engine, mailing_id)
         )
         self.reconcile(mailing_id)  # a dead sender's claims: sent, to do, or uncertain
-        self.pool.journal = written = journal.Journal(self.journals, self.lock.name, mailing_id)
+        written: journal.Journal | journal.Off = journal.Off()
+        if self.config["sending.journal"]:
+            written = journal.Journal(self.journals, self.lock.name, mailing_id)
+        self.pool.journal = written
         job = _Job(self, mailing, encoded, written, Changes(self.engine))
         try:
             report = await self._batches(job)
@@ -254,7 +257,7 @@ class _Job:
         sender: Sender,
         mailing: Mailing,
         encoded: dict[str, Template],
-        written: journal.Journal,
+        written: journal.Journal | journal.Off,
         changes: Changes,
     ) -> None:
         self.sender = sender

@@ -307,3 +307,14 @@ def test_a_journal_cut_short_or_garbled() -> None:
     assert journal.parse(header + b"h 7\n", "host:1:ab", "boot-2") is None
     assert journal.parse(header + b"h 7\n", "other:2:cd", "boot-1") is None
     assert journal.parse(b"newsroom-journal 1  host:1:ab\nh 7\n", "host:1:ab", "") is None
+
+
+def test_a_clean_run_leaves_no_journal_and_journal_off_writes_none(sending_site: Site) -> None:
+    subscribe(sending_site, 3)
+    where = journal.folder(sending_site.root)
+    assert run(sending_site, make_mailing(sending_site).mailing_id).sent == 3
+    assert list(where.iterdir()) == []  # everything it said is in the database now
+    sending_site.config._values["sending.journal"] = False
+    where.rmdir()
+    assert run(sending_site, make_mailing(sending_site, slug="second").mailing_id).sent == 3
+    assert not where.exists()
