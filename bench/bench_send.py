@@ -1,10 +1,12 @@
 """Sending throughput: postfix smtp-source → smtp-sink (the limit), a naive smtplib loop (the floor)
 and `newsroom send` end to end (rendering, freezing 20,000 deliveries, database bookkeeping; one
-process, two processes, and one process signing every message with DKIM) to
-the same smtp-sink; same message size, same number of messages, one run. Then peak memory of
-`newsroom send` for 10,000 and 1,000,000 recipients.
+process, one without the per-message journal, two processes, and one process signing every
+message with DKIM) to the same smtp-sink; same message size, same number of messages, one run.
+Then the cost of the per-message look for unsubscribes, and peak memory of `newsroom send` for
+10,000 and 1,000,000 recipients.
 
     .venv/bin/python bench/bench_send.py [--messages 20000] [--rounds 2] [--skip-memory]
+    .venv/bin/python bench/bench_send.py --journal --rounds 6   # the journal's cost alone
 
 Needs postfix's smtp-sink and smtp-source (Debian package postfix). As root this script installs
 it with no configuration, so no mail daemon starts:
@@ -165,11 +167,24 @@ def naive(port: int, messages: int, data: bytes) -> float:
     return messages / (time.perf_counter() - started)
 
 
-def newsroom_send(folder: Path, processes: int, dkim: bool = False) -> tuple[float, int]:
+def newsroom_send(
+    folder: Path, processes: int, dkim: bool = False, journal: bool = True
+) -> tuple[float, int]:
     """`newsroom send ISSUE --yes` as a volunteer runs it; (msgs/s, peak RSS in KB). With DKIM,
-    every message is signed (RSA 2048, as `dkim.key_file` would have it)."""
+    every message is signed (RSA 2048, as `dkim.key_file` would have it); without JOURNAL,
+    `sending.journal = false`."""
+    rate, rss, _cpu = newsroom_send_cpu(folder, processes, dkim, journal)
+    return rate, rss
+
+
+def newsroom_send_cpu(
+    folder: Path, processes: int, dkim: bool = False, journal: bool = True
+) -> tuple[float, int, float]:
+    """`newsroom_send`, and the CPU seconds the sender process used (user + system): on a
+    shared machine this drifts far less than the wall clock does."""
     command = [sys.executable, "-m", "newsroom", "--site", str(folder), "send", "bench", "--yes"]
     env = dict(os.environ, NEWSROOM_SENDING_PROCESSES=str(processes))
+    env["NEWSROOM_SENDING_JOURNAL"] = "true" if journal else "false"
     if dkim:
         key = folder / "dkim.pem"
         if not key.exists():
@@ -188,7 +203,7 @@ def newsroom_send(folder: Path, processes: int, dkim: bool = False) -> tuple[flo
     if status != 0:
         sys.exit(f"newsroom send failed: {output}")
     sent = int(output.split(" done: ")[1].split(" sent")[0])
-    return sent / elapsed, usage.ru_maxrss
+    return sent / elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 def memory(port: int, size: int, seconds: float) -> int:
@@ -249,11 +264,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--only-memory", action="store_true")
+    parser.add_argument(
+        "--journal", action="store_true", help="only newsroom with and without the journal"
+    )
     args = parser.parse_args()
     ensure_postfix()
     port = free_port()
     sink = start_sink(port)
     try:
+        if args.journal:
+            journal_cost(port, args.messages, args.rounds)
+            return
         if not args.only_memory:
             throughput(port, args.messages, args.rounds)
         if not args.skip_memory:
@@ -277,20 +298,21 @@ def throughput(port: int, messages: int, rounds: int) -> None:
         print(
             f"{messages} messages of {len(data):,} bytes, {SESSIONS} sessions, {os.cpu_count()} CPUs"
         )
-        results: dict[str, list[float]] = {
-            n: [] for n in ("limit", "naive", "newsroom 1", "newsroom 2", "newsroom 1 DKIM")
-        }
+        names = ("limit", "naive", "newsroom 1", "newsroom 1 no journal", "newsroom 2")
+        results: dict[str, list[float]] = {n: [] for n in (*names, "newsroom 1 DKIM")}
         for round_ in range(rounds):  # interleaved: the machine is shared and drifts
             results["limit"].append(limit(port, messages, len(data)))
             results["naive"].append(naive(port, messages, data))
             for processes in (1, 2):
                 rate, _rss = newsroom_send(folder, processes)
                 results[f"newsroom {processes}"].append(rate)
+            results["newsroom 1 no journal"].append(newsroom_send(folder, 1, journal=False)[0])
             results["newsroom 1 DKIM"].append(newsroom_send(folder, 1, dkim=True)[0])
             print(
                 f"round {round_ + 1}: "
                 + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in results.items())
             )
+        watch = look_cost(folder)
     best = {name: statistics.median(values) for name, values in results.items()}
     print("median msgs/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in best.items()))
     for name in ("newsroom 1", "newsroom 2", "newsroom 1 DKIM"):
@@ -298,6 +320,85 @@ def throughput(port: int, messages: int, rounds: int) -> None:
         print(
             f"{name}: {rate / best['limit']:.2f} × limit, {rate / best['naive']:.2f} × naive loop"
         )
+    print(
+        f"journal: {best['newsroom 1'] / best['newsroom 1 no journal']:.3f} × the throughput "
+        "without it"
+    )
+    print(
+        f"the look for unsubscribes before each message: {watch * 1e6:.1f} µs, "
+        f"{watch * best['newsroom 1']:.1%} of a second at newsroom 1's rate"
+    )
+
+
+def journal_cost(port: int, messages: int, rounds: int) -> None:
+    """`newsroom send` with and without `sending.journal`, in pairs whose order alternates:
+    messages/s, and the sender's CPU time per message; then the journal's own writes alone."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "site"
+        make_site(folder, messages, port)
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        cpu: dict[bool, list[float]] = {True: [], False: []}
+        for round_ in range(rounds):
+            for journal in (True, False) if round_ % 2 == 0 else (False, True):
+                rate, _rss, seconds = newsroom_send_cpu(folder, 1, journal=journal)
+                rates[journal].append(rate)
+                cpu[journal].append(seconds)
+            print(
+                f"round {round_ + 1}: with journal {rates[True][-1]:,.0f}/s "
+                f"({cpu[True][-1]:.2f} s CPU), without {rates[False][-1]:,.0f}/s "
+                f"({cpu[False][-1]:.2f} s CPU)"
+            )
+        ratios = [a / b for a, b in zip(rates[True], rates[False], strict=True)]
+        extra = [(a - b) / messages for a, b in zip(cpu[True], cpu[False], strict=True)]
+        each = statistics.median(cpu[False]) / messages
+        print(
+            f"median: with {statistics.median(rates[True]):,.0f}/s, without "
+            f"{statistics.median(rates[False]):,.0f}/s; with/without per round "
+            + ", ".join(f"{r:.3f}" for r in ratios)
+            + f"; median {statistics.median(ratios):.3f}"
+        )
+        print(
+            f"CPU per message, end to end: without the journal {each * 1e6:.0f} µs, the "
+            f"journal adds {statistics.median(extra) * 1e6:+.1f} µs (median of the pairs)"
+        )
+        written = journal_write_cost(folder)
+        print(
+            f"the journal's two writes per message alone: {written * 1e6:.1f} µs "
+            f"= {written / each:.1%} of a message's CPU time end to end"
+        )
+
+
+def journal_write_cost(folder: Path, count: int = 100_000) -> float:
+    """Seconds per message of a journal's `handed` and `answered`, and a `settled` per 500."""
+    from newsroom import journal
+
+    written = journal.Journal(folder / "bench-journal", "bench:1:ab", 1)
+    try:
+        started = time.perf_counter()
+        for key in range(count):
+            written.handed(key)
+            written.answered(key, 250)
+            if key % 500 == 499:
+                written.settled()
+        return (time.perf_counter() - started) / count
+    finally:
+        written.close()
+
+
+def look_cost(folder: Path, calls: int = 100_000) -> float:
+    """Seconds per `Changes.changed()`, the look a sender takes before each message."""
+    from newsroom.changes import Changes
+
+    site = sites.Site.open(folder)
+    changes = Changes(site.engine)
+    try:
+        started = time.perf_counter()
+        for _ in range(calls):
+            changes.changed()
+        return (time.perf_counter() - started) / calls
+    finally:
+        changes.close()
+        site.close()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from newsroom.console import interrupted
+from newsroom.console import check, interrupted, pressed
 from newsroom.errors import NewsroomError, ProblemsError
 from newsroom.site import Site
 
@@ -75,6 +75,8 @@ class Group(click.Group):
         except KeyboardInterrupt:
             interrupted()
         except Exception as exc:  # a bug of ours: still one line, the traceback with --debug
+            if pressed():  # unless it is a Ctrl-C that came wrapped (console._on_interrupt)
+                interrupted()
             self._fail(
                 ctx,
                 exc,
@@ -88,6 +90,12 @@ class Group(click.Group):
             raise exc
         click.echo(message, err=True)
         sys.exit(1)
+
+
+def confirm(question: str, *, abort: bool = False) -> bool:
+    """Ask QUESTION (default no); a Ctrl-C pressed before it is asked still ends the command."""
+    check()
+    return click.confirm(question, default=False, abort=abort)
 
 
 def json_option(function: Any) -> Any:

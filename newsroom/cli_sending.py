@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from newsroom import lists, mailings, outbox
-from newsroom.cli_common import Group, State, echo_json, json_option, pass_state
+from newsroom import journal, lists, mailings, outbox
+from newsroom.cli_common import Group, State, confirm, echo_json, json_option, pass_state
 from newsroom.errors import NewsroomError
+from newsroom.mailer import Pool
 from newsroom.models import DeliveryStatus, MailingStatus
 from newsroom.processes import Helpers
 from newsroom.senders import SenderLock
@@ -71,7 +73,7 @@ def send(
     if resume_id is not None:
         if issue or expression or dry_run or test_address or again:
             raise NewsroomError("--resume ID takes no ISSUE, --to, --dry-run, --test or --again")
-        _run(site, resume_id, resend_uncertain=resend_uncertain, resuming=True)
+        _run(site, resume_id, state.now(), resend_uncertain=resend_uncertain, resuming=True)
         return
     if not issue:
         raise NewsroomError("give an ISSUE to send (or --resume ID)")
@@ -100,13 +102,13 @@ def send(
         )
     left_out = "" if again or not had else f" ({had} already had it and are left out)"
     question = f"Send {planned.title!r} to {target!r}: {going} recipient(s){left_out}?"
-    if not yes and not click.confirm(question, default=False):
+    if not yes and not confirm(question):
         raise NewsroomError("nothing sent (answer y to send, or use --yes)")
     lock = SenderLock(site.engine).acquire()  # before creating: a second sender stops here
     try:
         created = outbox.create(site, planned, target, again=again, now=state.now())
         click.echo(f"mailing {created.mailing_id}: {created.count} deliveries frozen")
-        _run(site, created.mailing_id, lock=lock)
+        _run(site, created.mailing_id, state.now(), lock=lock)
     finally:
         lock.release()
 
@@ -123,6 +125,7 @@ def _dry_run(site: Site, planned: outbox.Plan, target: str) -> None:
 def _run(
     site: Site,
     mailing_id: int,
+    now: datetime,
     *,
     lock: SenderLock | None = None,
     resend_uncertain: bool = False,
@@ -136,6 +139,8 @@ def _run(
                 raise NewsroomError(f"mailing {mailing_id} was cancelled; it cannot be resumed")
             outbox.check_relay(site)
             if resend_uncertain:
+                # Only those handed to the relay without an answer are uncertain (journal.py).
+                mailings.reconcile(site.engine, mailing_id, held, journal.folder(site.root), now)
                 n = mailings.resend_uncertain(site.engine, mailing_id, held)
                 click.echo(f"{n} uncertain deliveries will be sent again")
             mailings.resume(site.engine, mailing_id)
@@ -382,22 +387,19 @@ async def _work(site: Site, lock: SenderLock, once: bool, poll: float) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop)
     loop.add_signal_handler(signal.SIGTERM, stop)
+    relay = _Relay(site, once, poll)
     total = 0
     try:
         while not sender.stopping:
             busy = False
-            for mailing_id in mailings.under_way(site.engine):
-                to_do = mailings.counts(site.engine, mailing_id).to_do
-                helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
-                helping[:] = [helpers]
-                sender.share(helpers.senders)
-                report = await sender.run(mailing_id)
-                report = await asyncio.to_thread(helpers.finish, report)  # the loop hears signals
-                helping.clear()
-                total += report.sent
-                busy = busy or report.sent + report.failed + report.deferred > 0
-                if report.paused:
-                    click.echo(f"mailing {mailing_id} paused: {report.paused}", err=True)
+            under_way = mailings.under_way(site.engine)
+            if under_way and await relay.up():
+                for mailing_id in under_way:
+                    if sender.stopping:
+                        break
+                    report = await _work_on(site, lock, sender, mailing_id, helping)
+                    total += report.sent
+                    busy = busy or report.sent + report.failed + report.deferred > 0
             if once and not busy:
                 break
             if not busy:
@@ -405,6 +407,48 @@ async def _work(site: Site, lock: SenderLock, once: bool, poll: float) -> int:
     finally:
         await sender.close()
     return total
+
+
+async def _work_on(
+    site: Site, lock: SenderLock, sender: Sender, mailing_id: int, helping: list[Helpers]
+) -> Report:
+    to_do = mailings.counts(site.engine, mailing_id).to_do
+    helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
+    helping[:] = [helpers]
+    sender.share(helpers.senders)
+    report = await sender.run(mailing_id)
+    report = await asyncio.to_thread(helpers.finish, report)  # the loop hears signals
+    helping.clear()
+    if report.paused and not report.interrupted:
+        click.echo(f"mailing {mailing_id} paused: {report.paused}", err=True)
+    return report
+
+
+class _Relay:
+    """Whether the relay answers before a worker claims anything: while it is down the worker
+    waits (saying so once) instead of deferring every delivery and pausing the mailing."""
+
+    def __init__(self, site: Site, once: bool, poll: float) -> None:
+        self.site, self.once, self.poll = site, once, poll
+        self.down = False
+
+    async def up(self) -> bool:
+        pool = Pool(self.site.config, connections=1)
+        try:
+            await pool.check()
+        except NewsroomError as exc:
+            if self.once:
+                raise
+            if not self.down:
+                click.echo(f"worker: {exc}; trying again every {self.poll:g} s", err=True)
+            self.down = True
+            return False
+        finally:
+            await pool.close()
+        if self.down:
+            click.echo("worker: the relay answers again", err=True)
+        self.down = False
+        return True
 
 
 @click.command(name="dev-smtp")

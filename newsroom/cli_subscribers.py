@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from newsroom import confirmation, erasure, imports, lists, segments, subscribers
-from newsroom.cli_common import Group, State, echo_json, json_option, pass_state
+from newsroom.cli_common import Group, State, confirm, echo_json, json_option, pass_state
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
 from newsroom.site import Site
@@ -280,7 +280,7 @@ def erase(state: State, email: str, yes: bool) -> None:
     """
     site = _synced(state)
     if not yes:
-        click.confirm(f"Erase everything held about {email}? This cannot be undone", abort=True)
+        confirm(f"Erase everything held about {email}? This cannot be undone", abort=True)
     erasure.erase(site, email, now=state.now())
     click.echo(f"erased {email}: it is on the suppression list and will not be imported again")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from newsroom.models import Base, ConsentEvent, ConsentKind, ConsentText, MailingList
@@ -113,10 +113,19 @@ def event_row(
     }
 
 
+# Every change of a subscription appends an event, so an event is the sign that a mailing's
+# audience may have shrunk: on PostgreSQL whoever appends one sends this NOTIFY in the same
+# transaction (delivered at commit), and senders LISTEN for it before each message (changes.py).
+CHANGED_CHANNEL = "newsroom_consent"
+NOTIFY_CHANGED = f"NOTIFY {CHANGED_CHANNEL}"
+
+
 def record_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Append many events at once (Core bulk insert: imports write thousands)."""
     if rows:
         session.execute(insert(Base.metadata.tables[ConsentEvent.__tablename__]), list(rows))
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text(NOTIFY_CHANGED))
 
 
 def ledger(session: Session, subscriber_id: int) -> list[dict[str, Any]]:

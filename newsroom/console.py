@@ -12,6 +12,26 @@ import signal
 import sys
 
 INTERRUPTED = 128 + signal.SIGINT  # the status a shell reports for a command ended by Ctrl-C
+_pressed = False
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C: raise KeyboardInterrupt where the program is, as Python does, and remember it.
+    The exception alone can be lost: Python 3.11 turns it into a RuntimeError when it lands in
+    a class's `__set_name__`, which library code may catch; the memory is not lost."""
+    global _pressed
+    _pressed = True
+    raise KeyboardInterrupt
+
+
+def pressed() -> bool:
+    return _pressed
+
+
+def check() -> None:
+    """Before waiting on a person (a question): stop if Ctrl-C was pressed but swallowed."""
+    if _pressed:
+        raise KeyboardInterrupt
 
 
 def interrupted() -> None:
@@ -25,11 +45,14 @@ def interrupted() -> None:
 
 
 def main(args: list[str] | None = None) -> None:
+    signal.signal(signal.SIGINT, _on_interrupt)
     try:
         import click
 
         from newsroom.cli import main as command
         from newsroom.cli_common import OutputClosed
+
+        check()  # a Ctrl-C during the imports that something swallowed
 
         try:
             # Not click's standalone mode: it would answer a Ctrl-C while it reads the
@@ -52,6 +75,10 @@ def main(args: list[str] | None = None) -> None:
         interrupted()
     except BrokenPipeError:
         _output_closed()
+    except Exception:
+        if _pressed:  # the interrupt, wrapped on its way (see _on_interrupt)
+            interrupted()
+        raise
     finally:
         _quiet_exit()
 

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 
 import aiosmtplib
 
@@ -181,6 +181,23 @@ def classify(code: int, text: str) -> str:
     return FAIL
 
 
+class Journal(Protocol):
+    """Hears when each message's end-of-data dot goes to the relay and when the relay answers
+    it (journal.py keeps this on disk, so a crash leaves only those in between uncertain)."""
+
+    def handed(self, key: int) -> None: ...
+
+    def answered(self, key: int, code: int) -> None: ...
+
+
+class NoJournal:
+    def handed(self, key: int) -> None:
+        pass
+
+    def answered(self, key: int, code: int) -> None:
+        pass
+
+
 class ConnectionLost(Exception):
     """The relay closed the connection or did not answer in time."""
 
@@ -280,7 +297,7 @@ class Connection:
         self.wire = _Wire(transport)
         transport.set_protocol(self.wire)
 
-    async def send(self, message: Outgoing) -> Outcome:
+    async def send(self, message: Outgoing, journal: Journal | None = None) -> Outcome:
         try:
             if self.wire is None or self.wire.lost:
                 await self.open()
@@ -288,14 +305,14 @@ class Connection:
             assert wire is not None
             timer = asyncio.get_running_loop().call_later(self.timeout, wire.timeout)
             try:
-                return await self._transaction(wire, message)
+                return await self._transaction(wire, message, journal or NoJournal())
             finally:
                 timer.cancel()
         except ConnectionLost as exc:
             self.close()
             return Outcome(message.key, RETRY, 0, str(exc))
 
-    async def _transaction(self, wire: _Wire, message: Outgoing) -> Outcome:
+    async def _transaction(self, wire: _Wire, message: Outgoing, journal: Journal) -> Outcome:
         utf8 = not message.recipient.isascii()
         if utf8 and not self.smtputf8:
             return Outcome(message.key, UNSENDABLE, 0, no_smtputf8(self.config))
@@ -321,8 +338,10 @@ class Connection:
             code, text = failed or answers[-1]
             await self._reset(wire, code)
             return Outcome(message.key, classify(code, text), code, text)
+        journal.handed(message.key)
         wire.write(message.data + b".\r\n")
         code, text = await wire.answer()
+        journal.answered(message.key, code)
         self.sent += 1
         if code == 421:
             self.close()
@@ -396,6 +415,7 @@ class Pool:
         self.limiter = limiter or RateLimiter.from_config(config)
         self.connections = [Connection(config) for _ in range(self.size)]
         self.stopping = False
+        self.journal: Journal = NoJournal()
 
     async def check(self) -> None:
         """Preflight: one connection opens (raises NewsroomError saying why when it cannot)."""
@@ -405,17 +425,23 @@ class Pool:
             raise NewsroomError(str(exc)) from None
 
     async def send_all(
-        self, messages: Iterator[Outgoing], on_outcome: Callable[[Outcome], Any]
+        self,
+        messages: Iterator[Outgoing],
+        on_outcome: Callable[[Outcome], Any],
+        ready: Callable[[Outgoing], bool] = lambda _message: True,
     ) -> None:
         """Send MESSAGES over every connection until they run out or `stop()` is called;
-        ON_OUTCOME hears about each message sent. Messages not taken stay in the iterator."""
-        await asyncio.gather(*(self._work(c, messages, on_outcome) for c in self.connections))
+        ON_OUTCOME hears about each message sent. Messages not taken stay in the iterator.
+        READY has the last word on each message, right before it goes: False drops it."""
+        work = (self._work(c, messages, on_outcome, ready) for c in self.connections)
+        await asyncio.gather(*work)
 
     async def _work(
         self,
         connection: Connection,
         messages: Iterator[Outgoing],
         on_outcome: Callable[[Outcome], Any],
+        ready: Callable[[Outgoing], bool],
     ) -> None:
         while not self.stopping:
             message = next(messages, None)
@@ -424,7 +450,9 @@ class Pool:
             await self.limiter.wait(message.recipient)
             if self.stopping:
                 return  # taken but not sent: the caller finds no outcome and puts it back
-            outcome = await connection.send(message)
+            if not ready(message):
+                continue  # dropped by the caller at the last moment (an unsubscribe)
+            outcome = await connection.send(message, self.journal)
             on_outcome(outcome)
             if outcome.kind == RETRY and outcome.code == 0:
                 await asyncio.sleep(0.2)  # a dropped or unreachable relay: do not spin

@@ -4,9 +4,11 @@ A mailing is created in one transaction with its variants and one delivery per a
 (`newsroom send`, `newsroom worker`) then claim deliveries in batches of `sending.batch`: the
 claim marks them `sending` and commits before any message goes out, and each batch's outcomes
 are written in one transaction after it. So after a crash at most one batch per sender is left
-`sending`: those deliveries are *uncertain* (see senders.py) and are only sent again when asked
-(`--resend-uncertain`). A batch never holds more than a second's worth of the rate, so an
-unsubscribe takes effect at once: the audience is re-checked right before each batch.
+`sending`; each sender's journal (journal.py) then tells which of them the relay answered and
+which it was never handed (`reconcile`), leaving *uncertain* (see senders.py) only those handed
+without an answer, at most one per connection. They are only sent again when asked
+(`--resend-uncertain`). The audience is re-checked right before each batch, and again before a
+message whenever the database has changed since (sending.py): an unsubscribe takes effect at once.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsroom import bounces
+from newsroom import bounces, journal
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
 from newsroom.models import (
@@ -355,6 +358,60 @@ def counts(engine: Engine, mailing_id: int, lock: SenderLock | None = None) -> C
                 else:
                     result.uncertain += n
     return result
+
+
+def reconcile(engine: Engine, mailing_id: int, lock: SenderLock, where: Path, now: datetime) -> int:
+    """Settle the claims of dead senders in MAILING_ID from their journals (journal.py): answered
+    2xx → sent; answered otherwise or never handed → pending. Those handed without an answer,
+    and every claim of a sender without a journal to trust, stay `sending` (uncertain).
+    Returns how many deliveries were settled."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(Delivery.id, Delivery.claimed_by).where(
+                Delivery.mailing_id == mailing_id, Delivery.status == D.SENDING
+            )
+        ).all()
+    claims: dict[str, list[int]] = {}
+    for id_, claimant in rows:
+        claims.setdefault(claimant or "", []).append(id_)
+    settled = 0
+    for claimant, ids in claims.items():
+        if not claimant or lock.alive(claimant):
+            continue
+        said = journal.read(where, claimant, mailing_id)
+        if said is not None:
+            settled += _settle(engine, claimant, ids, said, now)
+            journal.discard(where, claimant, mailing_id)
+    return settled
+
+
+def _settle(
+    engine: Engine, claimant: str, ids: list[int], said: journal.Said, now: datetime
+) -> int:
+    sent: dict[int, list[int]] = {}  # by the relay's code
+    for i in ids:
+        if 200 <= said.answered.get(i, 0) < 300:
+            sent.setdefault(said.answered[i], []).append(i)
+    refused = [i for i in ids if said.answered.get(i, 200) >= 300]  # an attempt all the same
+    untouched = [i for i in ids if i not in said.answered and i not in said.handed]
+    mine = (Delivery.status == D.SENDING, Delivery.claimed_by == claimant)
+    note = f"(from the journal of sender {claimant}, which stopped)"
+    changes: list[tuple[list[int], dict[str, Any]]] = [
+        (chosen, {"status": D.SENT, "sent_at": now, "last_response": f"{code} {note}"})
+        for code, chosen in sent.items()
+    ]
+    changes.append((refused, {"status": D.PENDING, "claimed_by": None}))
+    changes.append(
+        (untouched, {"status": D.PENDING, "claimed_by": None, "attempts": Delivery.attempts - 1})
+    )
+    settled = 0
+    with engine.begin() as connection:
+        for chosen, values in changes:
+            for start in range(0, len(chosen), 1000):
+                part = chosen[start : start + 1000]
+                statement = update(Delivery).where(Delivery.id.in_(part), *mine).values(**values)
+                settled += connection.execute(statement).rowcount
+    return settled
 
 
 def uncertain_ids(engine: Engine, mailing_id: int, lock: SenderLock) -> list[int]:

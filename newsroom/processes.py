@@ -3,8 +3,9 @@
 One Python process is CPU-bound well below what a relay takes (LAB-NOTES), so `newsroom send`
 can start helpers. Each claims its own batches (SKIP LOCKED on PostgreSQL; on SQLite the claim is
 one atomic UPDATE), under the parent's lock: helpers are named PARENT/N, so any sender can tell
-their claims are alive while the parent is. A helper dies with its parent (PR_SET_PDEATHSIG), so
-after a crash at most one batch per process is uncertain.
+their claims are alive while the parent is. A helper dies with its parent (PR_SET_PDEATHSIG) and
+keeps a journal of its own, so after a crash at most one message per connection of each process
+is uncertain.
 """
 
 from __future__ import annotations

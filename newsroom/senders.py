@@ -1,7 +1,7 @@
 """Who is sending: a name for each sender process, and proof of life other senders can test.
 
-A delivery claimed by a sender that has died is *uncertain*: it may or may not have reached the
-relay. To tell a live claimant from a dead one:
+A delivery claimed by a sender that has died may or may not have reached the relay: its journal
+settles most (journal.py), and the rest are *uncertain*. To tell a live claimant from a dead one:
 
 - SQLite: one sender at a time, enforced with an exclusive lock on a file beside the database
   (`newsroom.db.send-lock`); the operating system releases it when the process dies, even on

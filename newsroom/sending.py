@@ -5,6 +5,12 @@ exponential backoff and jitter until `sending.retry_hours` after the mailing was
 failed; any other 5xx failed and scored as a hard bounce; 5.7.x (RFC 3463: the relay refuses *us*)
 and `sending.max_consecutive_errors` errors in a row pause the whole mailing with the relay's words.
 `stop()` (Ctrl-C) finishes the messages in flight and puts the rest of the batch back.
+
+A batch's outcomes are committed together, and meanwhile each message is written to the sender's
+journal as it is handed over and answered (journal.py), so a crash leaves at most one message per
+connection uncertain. Right before each message the sender asks whether the database changed
+since the batch's audience check (changes.py) and if so checks again: an unsubscribe committed
+mid-batch stops every message not yet handed to the relay.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
-from newsroom import mailings, segments, tokens, verp
+from newsroom import journal, mailings, segments, tokens, verp
+from newsroom.changes import Changes
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
 from newsroom.mailer import (
@@ -30,6 +37,7 @@ from newsroom.mailer import (
     RETRY,
     SENT,
     UNSENDABLE,
+    NoJournal,
     Outcome,
     Outgoing,
     Pool,
@@ -153,7 +161,8 @@ class Sender:
         self.wait_for_retries = wait_for_retries
         self.pool = pool or Pool(site.config)
         self.stopping = False
-        self._stopped: asyncio.Event | None = None
+        self._stopped = asyncio.Event()  # set by stop(): wakes any wait, before or after run()
+        self.journals = journal.folder(site.root)
         self.consecutive = 0
         self.dates = Clock()
 
@@ -166,18 +175,30 @@ class Sender:
         """Finish what is in flight, claim nothing more."""
         self.stopping = True
         self.pool.stop()
-        if self._stopped is not None:
-            self._stopped.set()
+        self._stopped.set()
 
     async def run(self, mailing_id: int) -> Report:
         """Work on MAILING_ID until it is done, paused, waiting for retries, or stopped."""
-        self._stopped = asyncio.Event()
         mailing = mailings.get(self.engine, mailing_id)
-        job = _Job(
-            self,
-            mailing,
-            templates(self.config, mailing.expression, mailings.variants(self.engine, mailing_id)),
+        encoded = templates(
+            self.config, mailing.expression, mailings.variants(self.engine, mailing_id)
         )
+        self.reconcile(mailing_id)  # a dead sender's claims: sent, to do, or uncertain
+        written: journal.Journal | journal.Off = journal.Off()
+        if self.config["sending.journal"]:
+            written = journal.Journal(self.journals, self.lock.name, mailing_id)
+        self.pool.journal = written
+        job = _Job(self, mailing, encoded, written, Changes(self.engine))
+        try:
+            report = await self._batches(job)
+        except BaseException:
+            job.close(settled=False)  # claims may be left `sending`: the journal tells of them
+            raise
+        job.close()
+        return report
+
+    async def _batches(self, job: _Job) -> Report:
+        mailing_id = job.mailing.id
         report = Report(mailing_id)
         size = batch_size(self.config)
         while not self.stopping and not report.paused:
@@ -193,8 +214,13 @@ class Sender:
         report.interrupted = self.stopping
         return report
 
+    def reconcile(self, mailing_id: int) -> int:
+        """Settle dead senders' claims in MAILING_ID from their journals (mailings.reconcile)."""
+        return mailings.reconcile(self.engine, mailing_id, self.lock, self.journals, self.clock())
+
     async def _idle(self, mailing_id: int, report: Report) -> bool:
         """Nothing to claim now: finish the mailing, or wait for a retry. True: look again."""
+        self.reconcile(mailing_id)  # another sender may have died since we began
         counts = mailings.counts(self.engine, mailing_id, self.lock)
         if counts.to_do == 0 and counts.in_flight == 0:
             mailings.set_status(
@@ -217,7 +243,7 @@ class Sender:
         return True
 
     async def _sleep(self, seconds: float) -> None:
-        assert self._stopped is not None
+        """Wait SECONDS, or less if stop() is called."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), seconds)
 
@@ -228,11 +254,20 @@ class Sender:
 class _Job:
     """One mailing as one sender sends it: its templates, its retry deadline, its counters."""
 
-    def __init__(self, sender: Sender, mailing: Mailing, encoded: dict[str, Template]) -> None:
+    def __init__(
+        self,
+        sender: Sender,
+        mailing: Mailing,
+        encoded: dict[str, Template],
+        written: journal.Journal | journal.Off,
+        changes: Changes,
+    ) -> None:
         self.sender = sender
         self.config = sender.config
         self.mailing = mailing
         self.templates = encoded
+        self.journal = written
+        self.changes = changes
         self.deadline = mailing.created_at + timedelta(
             hours=self.config.number("sending.retry_hours")
         )
@@ -240,22 +275,30 @@ class _Job:
         with transaction(sender.engine) as session:
             self.list_ids = segments.unsubscribe_lists(session, mailing.expression)
 
+    def close(self, settled: bool = True) -> None:
+        self.changes.close()
+        self.journal.close(discard=settled)
+        self.sender.pool.journal = NoJournal()
+
     async def send(self, batch: list[Claimed], report: Report) -> None:
         sender = self.sender
+        self.changes.changed()  # from here on, a commit by anyone else shows
+        keep = self._audience(batch)
         with transaction(sender.engine) as session:
-            ids = [c.subscriber_id for c in batch if c.subscriber_id is not None]
-            keep = mailings.still_in_audience(session, self.mailing.expression, ids)
             people = mailings.people(session, keep)
         results: dict[int, Result] = {}
-        for claimed in batch:
-            if claimed.subscriber_id not in keep:
-                results[claimed.id] = Result(
-                    claimed,
-                    D.SKIPPED,
-                    "no longer in the audience (unsubscribed, bounced or erased)",
-                )
+        self._skip(batch, keep, results)
         by_id = {c.id: c for c in batch}
         now = sender.clock()
+
+        def ready(message: Outgoing) -> bool:
+            """The last look before MESSAGE goes: if anything changed since the batch's
+            audience check, check again who of the rest is still in it."""
+            if self.changes.changed():
+                rest = [c for c in batch if c.id not in results]
+                keep.intersection_update(self._audience(rest))
+                self._skip(rest, keep, results)
+            return message.key not in results
 
         def heard(outcome: Outcome) -> None:
             results[outcome.key] = self._result(by_id[outcome.key], outcome, now, report)
@@ -263,15 +306,31 @@ class _Job:
                 sender.on_result(results[outcome.key])
 
         sender.pool.stopping = sender.stopping  # a pause in an earlier mailing stopped it
-        await sender.pool.send_all(self._messages(batch, people, results, report), heard)
+        await sender.pool.send_all(self._messages(batch, people, results, report), heard, ready)
         for claimed in batch:
             if claimed.id not in results:  # taken by no connection: back to the queue
                 results[claimed.id] = Result(claimed, D.PENDING, "")
             else:
                 report.skipped += results[claimed.id].status == D.SKIPPED
         mailings.record(sender.engine, self.config, list(results.values()), sender.clock())
+        self.journal.settled()
         if report.paused:
             mailings.pause(sender.engine, self.mailing.id, report.paused)
+
+    def _audience(self, batch: list[Claimed]) -> set[int]:
+        with transaction(self.sender.engine) as session:
+            ids = [c.subscriber_id for c in batch if c.subscriber_id is not None]
+            return mailings.still_in_audience(session, self.mailing.expression, ids)
+
+    @staticmethod
+    def _skip(batch: list[Claimed], keep: set[int], results: dict[int, Result]) -> None:
+        for claimed in batch:
+            if claimed.subscriber_id not in keep:
+                results[claimed.id] = Result(
+                    claimed,
+                    D.SKIPPED,
+                    "no longer in the audience (unsubscribed, bounced or erased)",
+                )
 
     def _messages(
         self,

@@ -36,7 +36,7 @@ public = false
 opt_in = "double"
 """
 
-GITIGNORE = ".env\nnewsroom.db\nnewsroom.db-*\nmaildir/\n"
+GITIGNORE = ".env\nnewsroom.db\nnewsroom.db-*\nmaildir/\njournal/\n"
 
 
 @dataclass

@@ -490,6 +490,8 @@ def _leave(site: Site, raw: Raw, request: Leaving) -> list[str]:
     else:
         changed = raw.execute(_LEAVE, {"s": person, "now": now})
     if changed:
+        if raw.dialect.name == "postgresql":
+            raw.cursor.execute(consent.NOTIFY_CHANGED)  # senders stop at once (changes.py)
         raw.execute_many(_EVENT, [
             consent.event_row(ConsentKind.UNSUBSCRIBED, subscriber_id=person,
                               list_id=list_id, origin=request.origin, now=now)

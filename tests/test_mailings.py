@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from newsroom import mailings, verp
+from newsroom import journal, mailings, verp
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
+from newsroom.journal import Journal
 from newsroom.mailings import Result
 from newsroom.models import BounceEvent, Delivery, MailingStatus, utcnow
 from newsroom.senders import SenderLock
@@ -262,3 +263,89 @@ def test_cancel_skips_what_is_left(sending_site: Site) -> None:
         mailings.resume(sending_site.engine, created.mailing_id)
     # a cancelled mailing does not count as "already had it"
     assert make_mailing(sending_site).count == 3
+
+
+def by_id(site: Site, mailing_id: int) -> dict[int, tuple[str, int]]:
+    with transaction(site.engine) as session:
+        rows = session.execute(
+            select(Delivery.id, Delivery.status, Delivery.attempts).where(
+                Delivery.mailing_id == mailing_id
+            )
+        )
+        return {id_: (status, attempts) for id_, status, attempts in rows}
+
+
+def dead_sender(site: Site, mailing_id: int, claims: int, boot: str | None = None) -> Journal:
+    """A sender that claimed CLAIMS deliveries and wrote a journal, then died (its journal
+    closed without being discarded, as the kernel closes it after a SIGKILL)."""
+    mailings.claim(site.engine, mailing_id, "gone:1:abc", claims, utcnow())
+    return Journal(journal.folder(site.root), "gone:1:abc", mailing_id, boot=boot)
+
+
+def test_a_dead_senders_journal_settles_all_but_the_unanswered(sending_site: Site) -> None:
+    subscribe(sending_site, 8)
+    created = make_mailing(sending_site)
+    written = dead_sender(sending_site, created.mailing_id, 6)
+    first = min(by_id(sending_site, created.mailing_id))
+    one, two, three, four = first, first + 1, first + 2, first + 3  # five and six: never handed
+    written.handed(one)
+    written.answered(one, 250)
+    written.handed(two)  # the dot went out, no answer: uncertain
+    written.handed(three)
+    written.answered(three, 451)
+    written.handed(four)
+    written.answered(four, 250)
+    written.close(discard=False)
+    with SenderLock(sending_site.engine) as lock:
+        where = journal.folder(sending_site.root)
+        assert (
+            mailings.reconcile(sending_site.engine, created.mailing_id, lock, where, utcnow()) == 5
+        )
+        assert mailings.counts(sending_site.engine, created.mailing_id, lock).uncertain == 1
+    rows = by_id(sending_site, created.mailing_id)
+    assert [rows[i] for i in (one, two, three, four)] == [
+        ("sent", 1), ("sending", 1), ("pending", 1), ("sent", 1)
+    ]  # fmt: skip
+    assert rows[first + 4] == rows[first + 5] == rows[first + 6] == ("pending", 0)
+    assert not journal.path(where, "gone:1:abc", created.mailing_id).exists()
+
+
+def test_a_journal_of_another_boot_or_a_live_writer_is_not_trusted(sending_site: Site) -> None:
+    subscribe(sending_site, 4)
+    created = make_mailing(sending_site)
+    written = dead_sender(sending_site, created.mailing_id, 3, boot="another-boot")
+    for key in by_id(sending_site, created.mailing_id):
+        written.handed(key)
+        written.answered(key, 250)
+    where = journal.folder(sending_site.root)
+    with SenderLock(sending_site.engine) as lock:
+        # still open: its writer holds the flock, so it may be alive (another database session)
+        assert (
+            mailings.reconcile(sending_site.engine, created.mailing_id, lock, where, utcnow()) == 0
+        )
+        written.close(discard=False)  # died after a power cut: the page cache may have lost lines
+        assert (
+            mailings.reconcile(sending_site.engine, created.mailing_id, lock, where, utcnow()) == 0
+        )
+        assert mailings.counts(sending_site.engine, created.mailing_id, lock).uncertain == 3
+
+
+def test_a_journal_cut_short_or_garbled() -> None:
+    header = b"newsroom-journal 1 boot-1 host:1:ab\n"
+    said = journal.parse(header + b"h 7\na 7 250\nh 8\na 8 2", "host:1:ab", "boot-1")
+    assert said is not None and said.answered == {7: 250} and said.handed == {8}
+    assert journal.parse(header + b"h 7\nx 9\n", "host:1:ab", "boot-1") is None
+    assert journal.parse(header + b"h 7\n", "host:1:ab", "boot-2") is None
+    assert journal.parse(header + b"h 7\n", "other:2:cd", "boot-1") is None
+    assert journal.parse(b"newsroom-journal 1  host:1:ab\nh 7\n", "host:1:ab", "") is None
+
+
+def test_a_clean_run_leaves_no_journal_and_journal_off_writes_none(sending_site: Site) -> None:
+    subscribe(sending_site, 3)
+    where = journal.folder(sending_site.root)
+    assert run(sending_site, make_mailing(sending_site).mailing_id).sent == 3
+    assert list(where.iterdir()) == []  # everything it said is in the database now
+    sending_site.config._values["sending.journal"] = False
+    where.rmdir()
+    assert run(sending_site, make_mailing(sending_site, slug="second").mailing_id).sent == 3
+    assert not where.exists()
