@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -19,7 +20,9 @@ from markdown_it.token import Token
 
 Report = Callable[[int, str], None]
 
-FIELD = re.compile(r"\{\{\s*([^{}|]*?)\s*(?:\|\s*([^{}]*?)\s*)?\}\}")
+# Possessive runs, spaces stripped afterwards (`field_parts`): lazy runs beside \s* are quadratic
+# in a long run of spaces after "{{".
+FIELD = re.compile(r"\{\{([^{}|]*+)(?:\|([^{}]*+))?\}\}")
 # The merge fields a volunteer may use, with what the public variant (web, feeds) says instead.
 FIELDS = {"first_name": "friend", "name": "friend", "email": ""}
 RESERVED = ("unsubscribe_url", "preferences_url")  # filled by the sender for the footer
@@ -28,6 +31,7 @@ RESERVED = ("unsubscribe_url", "preferences_url")  # filled by the sender for th
 SENTINEL = re.compile(r"(?:\ue000|\\u\{e000\})(\d+)\ue002*(?:\ue001|\\u\{e001\})")
 SENTINEL_WIDTH = 10
 LINK_SCHEMES = ("https", "http", "mailto", "tel")
+LABEL_TOKENS = 8  # a vague link text ("click here") is a token or two; more is never vague
 VAGUE = {"here", "click here", "this", "link", "read more", "more", "this link", "click"}
 
 MD = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
@@ -73,9 +77,15 @@ def field_problem(name: str) -> str | None:
     )
 
 
+def field_parts(match: re.Match[str]) -> tuple[str, str | None]:
+    """A merge field's name and fallback (None: no "|"), without the spaces around them."""
+    fallback = match.group(2)
+    return match.group(1).strip(), fallback.strip() if fallback is not None else None
+
+
 def check_fields(text: str, first_line: int, report: Report) -> None:
     for match in FIELD.finditer(text):
-        problem = field_problem(match.group(1))
+        problem = field_problem(field_parts(match)[0])
         if problem:
             report(first_line + text.count("\n", 0, match.start()), problem)
 
@@ -104,7 +114,7 @@ def url_problem(url: str, what: str) -> str | None:
 def check(text: str, first_line: int, report: Report) -> None:
     """Report bad links, images without alt text and unknown merge fields in one Markdown text."""
     check_fields(text, first_line, report)
-    lines = text.splitlines()
+    lines = _Locator(text)
     for token, child in _inline_children(MD.parse(text)):
         if child.type == "link_open":
             url = str(child.attrGet("href") or "")
@@ -117,7 +127,7 @@ def check(text: str, first_line: int, report: Report) -> None:
         else:
             continue
         if problem:
-            report(first_line + _line_of(url, token, lines), problem)
+            report(first_line + lines.line_of(url, token), problem)
 
 
 def _inline_children(tokens: list[Token]) -> Iterator[tuple[Token, Token]]:
@@ -126,12 +136,31 @@ def _inline_children(tokens: list[Token]) -> Iterator[tuple[Token, Token]]:
             yield token, child
 
 
-def _line_of(needle: str, token: Token, lines: list[str]) -> int:
-    start, end = token.map or (0, len(lines))
-    for index in range(start, min(end, len(lines))):
-        if needle in lines[index] or unquote(needle) in lines[index]:  # markdown-it encodes
-            return index
-    return start
+class _Locator:
+    """The line of each link or image of a text, asked in reading order: each search starts
+    where the last one in the same paragraph ended and looks a bounded way ahead, so a
+    paragraph of thousands of links costs one pass, not one pass per link."""
+
+    AHEAD = 4096  # characters searched past the last link found
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.starts = [0, *(m.end() for m in re.finditer("\n", text))]
+        self.token: Token | None = None
+        self.cursor = 0
+
+    def line_of(self, needle: str, token: Token) -> int:
+        if token is not self.token:
+            self.token = token
+            first = token.map[0] if token.map else 0
+            self.cursor = self.starts[min(first, len(self.starts) - 1)]
+        for candidate in (needle, unquote(needle)):  # markdown-it percent-encodes addresses
+            end = self.cursor + self.AHEAD + len(candidate)
+            found = self.text.find(candidate, self.cursor, end)
+            if found >= 0:
+                self.cursor = found
+                break
+        return bisect_right(self.starts, self.cursor) - 1
 
 
 @dataclass
@@ -144,7 +173,7 @@ class FieldTable:
         """Swap each merge field for a sentinel Markdown and templates leave alone."""
 
         def swap(match: re.Match[str]) -> str:
-            self.fields.append((match.group(1), match.group(2)))
+            self.fields.append(field_parts(match))
             number = str(len(self.fields) - 1)
             return f"\ue000{number}{chr(0xE002) * (SENTINEL_WIDTH - 2 - len(number))}\ue001"
 
@@ -180,33 +209,33 @@ def inline_html(text: str, fields: FieldTable) -> str:
 
 def vague_links(text: str) -> Iterator[tuple[int, str]]:
     """(line offset, link text) of links whose text says nothing out of context."""
-    lines = text.splitlines()
-    for token, child in _inline_children(MD.parse(text)):
-        if child.type != "link_open":
-            continue
-        label = _label_after(token.children or [], child)
-        if label.strip().lower().strip(".!:") in VAGUE:
-            yield _line_of(str(child.attrGet("href") or ""), token, lines), label
+    lines = _Locator(text)
+    for token in MD.parse(text):
+        children = token.children or []
+        for index, child in enumerate(children):
+            if child.type != "link_open":
+                continue
+            label = _label_after(children, index)
+            if label.strip().lower().strip(".!:") in VAGUE:
+                yield lines.line_of(str(child.attrGet("href") or ""), token), label
 
 
-def _label_after(children: list[Token], opening: Token) -> str:
-    words, inside = [], False
-    for child in children:
-        if child is opening:
-            inside = True
-        elif inside and child.type == "link_close":
-            break
-        elif inside:
-            words.append(child.content)
-    return "".join(words)
+def _label_after(children: list[Token], opening: int) -> str:
+    """The text of the link opened at index OPENING; at most a few words are ever wanted."""
+    words: list[str] = []
+    for child in children[opening + 1 : opening + 1 + LABEL_TOKENS]:
+        if child.type == "link_close":
+            return "".join(words)
+        words.append(child.content)
+    return ""  # a long label: not vague, whatever its first words
 
 
 def links_in(text: str) -> Iterator[tuple[int, str]]:
-    lines = text.splitlines()
+    lines = _Locator(text)
     for token, child in _inline_children(MD.parse(text)):
         if child.type in ("link_open", "image"):
             url = str(child.attrGet("href") or child.attrGet("src") or "")
-            yield _line_of(url, token, lines), url
+            yield lines.line_of(url, token), url
 
 
 # Plain text ---------------------------------------------------------------------------------
@@ -371,6 +400,9 @@ def _inline(children: list[Token], refs: References) -> str:
 
 def fill_public(text: str) -> str:
     """Merge fields replaced by their fallbacks, as the public variant (web, feeds) says them."""
-    return FIELD.sub(
-        lambda m: m.group(2) if m.group(2) is not None else FIELDS.get(m.group(1), ""), text
-    )
+
+    def fallback(match: re.Match[str]) -> str:
+        name, value = field_parts(match)
+        return value if value is not None else FIELDS.get(name, "")
+
+    return FIELD.sub(fallback, text)

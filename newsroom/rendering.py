@@ -247,8 +247,9 @@ def _block_item(
             ics_url=calendar.ics_url(issue, block, config),
         )
     elif isinstance(data, blocks.Supporters):
-        half = (len(data.names) + 1) // 2
-        item["columns"] = [data.names[:half], data.names[half:]] if half else []
+        names = [fields.protect(name) for name in data.names]  # merge fields as in the body
+        half = (len(names) + 1) // 2
+        item["columns"] = [names[:half], names[half:]] if half else []
         item["count_words"] = supporters_count(len(data.names))
     elif isinstance(data, blocks.Motion):
         item["byline"] = motion_byline(data)

@@ -82,7 +82,7 @@ def test_check_a_missing_or_non_utf8_issue(cli: Run, site_dir: Path) -> None:
     wrong = cli("check", str(latin))
     assert wrong.exit_code == 1
     assert wrong.stderr == (
-        "Error: issues/2020-01-02-latin.md: not UTF-8 text: save the file as UTF-8\n"
+        "issues/2020-01-02-latin.md:2: not UTF-8 (byte 0xE9 at column 11): save the file as UTF-8\n"
     )
 
 
