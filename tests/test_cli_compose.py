@@ -144,7 +144,7 @@ LOL = '["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'
 BOMB = (
     f"---\ntitle: T\ndate: 2021-01-01\na: &a {LOL}\n"
     + "".join(f"{b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in pairwise("abcdefghi"))
-    + "---\nx\n"
+    + "summary: *i\n---\nx\n"
 )
 HOSTILE = [
     (
