@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from newsroom import blocks, calendar, rendering, segments
+from newsroom import blocks, calendar, markup, rendering, segments
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
 from newsroom.issues import Issue, load_all, load_issue, shown_path, slug_problems
@@ -54,7 +54,9 @@ class Published:
 
 def publish(issue: Issue, site: Site) -> Published:
     config = site.config
-    content = rendering.render_variant(issue, config, Audience(False), "public").content_html
+    with markup.reuse():  # the content and the page render the same variant
+        content = rendering.render_variant(issue, config, Audience(False), "public").content_html
+        page = rendering.web_page(issue, config)
     stamp = datetime.combine(issue.date, time(0, 0), UTC)  # stable DTSTAMP: same issue, same bytes
     return Published(
         issue,
@@ -62,7 +64,7 @@ def publish(issue: Issue, site: Site) -> Published:
         fill_public(issue.summary),
         blocks.date_words(issue.date),
         content,
-        rendering.web_page(issue, config),
+        page,
         calendar.ics_files(issue, config, stamp),
     )
 

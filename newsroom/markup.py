@@ -11,7 +11,10 @@ import re
 import textwrap
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import nh3
@@ -19,6 +22,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 Report = Callable[[int, str], None]
+T = TypeVar("T")
 
 # Possessive runs, spaces stripped afterwards (`field_parts`): lazy runs beside \s* are quadratic
 # in a long run of spaces after "{{".
@@ -174,10 +178,50 @@ class FieldTable:
 
         def swap(match: re.Match[str]) -> str:
             self.fields.append(field_parts(match))
-            number = str(len(self.fields) - 1)
-            return f"\ue000{number}{chr(0xE002) * (SENTINEL_WIDTH - 2 - len(number))}\ue001"
+            return _sentinel(len(self.fields) - 1)
 
         return FIELD.sub(swap, text)
+
+    def adopt(self, local: FieldTable, rendered: str) -> str:
+        """RENDERED, made from a text protected by LOCAL (numbered from 0), with its sentinels
+        renumbered to follow this table's, which takes LOCAL's fields."""
+        offset = len(self.fields)
+        self.fields.extend(local.fields)
+        if not offset or not local.fields:
+            return rendered
+        return RAW_SENTINEL.sub(lambda m: _sentinel(int(m.group(1)) + offset), rendered)
+
+
+def _sentinel(number: int) -> str:
+    digits = str(number)
+    return f"\ue000{digits}{chr(0xE002) * (SENTINEL_WIDTH - 2 - len(digits))}\ue001"
+
+
+RAW_SENTINEL = re.compile("\ue000(\\d+)\ue002*\ue001")  # as protect writes them, before MJML
+# Within `reuse()`: each Markdown text's rendering, kept for every variant of the issue.
+_memo: ContextVar[dict[tuple[Any, ...], Any] | None] = ContextVar("markup_memo", default=None)
+
+
+@contextmanager
+def reuse() -> Iterator[None]:
+    """Within this block each Markdown text is parsed once, however many variants are rendered
+    from it: an issue with six `only` expressions has 65, and a 64 KB issue parsed 130 times
+    takes minutes. Texts are protected from 0 (`FieldTable.adopt` renumbers them), so a text
+    is the same key in every variant."""
+    token = _memo.set({})
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
+def _kept(key: tuple[Any, ...], make: Callable[[], T]) -> T:
+    memo = _memo.get()
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return cast(T, memo[key])
 
 
 @dataclass
@@ -193,14 +237,24 @@ class Outline:
 
 
 def to_html(text: str, fields: FieldTable, outline: Outline, base: int = 2) -> str:
-    tokens = MD.parse(fields.protect(text))
+    local = FieldTable()
+    protected = local.protect(text)
+    key = ("html", protected, outline.last, base)
+    html, outline.last = _kept(key, lambda: _html(protected, outline.last, base))
+    return fields.adopt(local, html)
+
+
+def _html(protected: str, last: int, base: int) -> tuple[str, int]:
+    """The HTML of a protected text, and the heading level it ends on (it started after LAST)."""
+    outline = Outline(last)
+    tokens = MD.parse(protected)
     for token in tokens:
         if token.type == "heading_open":
             token.tag = f"h{outline.level(int(token.tag[1]), base)}"
         elif token.type == "heading_close":
             token.tag = f"h{outline.last}"
     html = MD.renderer.render(tokens, MD.options, {})
-    return sanitise(html).replace("{{", "&#123;{")
+    return sanitise(html).replace("{{", "&#123;{"), outline.last
 
 
 def inline_html(text: str, fields: FieldTable) -> str:
@@ -276,7 +330,10 @@ def wrap(text: str, first: str = "", rest: str | None = None, width: int = WIDTH
 
 def to_text(text: str, fields: FieldTable, refs: References, indent: str = "") -> str:
     """A Markdown text as plain text: paragraphs wrapped, lists marked, links numbered."""
-    return _TextRenderer(refs, indent).render(MD.parse(fields.protect(text)))
+    local = FieldTable()
+    protected = local.protect(text)
+    tokens = _kept(("tokens", protected), lambda: MD.parse(protected))  # only read below
+    return fields.adopt(local, _TextRenderer(refs, indent).render(tokens))
 
 
 def inline_text(text: str, fields: FieldTable, refs: References) -> str:

@@ -108,12 +108,13 @@ def only_expressions(issue: Issue) -> tuple[str, ...]:
 def render(issue: Issue, config: Config) -> Rendered:
     """Every variant of ISSUE: the public one and one per combination of only blocks."""
     expressions = only_expressions(issue)  # at most issues.MAX_ONLY: load_issue checks
-    variants = {"public": render_variant(issue, config, Audience(False), "public")}
-    for size in range(len(expressions) + 1):
-        for chosen in combinations(range(len(expressions)), size):
-            key = "+".join(["email", *(str(i + 1) for i in chosen)])
-            audience = Audience(True, frozenset(expressions[i] for i in chosen))
-            variants[key] = render_variant(issue, config, audience, key)
+    with markup.reuse():  # each text parsed once for all the variants
+        variants = {"public": render_variant(issue, config, Audience(False), "public")}
+        for size in range(len(expressions) + 1):
+            for chosen in combinations(range(len(expressions)), size):
+                key = "+".join(["email", *(str(i + 1) for i in chosen)])
+                audience = Audience(True, frozenset(expressions[i] for i in chosen))
+                variants[key] = render_variant(issue, config, audience, key)
     return Rendered(issue, variants, expressions)
 
 
