@@ -50,6 +50,12 @@ HOSTILE = {
     + "\n---\n",
     "far-years.issue": "---\ntitle: T\ndate: 9999-12-31\n---\n::: meeting A\nwhen: 9999-12-31 23:30\n"
     "until: 00:30\n:::\n\n::: meeting B\nwhen: 0001-01-01 00:10\ntimezone: Asia/Tokyo\n:::\n",
+    "many-variants.issue": "---\ntitle: T\ndate: 2021-01-01\n---\n"  # 65 variants of 20 KB
+    + "".join(
+        f"::: only tag:t{n}\nFor {{{{name}}}} [group {n}](https://e.org/{n}).\n:::\n\n"
+        for n in range(6)
+    )
+    + ("[" * 2000 + "\n\n") * 10,
     "long-lines.issue": "---\ntitle: T\ndate: 2021-01-01\n---\n::: private x"
     + " " * 20000
     + "y\n:::\n\n{{"
@@ -106,6 +112,10 @@ def main() -> None:
         )
     for name, text in HOSTILE.items():
         (OUT / name).write_text(text, encoding="utf-8")
+    (OUT / ".gitattributes").write_text(
+        "# Kept byte for byte: some are not UTF-8, or hold CRs and control characters.\n"
+        "* -text -diff\n"
+    )
     print(f"wrote {MUTANTS + len(HOSTILE)} issues to {OUT}")
 
 
