@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from newsroom import blocks, calendar, rendering, segments
+from newsroom import blocks, calendar, markup, rendering, segments
 from newsroom.database import transaction
-from newsroom.errors import NewsroomError, ProblemsError
-from newsroom.issues import Issue, load_all, load_issue
+from newsroom.errors import NewsroomError
+from newsroom.issues import Issue, load_all, load_issue, shown_path, slug_problems
 from newsroom.markup import fill_public
 from newsroom.models import Mailing, MailingStatus
 from newsroom.rendering import Audience
@@ -54,14 +54,16 @@ class Published:
 
 def publish(issue: Issue, site: Site) -> Published:
     config = site.config
-    content = rendering.render_variant(issue, config, Audience(False), "public").content_html
+    with markup.reuse():  # the content and the page render the same variant
+        content = rendering.render_variant(issue, config, Audience(False), "public").content_html
+        page = rendering.web_page(issue, config)
     return Published(
         issue,
         fill_public(issue.title),
         fill_public(issue.summary),
         blocks.date_words(issue.date),
         content,
-        rendering.web_page(issue, config),
+        page,
         calendar.ics_files(issue, config),
     )
 
@@ -108,12 +110,24 @@ class Archive:
         return tuple(found)
 
     def _load(self) -> list[Published]:
+        """Every correct issue rendered. One bad file never takes the archive down: an issue
+        with mistakes is left out and logged, and so is every file of a slug two files share
+        (which of them the address means is anybody's guess, so neither is served)."""
+        config = self.site.config
+        paths = sorted(self.site.issues_dir.glob("*.md"))
+        clashes = slug_problems(paths, config)
         found = []
-        for path in sorted(self.site.issues_dir.glob("*.md")):
+        for path in paths:
+            clash = clashes.get(path.resolve())
+            if clash:
+                log.error("not published: %s", clash[0])
+                continue
             try:
-                found.append(publish(load_issue(path, self.site.config), self.site))
-            except ProblemsError as exc:  # a draft with mistakes: left out, said in the log
+                found.append(publish(load_issue(path, config), self.site))
+            except NewsroomError as exc:  # a draft with mistakes, unreadable, or just deleted
                 log.warning("not published: %s", str(exc).splitlines()[0])
+            except Exception:  # a bug of ours: the rest of the archive is still served
+                log.exception("not published: %s", shown_path(path, config))
         return sorted(found, key=lambda p: (p.date, p.slug), reverse=True)
 
 

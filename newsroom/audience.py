@@ -6,15 +6,16 @@ with the list; an issue's `only` blocks are matched per chunk with one query per
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from newsroom import segments
 from newsroom.database import transaction
-from newsroom.mailings import HAD, Member
-from newsroom.models import Delivery, Mailing, MailingStatus, Subscriber
+from newsroom.mailings import AlreadyHad, Member
+from newsroom.models import Subscriber
 
 Matches = Callable[[str], bool]
 Choose = Callable[[Matches], str]  # given "does this person match EXPRESSION?", a variant key
@@ -56,16 +57,23 @@ class _Chunk:
         return lambda only: subscriber_id in self.matching(only)
 
 
-def size(engine: Engine, expression: str, issue_slug: str) -> tuple[int, int]:
-    """(how many EXPRESSION selects, how many of them already had ISSUE_SLUG)."""
+def size(engine: Engine, expression: str, issue_slug: str) -> tuple[int, int, str]:
+    """(how many EXPRESSION selects, how many of them already had ISSUE_SLUG, and a sentence
+    saying so, naming the issue and the mailings: see `mailings.AlreadyHad`)."""
     with transaction(engine) as session:
         segment = segments.resolve(session, expression)
         total = segment.count(session)
-        emails = select(Subscriber.email).where(segment.condition)
-        had = session.scalar(
-            select(func.count(func.distinct(Delivery.email)))
-            .join(Mailing, Mailing.id == Delivery.mailing_id)
-            .where(Mailing.issue_slug == issue_slug, Mailing.status != MailingStatus.CANCELLED)
-            .where(Delivery.status.in_(HAD), Delivery.email.in_(emails))
-        )
-    return total, int(had or 0)
+        had = AlreadyHad(issue_slug)
+        had.count_among(session, select(Subscriber.email).where(segment.condition))
+        return total, had.count, had.sentence(session) if had.count else ""
+
+
+def fresh(
+    engine: Engine, members: Iterable[Member], had: AlreadyHad, chunk: int = 5000
+) -> Iterator[Member]:
+    """MEMBERS without those who already had the issue, left out (and counted in HAD) as
+    `mailings.create` leaves them out."""
+    iterator = iter(members)
+    while batch := list(islice(iterator, chunk)):
+        with transaction(engine) as session:
+            yield from had.sift(session, batch)

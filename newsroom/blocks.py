@@ -17,8 +17,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from newsroom import segments
-from newsroom.errors import NewsroomError
+from newsroom import markup, segments, textfiles
+from newsroom.errors import NewsroomError, ProblemsError
 
 Keys = dict[str, tuple[str, int]]  # key -> (value, line)
 Report = Callable[[int, str], None]  # report(line, message)
@@ -45,6 +45,9 @@ SPECS: dict[str, Spec] = {
     "only": Spec(container=True),
 }
 TYPES = ", ".join(SPECS)
+# Meeting years: far enough from datetime's limits (1 and 9999) that an end a day later, a
+# default hour's length or a time zone's offset in the .ics never overflows.
+MIN_YEAR, MAX_YEAR = 1900, 2999
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,8 @@ class Where:
     body_line: int
     base: Path
     timezone: str  # the site's, for meetings that name none
+    root: Path  # the site's issues/ folder: every file an issue names must be inside it
+    report_file: Callable[[str, int, str], None]  # a problem in a named file: (file, line, text)
 
 
 def build(type_: str, title: str, keys: Keys, body: str, at: Where, report: Report) -> Data:
@@ -219,7 +224,7 @@ def _meeting(
     zone_name = value.get("timezone", "") or site_zone
     try:
         zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long, a folder
         report(
             where.get("timezone", line),
             f'unknown time zone "{zone_name}" for "timezone": use a name such as Europe/London',
@@ -253,6 +258,13 @@ def _datetime(
         report(
             line,
             f'bad date and time "{text}" for "{key}": write it as YYYY-MM-DD HH:MM, such as 2022-10-05 18:30',
+        )
+        return None
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        report(
+            line,
+            f'the year {moment.year} in "{key}" is out of range: a meeting takes place between '
+            f"{MIN_YEAR} and {MAX_YEAR}",
         )
         return None
     return moment.replace(tzinfo=zone) if zone else moment
@@ -292,31 +304,79 @@ def _supporters(
 ) -> Supporters:
     source, line = value.get("source", ""), at.line
     if source:
-        path = at.base / source
-        if not path.is_file():
-            report(
-                where["source"],
-                f'supporters file "{source}" not found in {at.base.name}/, the folder of the '
-                "issue: create it there, one name per line",
-            )
+        path = named_file(source, "supporters file", at, where["source"], report)
+        if path is None:
             return Supporters((), source, body)
-        return Supporters(supporter_names(path.read_text(encoding="utf-8")), source, body)
+        return Supporters(_read_names(path, source, at), source, body)
     else:
+        # [ \t]*, not \s*: \s would run on across blank lines from every line start (quadratic).
         names = tuple(
-            m.group(1).strip() for m in re.finditer(r"^\s*[-*+]\s+(.+)$", body, re.MULTILINE)
+            m.group(1).strip() for m in re.finditer(r"^[ \t]*[-*+][ \t]+(.+)$", body, re.MULTILINE)
         )
         if not names:
             report(
                 line,
                 'the supporters block has no names: add "source: FILE.txt" or a Markdown list ("- Name")',
             )
-    intro = re.sub(r"^\s*[-*+]\s+.+$\n?", "", body, flags=re.MULTILINE).strip()
+    intro = re.sub(r"^[ \t]*[-*+][ \t]+.+$\n?", "", body, flags=re.MULTILINE).strip()
     return Supporters(names, source, intro)
+
+
+def named_file(name: str, what: str, at: Where, line: int, report: Report) -> Path | None:
+    """The file NAME (relative to the issue) resolved, symlinks and all, if it lies inside the
+    site's issues/ folder; else a problem at LINE and None. Anything an issue names is
+    published, so `../.env`, an absolute path or a symlink pointing out would publish it."""
+    root = at.root.resolve()
+    outside = (
+        f'{what} "{name}" is outside the issues/ folder: an issue may only name files in '
+        "issues/ (the file is published with it)"
+    )
+    if Path(name).is_absolute() or "\0" in name:
+        report(line, outside)
+        return None
+    try:
+        path = (at.base / name).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        report(line, outside)
+        return None
+    if not path.is_relative_to(root):
+        report(line, outside)
+        return None
+    if not path.is_file():
+        report(
+            line,
+            f'{what} "{name}" not found in {at.base.name}/, the folder of the '
+            "issue: create it there, one name per line",
+        )
+        return None
+    return path
+
+
+MAX_SUPPORTERS_BYTES = 128 * 1024
+
+
+def _read_names(path: Path, source: str, at: Where) -> tuple[str, ...]:
+    """The names in a supporters file; its problems are reported at its own lines."""
+    shown = f"{at.root.name}/{path.relative_to(at.root.resolve()).as_posix()}"
+    try:
+        text = textfiles.read(path, shown, MAX_SUPPORTERS_BYTES)
+    except ProblemsError as exc:
+        for problem in exc.problems:
+            at.report_file(problem.path, problem.line, problem.message)
+        return ()
+    except OSError as exc:
+        at.report_file(shown, 0, f"cannot be read: {exc.strerror}")
+        return ()
+    for line, message in textfiles.control_characters(text):
+        at.report_file(shown, line, message)
+    # Names are shown like the body's text, merge fields included, so they are checked alike.
+    markup.check_fields(text, 1, lambda n, message: at.report_file(shown, n, message))
+    return supporter_names(text)
 
 
 def supporter_names(text: str) -> tuple[str, ...]:
     """One name per line; blank lines and lines starting with # are skipped."""
-    lines = (ln.strip().lstrip("-*").strip() for ln in text.splitlines())
+    lines = (ln.strip().lstrip("-*").strip() for ln in textfiles.lines(text))
     return tuple(ln for ln in lines if ln and not ln.startswith("#"))
 
 

@@ -44,6 +44,17 @@ class State:
     def now(self) -> datetime:
         return self.clock()
 
+    def database_problem(self, exc: Exception) -> str | None:
+        """What to do when EXC is a database error because the site's database is not set up
+        (no tables: a new PostgreSQL database, a deleted newsroom.db) or not up to date."""
+        opened = self._site is not None and "engine" in self._site.__dict__
+        if not opened or not type(exc).__module__.startswith("sqlalchemy"):
+            return None
+        from newsroom import database
+
+        assert self._site is not None
+        return database.setup_problem(self._site.engine)
+
     def close(self) -> None:
         """Close the database connections a command opened (psycopg warns about leaked ones)."""
         if self._site is not None:
@@ -77,6 +88,10 @@ class Group(click.Group):
         except Exception as exc:  # a bug of ours: still one line, the traceback with --debug
             if pressed():  # unless it is a Ctrl-C that came wrapped (console._on_interrupt)
                 interrupted()
+            state = ctx.find_object(State)
+            problem = state.database_problem(exc) if state is not None else None
+            if problem:
+                self._fail(ctx, exc, f"Error: {problem}")
             self._fail(
                 ctx,
                 exc,

@@ -161,12 +161,17 @@ def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) ->
     errors: list[Problem] = []
     warned: list[Problem] = []
     report: list[dict[str, Any]] = []
-    for path in _targets(site, paths):
+    targets = _targets(site, paths)
+    clashes = issues.slug_problems(targets, site.config)  # a slug two files share
+    for path in targets:
+        wrong = clashes.get(path.resolve(), [])
         try:
             issue = issues.load_issue(path, site.config)
         except ProblemsError as exc:
-            errors.extend(exc.problems)
-            report.append({"path": str(path), "errors": [str(p) for p in exc.problems]})
+            wrong = [*exc.problems, *wrong]
+        if wrong:
+            errors.extend(wrong)
+            report.append({"path": str(path), "errors": [str(p) for p in wrong]})
             continue
         rendered = render(issue, site.config)
         shown = issues.shown_path(path, site.config)

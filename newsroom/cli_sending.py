@@ -83,8 +83,9 @@ def send(
     if not target:
         raise NewsroomError(f"{planned.path.name}: no `to:` in the issue; say who with --to EXPR")
     outbox.preflight(site, target)
+    outbox.check_history(site, planned)
     if dry_run:
-        _dry_run(site, planned, target)
+        _dry_run(site, planned, target, again)
         return
     outbox.check_relay(site)
     if test_address:
@@ -93,15 +94,16 @@ def send(
         return
     from newsroom import audience
 
-    total, had = audience.size(site.engine, target, planned.slug)
+    total, had, sentence = audience.size(site.engine, target, planned.slug)
     going = total if again else total - had
     if going == 0:
         raise NewsroomError(
             f"nobody to send to: {target!r} selects {total} subscriber(s)"
-            + (f", all of whom already had {planned.slug} (use --again)" if had else "")
+            + (f"; {sentence}" if had else "")
         )
-    left_out = "" if again or not had else f" ({had} already had it and are left out)"
-    question = f"Send {planned.title!r} to {target!r}: {going} recipient(s){left_out}?"
+    if had and not again:
+        click.echo(sentence)
+    question = f"Send {planned.title!r} to {target!r}: {going} recipient(s)?"
     if not yes and not confirm(question):
         raise NewsroomError("nothing sent (answer y to send, or use --yes)")
     lock = SenderLock(site.engine).acquire()  # before creating: a second sender stops here
@@ -113,12 +115,16 @@ def send(
         lock.release()
 
 
-def _dry_run(site: Site, planned: outbox.Plan, target: str) -> None:
+def _dry_run(site: Site, planned: outbox.Plan, target: str, again: bool) -> None:
+    """Who a real send would freeze, leaving out (unless --again) the same people it would."""
     counts: dict[str, int] = {}
-    for member in outbox.dry_run(site, planned, target):
+    had = None if again else mailings.AlreadyHad(planned.slug)
+    for member in outbox.dry_run(site, planned, target, had):
         click.echo(f"{member.email}\t{member.variant_key}")
         counts[member.variant_key] = counts.get(member.variant_key, 0) + 1
     summary = ", ".join(f"{n} get {key}" for key, n in sorted(counts.items())) or "nobody"
+    if had is not None and had.count:
+        click.echo(outbox.already_had(site, had), err=True)
     click.echo(f"dry run: {planned.slug} to {target!r}: {summary}; nothing sent", err=True)
 
 

@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
@@ -193,6 +193,19 @@ def upgrade(engine: Engine) -> list[str]:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def setup_problem(engine: Engine) -> str | None:
+    """Why ENGINE's database cannot be used as it is, if migrations are missing; else None."""
+    try:
+        revision = current_revision(engine)
+    except SQLAlchemyError:
+        return None  # unreachable or broken some other way: the original error says more
+    if revision is None:
+        return "the database is not set up: run `newsroom db upgrade`"
+    if revision != head_revision():
+        return f"the database is not up to date (at {revision}): run `newsroom db upgrade`"
+    return None
 
 
 def head_revision() -> str:

@@ -14,28 +14,66 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from newsroom import blocks, markup, segments
+from newsroom import blocks, markup, segments, textfiles
 from newsroom.errors import NewsroomError, Problem, ProblemsError
 from newsroom.settings import Config
 
+FOLDER = "issues"  # the site's folder of issues (Site.issues_dir); every file they name is in it
 FRONT_KEYS = ("title", "date", "to", "summary", "slug")
 REQUIRED_FRONT = ("title", "date")
 FILE_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)\.md$")
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_ONLY = 6  # different `only` expressions in one issue: 2**6 email variants at most
-OPEN = re.compile(r"^:::\s*([A-Za-z][\w-]*)?\s*(.*?)\s*$")
+# Bounds on what one file may make us do (issue #11): rendering is linear in the size, and an
+# issue is sent as one email that Gmail clips at 102 KB of HTML anyway.
+MAX_ISSUE_BYTES = 64 * 1024
+MAX_FRONT_BYTES = 16 * 1024
+MAX_YAML_DEPTH = 8
+MAX_BLOCK_DEPTH = 6  # blocks inside blocks: private > only > meeting is 3
+# Greedy title, stripped afterwards: a lazy `(.*?)\s*$` is quadratic in a run of spaces.
+OPEN = re.compile(r"^:::\s*([A-Za-z][\w-]*)?(.*)$")
 CLOSE = re.compile(r"^:::\s*$")
 
 
+class Refused(yaml.MarkedYAMLError):
+    """Front matter YAML that is valid but not read: anchors, aliases, deep nesting."""
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML without timestamp magic: dates stay text, so a bad one is our message, not a crash."""
+    """YAML without timestamp magic: dates stay text, so a bad one is our message, not a crash.
+
+    Anchors and aliases are refused: a few hundred bytes of nested aliases ("billion laughs")
+    expand to gigabytes, and front matter has no use for them. Nesting is bounded, because
+    PyYAML composes nodes recursively."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise Refused(
+                problem="YAML anchors and aliases (& and *) are not allowed in the front "
+                "matter: write each value out",
+                problem_mark=event.start_mark,
+            )
+        if self.depth >= MAX_YAML_DEPTH:
+            raise Refused(
+                problem=f"the front matter nests lists or mappings more than {MAX_YAML_DEPTH} "
+                'deep: use plain "key: value" lines',
+                problem_mark=event.start_mark,
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
@@ -107,13 +145,24 @@ class _Frame:
     known: bool = True
 
 
+def _text(frame: _Frame, raw: str, number: int) -> None:
+    if not frame.text:
+        frame.text_line = number
+    frame.text.append(raw)
+
+
 class _Reader:
-    def __init__(self, path: Path, shown: str, timezone: str) -> None:
-        self.path, self.shown, self.timezone = path, shown, timezone
+    def __init__(self, path: Path, shown: str, timezone: str, folder: Path) -> None:
+        self.path, self.shown, self.timezone, self.folder = path, shown, timezone, folder
         self.problems: list[Problem] = []
+        self.too_deep = 0
 
     def report(self, line: int, message: str) -> None:
         self.problems.append(Problem(self.shown, line, message))
+
+    def report_in(self, shown: str, line: int, message: str) -> None:
+        """A problem in another file the issue names (a supporters list)."""
+        self.problems.append(Problem(shown, line, message))
 
     def front(self, lines: list[str]) -> tuple[dict[str, Any], int]:
         """The front matter and the index of the body's first line."""
@@ -127,8 +176,20 @@ class _Reader:
         if end is None:
             self.report(1, 'the front matter is never closed: add a line "---" after it')
             return {}, len(lines)
+        source = "\n".join(lines[1:end])
+        if len(source.encode()) > MAX_FRONT_BYTES:
+            self.report(
+                1,
+                f"the front matter is over {MAX_FRONT_BYTES // 1024} KB: it holds only the "
+                "title, date, to, summary and slug",
+            )
+            return {}, end + 1
         try:
-            data = yaml.load("\n".join(lines[1:end]), Loader=_Loader) or {}
+            data = yaml.load(source, Loader=_Loader) or {}
+        except Refused as exc:
+            mark = exc.problem_mark
+            self.report(mark.line + 2 if mark is not None else 1, str(exc.problem))
+            return {}, end + 1
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 2 if mark is not None else 1
@@ -155,10 +216,14 @@ class _Reader:
 
     def body(self, lines: list[str], start: int) -> tuple[Node, ...]:
         stack = [_Frame("", "", 0)]
+        self.too_deep = 0  # blocks opened beyond MAX_BLOCK_DEPTH: read as text, closed as such
         for index in range(start, len(lines)):
             raw, number = lines[index], index + 1
             top = stack[-1]
-            if CLOSE.match(raw):
+            if CLOSE.match(raw) and self.too_deep:
+                self.too_deep -= 1
+                _text(top, raw, number)
+            elif CLOSE.match(raw):
                 if len(stack) == 1:
                     self.report(
                         number,
@@ -179,9 +244,7 @@ class _Reader:
             ):
                 continue
             else:
-                if not top.text:
-                    top.text_line = number
-                top.text.append(raw)
+                _text(top, raw, number)
         while len(stack) > 1:
             frame = stack.pop()
             self.report(
@@ -194,9 +257,19 @@ class _Reader:
         return tuple(stack[0].nodes)
 
     def _open(self, raw: str, number: int, stack: list[_Frame]) -> None:
+        if len(stack) > MAX_BLOCK_DEPTH or self.too_deep:
+            if not self.too_deep:
+                self.report(
+                    number,
+                    f"blocks are nested more than {MAX_BLOCK_DEPTH} deep here: close some "
+                    'with ":::" first',
+                )
+            self.too_deep += 1
+            _text(stack[-1], raw, number)
+            return
         match = OPEN.match(raw)
         type_ = (match.group(1) or "") if match else ""
-        title = match.group(2) if match else ""
+        title = match.group(2).strip() if match else ""
         known = type_ in blocks.SPECS
         if not known:
             self.report(number, f'unknown block type "{type_}": use one of {blocks.TYPES}')
@@ -238,7 +311,12 @@ class _Reader:
         )
         blocks.check_keys(frame.type, frame.keys, frame.line, self.report)
         at = blocks.Where(
-            frame.line, body.line if body else frame.line + 1, self.path.parent, self.timezone
+            frame.line,
+            body.line if body else frame.line + 1,
+            self.path.parent,
+            self.timezone,
+            self.folder,
+            self.report_in,
         )
         data = blocks.build(
             frame.type, frame.title, frame.keys, body.text if body else "", at, self.report
@@ -268,14 +346,17 @@ def load_issue(path: Path, config: Config | None = None, shown: str | None = Non
     path = Path(path)
     shown = shown or shown_path(path, config)
     timezone = config.text("site.timezone") if config is not None else "Europe/London"
-    reader = _Reader(path, shown, timezone)
+    folder = config.site_dir / FOLDER if config is not None else path.parent
+    reader = _Reader(path, shown, timezone, folder)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = textfiles.read(path, shown, MAX_ISSUE_BYTES)
     except FileNotFoundError:
         raise NewsroomError(f"{shown}: no such issue file") from None
-    except UnicodeDecodeError:
-        raise NewsroomError(f"{shown}: not UTF-8 text: save the file as UTF-8") from None
-    lines = text.splitlines()
+    except OSError as exc:
+        raise NewsroomError(f"{shown}: cannot be read: {exc.strerror}") from None
+    lines = textfiles.lines(text)
+    for line, message in textfiles.control_characters(text):
+        reader.report(line, message)
     front, start = reader.front(lines)
     nodes = reader.body(lines, start)
     expressions: set[str] = set()
@@ -292,8 +373,10 @@ def load_issue(path: Path, config: Config | None = None, shown: str | None = Non
                     "(repeat an expression, or combine two with `or`)",
                 )
     issue = _issue(path, front, nodes, reader)
-    if reader.problems:
-        raise ProblemsError(sorted(reader.problems, key=lambda p: p.line))
+    if reader.problems:  # the issue's own first, then those of the files it names
+        raise ProblemsError(
+            sorted(reader.problems, key=lambda p: (p.path != shown, p.path, p.line))
+        )
     assert issue is not None
     return issue
 
@@ -316,7 +399,7 @@ def _issue(
                 where.get("to", 1), f'bad segment expression in "to": {str(exc).splitlines()[0]}'
             )
     match = FILE_NAME.match(path.name)
-    slug = str(front.get("slug") or (match.group(2) if match else path.stem))
+    slug = _slug(path, front)
     if not SLUG.match(slug):
         reader.report(
             where.get("slug", 1),
@@ -329,6 +412,48 @@ def _issue(
     if day is None:
         return None
     return Issue(path, slug, title, day, summary, to, nodes)
+
+
+def _slug(path: Path, front: dict[str, Any]) -> str:
+    match = FILE_NAME.match(path.name)
+    return str(front.get("slug") or (match.group(2) if match else path.stem))
+
+
+def slug_of(path: Path, config: Config | None) -> tuple[str, int]:
+    """An issue file's slug and the line that sets it (1: the file name does), from its front
+    matter alone, so that a file with mistakes has one too."""
+    reader = _Reader(path, shown_path(path, config), "UTC", path.parent)
+    try:
+        front, _ = reader.front(
+            textfiles.lines(textfiles.read(path, reader.shown, MAX_ISSUE_BYTES))
+        )
+    except (OSError, NewsroomError):
+        front = {}
+    return _slug(path, front), front.get("_lines", {}).get("slug", 1)
+
+
+def slug_problems(paths: Iterable[Path], config: Config) -> dict[Path, list[Problem]]:
+    """For each of PATHS (resolved) whose slug another issue file has too, in issues/ or among
+    PATHS: a problem naming the others. A slug is an issue's identity — its web address, and
+    what sending goes by to know who already had it — so two issues never share one."""
+    wanted = {Path(p).resolve() for p in paths}
+    every = wanted | {p.resolve() for p in (config.site_dir / FOLDER).glob("*.md")}
+    by_slug: dict[str, list[tuple[Path, int]]] = {}
+    for path in sorted(every):
+        slug, line = slug_of(path, config)
+        by_slug.setdefault(slug, []).append((path, line))
+    found: dict[Path, list[Problem]] = {}
+    for slug, files in by_slug.items():
+        for path, line in files if len(files) > 1 else ():
+            if path in wanted:
+                others = " and ".join(shown_path(o, config) for o, _ in files if o != path)
+                message = (
+                    f'the slug "{slug}" is also the slug of {others}: give one of them its own '
+                    'with "slug: ..." in its front matter (a slug is an issue\'s web address, '
+                    "and what sending goes by to know who already had it)"
+                )
+                found[path] = [Problem(shown_path(path, config), line, message)]
+    return found
 
 
 def _front_date(value: Any, line: int, reader: _Reader) -> dt.date | None:
@@ -359,11 +484,14 @@ def load_all(site: Any) -> list[Issue]:
     """Every issue of a site (a `Site`), newest first; any problem in any file is raised."""
     problems: list[Problem] = []
     found: list[Issue] = []
-    for path in sorted(site.issues_dir.glob("*.md")):
+    paths = sorted(site.issues_dir.glob("*.md"))
+    clashes = slug_problems(paths, site.config)
+    for path in paths:
         try:
             found.append(load_issue(path, site.config))
         except ProblemsError as exc:
             problems.extend(exc.problems)
+        problems.extend(clashes.get(path.resolve(), []))
     if problems:
         raise ProblemsError(problems)
     return sorted(found, key=lambda i: (i.date, i.slug), reverse=True)

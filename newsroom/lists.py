@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsroom import settings
+from newsroom import settings, textfiles
 from newsroom.database import transaction
 from newsroom.errors import Problem, ProblemsError
 from newsroom.models import MailingList, Subscription, SubscriptionStatus, utcnow
@@ -48,7 +48,7 @@ def read_lists(path: Path) -> dict[str, ListSpec]:
     label = f"{path.parent.name}/{path.name}"
     if not path.is_file():
         raise ProblemsError([Problem(label, 0, "no such file: run `newsroom init` to write one")])
-    text = path.read_text(encoding="utf-8")
+    text = textfiles.read(path, label, settings.MAX_FILE_BYTES)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -21,7 +21,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsroom import bounces, journal
@@ -109,29 +109,96 @@ def create(
             session.add(
                 MailingVariant(mailing_id=mailing.id, key=key, html=content.html, text=content.text)
             )
-        count = already = 0
+        count = 0
         # A first mailing of an issue has nobody to leave out: skip the look-up per chunk.
         check = not again and _sent_before(session, issue_slug, mailing.id)
+        had = AlreadyHad(issue_slug)
         deliveries = Base.metadata.tables[
             Delivery.__tablename__
         ]  # Core: the ORM bulk path costs more
         iterator = iter(members)
         while batch := list(islice(iterator, chunk)):
-            unique = {m.email: m for m in batch}
-            had = _had(session, issue_slug, list(unique)) if check else set()
-            already += len(had)
-            rows = [_row(mailing.id, m) for email, m in unique.items() if email not in had]
+            going = (
+                had.sift(session, batch) if check else list({m.email: m for m in batch}.values())
+            )
+            rows = [_row(mailing.id, m) for m in going]
             if rows:
                 session.execute(insert(deliveries), rows)
             count += len(rows)
         if count == 0:
             raise NewsroomError(
-                f"nobody to send to: all {already} addresses of {expression!r} already had "
-                f"{issue_slug} (use --again to send it to them again)"
-                if already
+                f"nobody to send to: {had.sentence(session)}"
+                if had.count
                 else f"nobody to send to: {expression!r} matches no confirmed subscriber"
             )
-        return Created(mailing.id, count, already)
+        return Created(mailing.id, count, had.count)
+
+
+@dataclass
+class AlreadyHad:
+    """The addresses of an audience that already had an issue (sent, or still to be sent, by a
+    mailing not cancelled), and the mailings they had it from, so that what is said about
+    them names the exact issue file and mailing. "Already had it" goes by the slug, which
+    `issues.slug_problems` keeps unique to one file."""
+
+    issue_slug: str
+    count: int = 0
+    mailing_ids: set[int] = field(default_factory=set)
+
+    def sift(self, session: Session, batch: Iterable[Member]) -> list[Member]:
+        """BATCH, one per address, without those who already had the issue (counted here)."""
+        unique = {m.email: m for m in batch}
+        rows = session.execute(
+            select(Delivery.email, Delivery.mailing_id)
+            .join(Mailing, Mailing.id == Delivery.mailing_id)
+            .where(_had(self.issue_slug), Delivery.email.in_(list(unique)))
+        ).all()
+        had = {email for email, _ in rows}
+        self.count += len(had)
+        self.mailing_ids.update(mailing_id for _, mailing_id in rows)
+        return [m for email, m in unique.items() if email not in had]
+
+    def count_among(self, session: Session, emails: Any) -> None:
+        """Count, in the database, who of EMAILS (a subquery) already had the issue."""
+        condition = and_(_had(self.issue_slug), Delivery.email.in_(emails))
+        joined = (Mailing, Mailing.id == Delivery.mailing_id)
+        count = select(func.count(func.distinct(Delivery.email))).join(*joined).where(condition)
+        self.count += int(session.scalar(count) or 0)
+        ids = select(Delivery.mailing_id).distinct().join(*joined).where(condition)
+        self.mailing_ids.update(session.scalars(ids))
+
+    def sentence(self, session: Session) -> str:
+        """'3 addresses already had issue 'TITLE' (issues/FILE.md) from mailing 2; --again
+        sends to them too'."""
+        rows = session.execute(
+            select(Mailing.subject, Mailing.issue_path, Mailing.id)
+            .where(Mailing.id.in_(self.mailing_ids))
+            .order_by(Mailing.id)
+        ).all()
+        sources: dict[tuple[str, str], list[int]] = {}
+        for subject, path, mailing_id in rows:
+            sources.setdefault((subject, path), []).append(mailing_id)
+        issues = [
+            f"{'issue ' if n == 0 else ''}{subject!r} ({path}) from {_numbered('mailing', ids)}"
+            for n, ((subject, path), ids) in enumerate(sources.items())
+        ]
+        who = f"{self.count} address{'es' if self.count != 1 else ''}"
+        return f"{who} already had {' and '.join(issues)}; --again sends to them too"
+
+
+def _numbered(word: str, numbers: list[int]) -> str:
+    if len(numbers) == 1:
+        return f"{word} {numbers[0]}"
+    return f"{word}s {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}"
+
+
+def _had(issue_slug: str) -> ColumnElement[bool]:
+    """Deliveries (joined with their mailing) that count as having had ISSUE_SLUG."""
+    return and_(
+        Mailing.issue_slug == issue_slug,
+        Mailing.status != MailingStatus.CANCELLED,
+        Delivery.status.in_(HAD),
+    )
 
 
 def _sent_before(session: Session, issue_slug: str, mailing_id: int) -> bool:
@@ -144,16 +211,6 @@ def _sent_before(session: Session, issue_slug: str, mailing_id: int) -> bool:
         .limit(1)
     )
     return session.scalar(query) is not None
-
-
-def _had(session: Session, issue_slug: str, emails: list[str]) -> set[str]:
-    query = (
-        select(Delivery.email)
-        .join(Mailing, Mailing.id == Delivery.mailing_id)
-        .where(Mailing.issue_slug == issue_slug, Delivery.email.in_(emails))
-        .where(Delivery.status.in_(HAD), Mailing.status != MailingStatus.CANCELLED)
-    )
-    return set(session.scalars(query))
 
 
 def _row(mailing_id: int, member: Member) -> dict[str, Any]:

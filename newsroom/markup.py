@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import re
 import textwrap
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import nh3
@@ -18,8 +22,11 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 Report = Callable[[int, str], None]
+T = TypeVar("T")
 
-FIELD = re.compile(r"\{\{\s*([^{}|]*?)\s*(?:\|\s*([^{}]*?)\s*)?\}\}")
+# Possessive runs, spaces stripped afterwards (`field_parts`): lazy runs beside \s* are quadratic
+# in a long run of spaces after "{{".
+FIELD = re.compile(r"\{\{([^{}|]*+)(?:\|([^{}]*+))?\}\}")
 # The merge fields a volunteer may use, with what the public variant (web, feeds) says instead.
 FIELDS = {"first_name": "friend", "name": "friend", "email": ""}
 RESERVED = ("unsubscribe_url", "preferences_url")  # filled by the sender for the footer
@@ -28,6 +35,7 @@ RESERVED = ("unsubscribe_url", "preferences_url")  # filled by the sender for th
 SENTINEL = re.compile(r"(?:\ue000|\\u\{e000\})(\d+)\ue002*(?:\ue001|\\u\{e001\})")
 SENTINEL_WIDTH = 10
 LINK_SCHEMES = ("https", "http", "mailto", "tel")
+LABEL_TOKENS = 8  # a vague link text ("click here") is a token or two; more is never vague
 VAGUE = {"here", "click here", "this", "link", "read more", "more", "this link", "click"}
 
 MD = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
@@ -73,9 +81,15 @@ def field_problem(name: str) -> str | None:
     )
 
 
+def field_parts(match: re.Match[str]) -> tuple[str, str | None]:
+    """A merge field's name and fallback (None: no "|"), without the spaces around them."""
+    fallback = match.group(2)
+    return match.group(1).strip(), fallback.strip() if fallback is not None else None
+
+
 def check_fields(text: str, first_line: int, report: Report) -> None:
     for match in FIELD.finditer(text):
-        problem = field_problem(match.group(1))
+        problem = field_problem(field_parts(match)[0])
         if problem:
             report(first_line + text.count("\n", 0, match.start()), problem)
 
@@ -104,7 +118,7 @@ def url_problem(url: str, what: str) -> str | None:
 def check(text: str, first_line: int, report: Report) -> None:
     """Report bad links, images without alt text and unknown merge fields in one Markdown text."""
     check_fields(text, first_line, report)
-    lines = text.splitlines()
+    lines = _Locator(text)
     for token, child in _inline_children(MD.parse(text)):
         if child.type == "link_open":
             url = str(child.attrGet("href") or "")
@@ -117,7 +131,7 @@ def check(text: str, first_line: int, report: Report) -> None:
         else:
             continue
         if problem:
-            report(first_line + _line_of(url, token, lines), problem)
+            report(first_line + lines.line_of(url, token), problem)
 
 
 def _inline_children(tokens: list[Token]) -> Iterator[tuple[Token, Token]]:
@@ -126,12 +140,31 @@ def _inline_children(tokens: list[Token]) -> Iterator[tuple[Token, Token]]:
             yield token, child
 
 
-def _line_of(needle: str, token: Token, lines: list[str]) -> int:
-    start, end = token.map or (0, len(lines))
-    for index in range(start, min(end, len(lines))):
-        if needle in lines[index] or unquote(needle) in lines[index]:  # markdown-it encodes
-            return index
-    return start
+class _Locator:
+    """The line of each link or image of a text, asked in reading order: each search starts
+    where the last one in the same paragraph ended and looks a bounded way ahead, so a
+    paragraph of thousands of links costs one pass, not one pass per link."""
+
+    AHEAD = 4096  # characters searched past the last link found
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.starts = [0, *(m.end() for m in re.finditer("\n", text))]
+        self.token: Token | None = None
+        self.cursor = 0
+
+    def line_of(self, needle: str, token: Token) -> int:
+        if token is not self.token:
+            self.token = token
+            first = token.map[0] if token.map else 0
+            self.cursor = self.starts[min(first, len(self.starts) - 1)]
+        for candidate in (needle, unquote(needle)):  # markdown-it percent-encodes addresses
+            end = self.cursor + self.AHEAD + len(candidate)
+            found = self.text.find(candidate, self.cursor, end)
+            if found >= 0:
+                self.cursor = found
+                break
+        return bisect_right(self.starts, self.cursor) - 1
 
 
 @dataclass
@@ -144,11 +177,51 @@ class FieldTable:
         """Swap each merge field for a sentinel Markdown and templates leave alone."""
 
         def swap(match: re.Match[str]) -> str:
-            self.fields.append((match.group(1), match.group(2)))
-            number = str(len(self.fields) - 1)
-            return f"\ue000{number}{chr(0xE002) * (SENTINEL_WIDTH - 2 - len(number))}\ue001"
+            self.fields.append(field_parts(match))
+            return _sentinel(len(self.fields) - 1)
 
         return FIELD.sub(swap, text)
+
+    def adopt(self, local: FieldTable, rendered: str) -> str:
+        """RENDERED, made from a text protected by LOCAL (numbered from 0), with its sentinels
+        renumbered to follow this table's, which takes LOCAL's fields."""
+        offset = len(self.fields)
+        self.fields.extend(local.fields)
+        if not offset or not local.fields:
+            return rendered
+        return RAW_SENTINEL.sub(lambda m: _sentinel(int(m.group(1)) + offset), rendered)
+
+
+def _sentinel(number: int) -> str:
+    digits = str(number)
+    return f"\ue000{digits}{chr(0xE002) * (SENTINEL_WIDTH - 2 - len(digits))}\ue001"
+
+
+RAW_SENTINEL = re.compile("\ue000(\\d+)\ue002*\ue001")  # as protect writes them, before MJML
+# Within `reuse()`: each Markdown text's rendering, kept for every variant of the issue.
+_memo: ContextVar[dict[tuple[Any, ...], Any] | None] = ContextVar("markup_memo", default=None)
+
+
+@contextmanager
+def reuse() -> Iterator[None]:
+    """Within this block each Markdown text is parsed once, however many variants are rendered
+    from it: an issue with six `only` expressions has 65, and a 64 KB issue parsed 130 times
+    takes minutes. Texts are protected from 0 (`FieldTable.adopt` renumbers them), so a text
+    is the same key in every variant."""
+    token = _memo.set({})
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
+def _kept(key: tuple[Any, ...], make: Callable[[], T]) -> T:
+    memo = _memo.get()
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return cast(T, memo[key])
 
 
 @dataclass
@@ -164,14 +237,24 @@ class Outline:
 
 
 def to_html(text: str, fields: FieldTable, outline: Outline, base: int = 2) -> str:
-    tokens = MD.parse(fields.protect(text))
+    local = FieldTable()
+    protected = local.protect(text)
+    key = ("html", protected, outline.last, base)
+    html, outline.last = _kept(key, lambda: _html(protected, outline.last, base))
+    return fields.adopt(local, html)
+
+
+def _html(protected: str, last: int, base: int) -> tuple[str, int]:
+    """The HTML of a protected text, and the heading level it ends on (it started after LAST)."""
+    outline = Outline(last)
+    tokens = MD.parse(protected)
     for token in tokens:
         if token.type == "heading_open":
             token.tag = f"h{outline.level(int(token.tag[1]), base)}"
         elif token.type == "heading_close":
             token.tag = f"h{outline.last}"
     html = MD.renderer.render(tokens, MD.options, {})
-    return sanitise(html).replace("{{", "&#123;{")
+    return sanitise(html).replace("{{", "&#123;{"), outline.last
 
 
 def inline_html(text: str, fields: FieldTable) -> str:
@@ -180,33 +263,33 @@ def inline_html(text: str, fields: FieldTable) -> str:
 
 def vague_links(text: str) -> Iterator[tuple[int, str]]:
     """(line offset, link text) of links whose text says nothing out of context."""
-    lines = text.splitlines()
-    for token, child in _inline_children(MD.parse(text)):
-        if child.type != "link_open":
-            continue
-        label = _label_after(token.children or [], child)
-        if label.strip().lower().strip(".!:") in VAGUE:
-            yield _line_of(str(child.attrGet("href") or ""), token, lines), label
+    lines = _Locator(text)
+    for token in MD.parse(text):
+        children = token.children or []
+        for index, child in enumerate(children):
+            if child.type != "link_open":
+                continue
+            label = _label_after(children, index)
+            if label.strip().lower().strip(".!:") in VAGUE:
+                yield lines.line_of(str(child.attrGet("href") or ""), token), label
 
 
-def _label_after(children: list[Token], opening: Token) -> str:
-    words, inside = [], False
-    for child in children:
-        if child is opening:
-            inside = True
-        elif inside and child.type == "link_close":
-            break
-        elif inside:
-            words.append(child.content)
-    return "".join(words)
+def _label_after(children: list[Token], opening: int) -> str:
+    """The text of the link opened at index OPENING; at most a few words are ever wanted."""
+    words: list[str] = []
+    for child in children[opening + 1 : opening + 1 + LABEL_TOKENS]:
+        if child.type == "link_close":
+            return "".join(words)
+        words.append(child.content)
+    return ""  # a long label: not vague, whatever its first words
 
 
 def links_in(text: str) -> Iterator[tuple[int, str]]:
-    lines = text.splitlines()
+    lines = _Locator(text)
     for token, child in _inline_children(MD.parse(text)):
         if child.type in ("link_open", "image"):
             url = str(child.attrGet("href") or child.attrGet("src") or "")
-            yield _line_of(url, token, lines), url
+            yield lines.line_of(url, token), url
 
 
 # Plain text ---------------------------------------------------------------------------------
@@ -247,7 +330,10 @@ def wrap(text: str, first: str = "", rest: str | None = None, width: int = WIDTH
 
 def to_text(text: str, fields: FieldTable, refs: References, indent: str = "") -> str:
     """A Markdown text as plain text: paragraphs wrapped, lists marked, links numbered."""
-    return _TextRenderer(refs, indent).render(MD.parse(fields.protect(text)))
+    local = FieldTable()
+    protected = local.protect(text)
+    tokens = _kept(("tokens", protected), lambda: MD.parse(protected))  # only read below
+    return fields.adopt(local, _TextRenderer(refs, indent).render(tokens))
 
 
 def inline_text(text: str, fields: FieldTable, refs: References) -> str:
@@ -371,6 +457,9 @@ def _inline(children: list[Token], refs: References) -> str:
 
 def fill_public(text: str) -> str:
     """Merge fields replaced by their fallbacks, as the public variant (web, feeds) says them."""
-    return FIELD.sub(
-        lambda m: m.group(2) if m.group(2) is not None else FIELDS.get(m.group(1), ""), text
-    )
+
+    def fallback(match: re.Match[str]) -> str:
+        name, value = field_parts(match)
+        return value if value is not None else FIELDS.get(name, "")
+
+    return FIELD.sub(fallback, text)

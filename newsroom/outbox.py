@@ -14,12 +14,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from newsroom import asyncrun, audience, mailings, segments, tokens
 from newsroom.database import transaction
-from newsroom.errors import NewsroomError
+from newsroom.errors import NewsroomError, ProblemsError
 from newsroom.mailer import SENT, UNSENDABLE, Outgoing, Pool
-from newsroom.mailings import Content, Member
+from newsroom.mailings import AlreadyHad, Content, Member
 from newsroom.messages import Clock, Recipient, new_message_id, parse_sender, wire_address
+from newsroom.models import Mailing, MailingStatus
 from newsroom.ratelimit import RateLimiter, domain_rates, per_second
 from newsroom.sending import signer, templates
 from newsroom.site import Site
@@ -30,6 +33,7 @@ class Plan:
     """An issue ready to send: where it is, its subject, its variants, and how to choose one."""
 
     path: Path
+    shown: str  # the path as mailings record it: relative to the site when inside it
     slug: str
     title: str
     default_to: str
@@ -60,14 +64,23 @@ def plan(site: Site, issue: str) -> Plan:
         rendering: Any = importlib.import_module("newsroom.rendering")
     except ModuleNotFoundError as exc:
         raise NewsroomError(f"cannot render issues: {exc.name} is missing") from None
-    loaded = issues.load_issue(path, site.config)
+    clash = issues.slug_problems([path], site.config).get(path, [])
+    try:
+        loaded = issues.load_issue(path, site.config)
+    except ProblemsError as exc:
+        raise ProblemsError([*exc.problems, *clash]) from None
+    if clash:
+        raise ProblemsError(clash)
     rendered = rendering.render(loaded, site.config)
     variants = {
         key: Content(variant.subject, variant.html, variant.text)
         for key, variant in rendered.variants.items()
         if key != "public"  # the web's variant: no private content, fields already filled
     }
-    return Plan(path, loaded.slug, loaded.title, loaded.to or "", variants, rendered.variant_for)
+    shown = issues.shown_path(path, site.config)
+    return Plan(
+        path, shown, loaded.slug, loaded.title, loaded.to or "", variants, rendered.variant_for
+    )
 
 
 def preflight(site: Site, expression: str) -> None:
@@ -95,16 +108,44 @@ def check_relay(site: Site) -> None:
     asyncrun.run(go())
 
 
-def dry_run(site: Site, planned: Plan, expression: str) -> Iterator[Member]:
-    return audience.members(site.engine, expression, planned.choose)
+def dry_run(site: Site, planned: Plan, expression: str, had: AlreadyHad | None) -> Iterator[Member]:
+    """Who a send would freeze, in order: without those in HAD (when not --again)."""
+    members = audience.members(site.engine, expression, planned.choose)
+    return members if had is None else audience.fresh(site.engine, members, had)
+
+
+def already_had(site: Site, had: AlreadyHad) -> str:
+    """HAD's sentence ('3 addresses already had issue …'), or '' when nobody had it."""
+    if not had.count:
+        return ""
+    with transaction(site.engine) as session:
+        return had.sentence(session)
+
+
+def check_history(site: Site, planned: Plan) -> None:
+    """Refuse to send an issue whose slug an earlier mailing sent from another issue file that
+    is still there: "already had it" and the per-list feeds go by the slug, so they would take
+    the other issue for this one."""
+    with transaction(site.engine) as session:
+        rows = session.execute(
+            select(Mailing.id, Mailing.issue_path)
+            .where(Mailing.issue_slug == planned.slug, Mailing.issue_path != planned.shown)
+            .where(Mailing.status != MailingStatus.CANCELLED)
+            .order_by(Mailing.id)
+        ).all()
+    for mailing_id, path in rows:
+        if (site.root / path).is_file():
+            raise NewsroomError(
+                f'{planned.shown}: mailing {mailing_id} sent the slug "{planned.slug}" from '
+                f'{path}, another issue: give this one its own with "slug: ..." in its front '
+                "matter, or nobody who had that one would get this one"
+            )
 
 
 def create(
     site: Site, planned: Plan, expression: str, *, again: bool, now: datetime
 ) -> mailings.Created:
     subject = next(iter(planned.variants.values())).subject if planned.variants else planned.title
-    root = site.root
-    relative = planned.path.relative_to(root) if planned.path.is_relative_to(root) else planned.path
     if site.engine.dialect.name == "postgresql":
         # A list imported minutes ago has no planner statistics yet, and a segment's IN
         # subqueries then get nested-loop plans that take seconds per chunk: refresh them.
@@ -113,7 +154,7 @@ def create(
     return mailings.create(
         site.engine,
         issue_slug=planned.slug,
-        issue_path=str(relative),
+        issue_path=planned.shown,
         subject=subject,
         expression=expression,
         variants=planned.variants,

@@ -113,7 +113,7 @@ def _block(
         body = data.intro
         if body:
             out.append(markup.to_text(body, fields, refs))
-        out.append("\n".join(wrap(name, "- ", "  ") for name in data.names))
+        out.append("\n".join(wrap(fields.protect(name), "- ", "  ") for name in data.names))
     elif isinstance(data, blocks.Motion):
         out.extend(_motion(data, fields, refs))
     elif isinstance(data, blocks.Action):

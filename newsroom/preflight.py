@@ -17,7 +17,10 @@ from newsroom.rendering import Rendered
 MAX_HTML_KB = 90  # Gmail clips at 102 KB; keep room for per-recipient links
 MAX_SUBJECT = 78
 HEADING = re.compile(r"^(#{1,6})\s")
-IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=\"[^\"]+\")[^>]*>", re.IGNORECASE)
+# A tag is found first, then its alt: one pattern with a lookahead scanning to ">" from every
+# "<img" is quadratic in a line of many unclosed "<img"s. A tag ends at the next "<" too.
+IMG_TAG = re.compile(r"<img\b[^<>]*+>", re.IGNORECASE)
+ALT = re.compile(r'\balt="[^"]+"', re.IGNORECASE)
 
 
 def warnings(issue: Issue, rendered: Rendered, shown: str) -> list[Problem]:
@@ -70,7 +73,7 @@ def _text_warnings(text: str, first_line: int, previous: int) -> Iterator[tuple[
     for offset, line in enumerate(text.splitlines()):
         match = HEADING.match(line)
         if not match:
-            if IMG_WITHOUT_ALT.search(line):
+            if any(not ALT.search(tag) for tag in IMG_TAG.findall(line)):
                 yield (
                     first_line + offset,
                     'an <img> has no alt text: add alt="what the image shows"',

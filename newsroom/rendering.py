@@ -108,12 +108,13 @@ def only_expressions(issue: Issue) -> tuple[str, ...]:
 def render(issue: Issue, config: Config) -> Rendered:
     """Every variant of ISSUE: the public one and one per combination of only blocks."""
     expressions = only_expressions(issue)  # at most issues.MAX_ONLY: load_issue checks
-    variants = {"public": render_variant(issue, config, Audience(False), "public")}
-    for size in range(len(expressions) + 1):
-        for chosen in combinations(range(len(expressions)), size):
-            key = "+".join(["email", *(str(i + 1) for i in chosen)])
-            audience = Audience(True, frozenset(expressions[i] for i in chosen))
-            variants[key] = render_variant(issue, config, audience, key)
+    with markup.reuse():  # each text parsed once for all the variants
+        variants = {"public": render_variant(issue, config, Audience(False), "public")}
+        for size in range(len(expressions) + 1):
+            for chosen in combinations(range(len(expressions)), size):
+                key = "+".join(["email", *(str(i + 1) for i in chosen)])
+                audience = Audience(True, frozenset(expressions[i] for i in chosen))
+                variants[key] = render_variant(issue, config, audience, key)
     return Rendered(issue, variants, expressions)
 
 
@@ -247,8 +248,9 @@ def _block_item(
             ics_url=calendar.ics_url(issue, block, config),
         )
     elif isinstance(data, blocks.Supporters):
-        half = (len(data.names) + 1) // 2
-        item["columns"] = [data.names[:half], data.names[half:]] if half else []
+        names = [fields.protect(name) for name in data.names]  # merge fields as in the body
+        half = (len(names) + 1) // 2
+        item["columns"] = [names[:half], names[half:]] if half else []
         item["count_words"] = supporters_count(len(data.names))
     elif isinstance(data, blocks.Motion):
         item["byline"] = motion_byline(data)

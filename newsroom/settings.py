@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from newsroom import textfiles
 from newsroom.errors import ConfigError
 
 CONFIG_FILE = "newsroom.toml"
 ENV_FILE = ".env"
+MAX_FILE_BYTES = 1024 * 1024  # newsroom.toml, .env: a few KB; never read a huge file whole
 
 
 def _url(value: Any) -> str | None:
@@ -27,6 +30,14 @@ def _url(value: Any) -> str | None:
 def _rate(value: Any) -> str | None:
     if not re.fullmatch(r"\s*\d+\s*/\s*(second|minute|hour)\s*", str(value)):
         return "must look like 600/minute (a number, then /second, /minute or /hour)"
+    return None
+
+
+def _zone(value: Any) -> str | None:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return "must be a time zone name, such as Europe/London"
     return None
 
 
@@ -61,7 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("site", "name", str, "Our Newsroom", "Name shown in every email, web page and feed"),
     S("site", "base_url", str, "http://localhost:8000", "Public address of the web side; links in emails point here", check=_url),
     S("site", "lang", str, "en-GB", "Language of the content (BCP 47), set as <html lang>"),
-    S("site", "timezone", str, "Europe/London", "Time zone for meeting times that do not name one"),
+    S("site", "timezone", str, "Europe/London", "Time zone for meeting times that do not name one", check=_zone),
     S("site", "sender", str, "Newsroom <newsroom@example.org>", "From: address of every email"),
     S("site", "reply_to", str, "", "Reply-To: address (empty: replies go to the sender)"),
     S("site", "postal_address", str, "", "Who sends the emails, shown in every footer"),
@@ -174,7 +185,7 @@ def load(site_dir: Path | str, environ: Mapping[str, str] | None = None) -> Conf
 
 def read_file(path: Path) -> dict[str, Any]:
     """Parse and check newsroom.toml; every error names the file, the line and the key."""
-    text = path.read_text(encoding="utf-8")
+    text = textfiles.read(path, path.name, MAX_FILE_BYTES)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -278,7 +289,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     env: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in textfiles.lines(textfiles.read(path, path.name, MAX_FILE_BYTES)):
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -83,6 +84,18 @@ def site(site_dir: Path) -> Iterator[Site]:
     opened = Site.open(site_dir)
     yield opened
     opened.close()
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "issues"
+
+
+@pytest.fixture
+def examples(site: Site) -> Path:
+    """The project's example issues, and the files they name, copied into the site's issues/
+    (where every file an issue names must be); returns that folder."""
+    for example in EXAMPLES_DIR.iterdir():
+        shutil.copy(example, site.issues_dir / example.name)
+    return site.issues_dir
 
 
 @pytest.fixture

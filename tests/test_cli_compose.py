@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
+import pytest
 from sqlalchemy.orm import Session
 
 from newsroom.models import MailingList, Subscriber, SubscriberTag, Subscription
@@ -82,7 +84,7 @@ def test_check_a_missing_or_non_utf8_issue(cli: Run, site_dir: Path) -> None:
     wrong = cli("check", str(latin))
     assert wrong.exit_code == 1
     assert wrong.stderr == (
-        "Error: issues/2020-01-02-latin.md: not UTF-8 text: save the file as UTF-8\n"
+        "issues/2020-01-02-latin.md:2: not UTF-8 (byte 0xE9 at column 11): save the file as UTF-8\n"
     )
 
 
@@ -135,3 +137,68 @@ def test_preview_as_a_subscriber(cli: Run, site: Site, site_dir: Path, tmp_path:
     assert unknown.stderr == (
         "Error: nobody@example.org is not a subscriber: see `newsroom subscribers show`\n"
     )
+
+
+HEAD = "---\ntitle: T\ndate: 2021-01-01\n---\n"
+LOL = '["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'
+BOMB = (
+    f"---\ntitle: T\ndate: 2021-01-01\na: &a {LOL}\n"
+    + "".join(f"{b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in pairwise("abcdefghi"))
+    + "summary: *i\n---\nx\n"
+)
+HOSTILE = [
+    (
+        BOMB,  # "billion laughs": 9**9 strings from a few hundred bytes
+        "4: YAML anchors and aliases (& and *) are not allowed in the front matter: write each "
+        "value out",
+    ),
+    (
+        "---\ntitle: T\ndate: 2021-01-01\nsummary: " + "[" * 1000 + "]" * 1000 + "\n---\nx\n",
+        '4: the front matter nests lists or mappings more than 8 deep: use plain "key: value" lines',
+    ),
+    (
+        "---\ntitle: T\ndate: 2021-01-01\nsummary: " + "x" * 20_000 + "\n---\nx\n",
+        "1: the front matter is over 16 KB: it holds only the title, date, to, summary and slug",
+    ),
+    (
+        HEAD + "x" * 70_000 + "\n",
+        " the file is larger than 64 KB, the most newsroom reads: shorten it or split it in two",
+    ),
+    (
+        HEAD + "::: private\n" * 1000 + "x\n" + ":::\n" * 1000,
+        '11: blocks are nested more than 6 deep here: close some with ":::" first',
+    ),
+    (
+        HEAD + "::: meeting A\nwhen: 9999-12-31 23:30\nuntil: 00:30\n:::\n",
+        '6: the year 9999 in "when" is out of range: a meeting takes place between 1900 and 2999',
+    ),
+    (
+        HEAD + "::: meeting B\nwhen: 0001-01-01 00:10\ntimezone: Asia/Tokyo\n:::\n",
+        '6: the year 1 in "when" is out of range: a meeting takes place between 1900 and 2999',
+    ),
+    (
+        HEAD + "One\n\nTwo\x02 three\n",
+        "7: control character U+0002 at column 4: delete it (it is invisible, and often comes "
+        "with text pasted from a PDF or a word processor)",
+    ),
+]
+
+
+HOSTILE_IDS = [
+    "alias-bomb",
+    "deep-yaml",
+    "big-front",
+    "big-file",
+    "deep-blocks",
+    "y9999",
+    "y1",
+    "ctrl",
+]
+
+
+@pytest.mark.parametrize(("text", "said"), HOSTILE, ids=HOSTILE_IDS)
+def test_hostile_issues_get_one_line_each(cli: Run, site_dir: Path, text: str, said: str) -> None:
+    path = site_dir / "issues" / "2021-01-01-hostile.md"
+    path.write_text(text, encoding="utf-8")
+    result = cli("check", str(path))
+    assert (result.exit_code, result.stderr) == (1, f"issues/2021-01-01-hostile.md:{said}\n")

@@ -510,7 +510,11 @@ def test_send_issue_end_to_end(cli: Run, opened: Site, fast: TestSMTPServer, iss
     assert "Café — “quotes”." in other and ".A line that starts with a dot." in other
     assert "Dear Person," in other
     again = cli("send", "save-our-socialists", "--yes")
-    assert "already had save-our-socialists (use --again)" in error_line(again)
+    assert error_line(again) == (
+        "Error: nobody to send to: 'all-members' selects 4 subscriber(s); 4 addresses already "
+        "had issue 'Save our socialists' (issues/2020-12-24-save-our-socialists.md) from "
+        "mailing 1; --again sends to them too"
+    )
     assert cli("send", "save-our-socialists", "--yes", "--again").exit_code == 0
     assert len(fast.messages) == 8
 
@@ -779,3 +783,86 @@ def test_a_test_copy_to_an_internationalised_address(
     assert fast.messages == []
     assert cli("send", str(issue), "--test", "anna@münchen.de").exit_code == 0
     assert [m.rcpt_tos for m in fast.messages] == [["anna@xn--mnchen-3ya.de"]]
+
+
+def bulletin(site_dir: Path, day: str, extra: str = "") -> Path:
+    path = site_dir / "issues" / f"{day}-bulletin.md"
+    path.write_text(
+        f"---\ntitle: Bulletin of {day}\ndate: {day}\nto: all-members\n{extra}---\nNews.\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+CLASH = (
+    'issues/{0}-bulletin.md:1: the slug "bulletin" is also the slug of issues/{1}-bulletin.md: '
+    'give one of them its own with "slug: ..." in its front matter (a slug is an issue\'s web '
+    "address, and what sending goes by to know who already had it)"
+)
+
+
+def test_two_issues_with_one_slug_are_refused_by_check_build_and_send(
+    cli: Run, opened: Site, fast: TestSMTPServer, tmp_path: Path
+) -> None:
+    subscribe(opened, 2)
+    bulletin(opened.root, "2021-04-01")
+    may = bulletin(opened.root, "2021-05-01")
+    april_clash = CLASH.format("2021-04-01", "2021-05-01")
+    may_clash = CLASH.format("2021-05-01", "2021-04-01")
+    checked = cli("check")
+    assert checked.exit_code == 1
+    assert checked.stderr.splitlines() == [april_clash, may_clash]
+    one = cli("check", str(may))
+    assert (one.exit_code, one.stderr) == (1, may_clash + "\n")
+    built = cli("build", "--out", str(tmp_path / "public"))
+    assert (built.exit_code, built.stderr) == (1, f"{april_clash}\n{may_clash}\n")
+    for args in (["send", str(may), "--dry-run"], ["send", str(may), "--yes"]):
+        assert error_line(cli(*args)) == may_clash
+    assert fast.messages == []
+
+
+def test_dry_run_leaves_out_who_already_had_it_as_a_send_does(
+    cli: Run, opened: Site, fast: TestSMTPServer, issue: Path
+) -> None:
+    subscribe(opened, 2)
+    assert cli("send", "save-our-socialists", "--yes").exit_code == 0
+    subscribe(opened, 2, start=2)
+    had = (
+        "2 addresses already had issue 'Save our socialists' "
+        "(issues/2020-12-24-save-our-socialists.md) from mailing 1; --again sends to them too"
+    )
+    dry = cli("send", "save-our-socialists", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.splitlines() == ["p2@example.net\temail", "p3@example.net\temail"]
+    assert dry.stderr.splitlines() == [
+        had,
+        "dry run: save-our-socialists to 'all-members': 2 get email; nothing sent",
+    ]
+    everyone = cli("send", "save-our-socialists", "--dry-run", "--again")
+    assert len(everyone.stdout.splitlines()) == 4 and had not in everyone.output
+    asked = cli("send", "save-our-socialists", input="n\n")
+    assert asked.stdout.startswith(
+        f"{had}\nSend 'Save our socialists' to 'all-members': 2 recipient(s)? [y/N]"
+    )
+    sent = cli("send", "save-our-socialists", "--yes")
+    assert sent.exit_code == 0, sent.output
+    assert sorted(m.rcpt_tos[0] for m in fast.messages[2:]) == ["p2@example.net", "p3@example.net"]
+
+
+def test_a_slug_sent_from_another_issue_file_is_refused(
+    cli: Run, opened: Site, fast: TestSMTPServer
+) -> None:
+    subscribe(opened, 2)
+    april = bulletin(opened.root, "2021-04-01")
+    assert cli("send", str(april), "--yes").exit_code == 0
+    bulletin(opened.root, "2021-04-01", "slug: bulletin-april\n")  # the clash "fixed" the wrong way
+    may = bulletin(opened.root, "2021-05-01")
+    refused = cli("send", str(may), "--dry-run")
+    assert error_line(refused) == (
+        'Error: issues/2021-05-01-bulletin.md: mailing 1 sent the slug "bulletin" from '
+        'issues/2021-04-01-bulletin.md, another issue: give this one its own with "slug: ..." in '
+        "its front matter, or nobody who had that one would get this one"
+    )
+    bulletin(opened.root, "2021-05-01", "slug: bulletin-may\n")
+    assert cli("send", str(may), "--yes").exit_code == 0
+    assert len(fast.messages) == 4

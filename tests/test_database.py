@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import bindparam, insert, select
 
 from newsroom import consent
+from newsroom.cli import main
 from newsroom.database import Busy, Prepared, raw_transaction, transaction
 from newsroom.models import ConsentEvent
 from newsroom.site import Site
@@ -70,3 +73,18 @@ def test_without_wait_a_held_write_lock_is_busy_at_once(site: Site) -> None:
         assert cursor.fetchone() == (30000,)
     finally:
         connection.close()
+
+
+def test_a_database_never_migrated_says_how_to_set_it_up(
+    site_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSROOM_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    runner = CliRunner()
+    for args in (["lists"], ["mailings"], ["subscribers", "show", "a@example.org"], ["serve"]):
+        result = runner.invoke(main, ["--site", str(site_dir), *args])
+        assert (result.exit_code, result.output) == (
+            1,
+            "Error: the database is not set up: run `newsroom db upgrade`\n",
+        ), args
+    assert runner.invoke(main, ["--site", str(site_dir), "db", "upgrade"]).exit_code == 0
+    assert runner.invoke(main, ["--site", str(site_dir), "lists"]).exit_code == 0

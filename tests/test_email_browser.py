@@ -35,8 +35,10 @@ OFFENDERS = """(width) => [...document.querySelectorAll('h1,h2,h3,p,li,a,blockqu
 
 @pytest.mark.parametrize("width", [375, 600])
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_email_fits_and_shows_every_block(browser: Any, site: Site, path: Path, width: int) -> None:
-    issue = load_issue(path, site.config)
+def test_email_fits_and_shows_every_block(
+    browser: Any, site: Site, examples: Path, path: Path, width: int
+) -> None:
+    issue = load_issue(examples / path.name, site.config)
     rendered = render(issue, site.config)
     key = rendered.variant_for(lambda _expression: True)  # every only block shown
     fields = {"first_name": "Ann", "unsubscribe_url": "https://example.org/u"}

@@ -297,3 +297,77 @@ def test_a_summary_is_text_in_every_feed(site: Site) -> None:
     assert html.unescape(as_html.value) == summary
     as_text = feedparser.parse(atom_bytes).entries[0].summary_detail
     assert as_text.type == "text/plain" and as_text.value == summary
+
+
+def test_serve_survives_drafts_that_are_not_utf8_or_hold_control_characters(
+    client: TestClient, issues_site: Site, cli: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A future-dated draft saved as Latin-1, and one with a control character pasted from a
+    PDF, used to make every public route answer 500."""
+    folder = issues_site.issues_dir
+    (folder / "2026-12-02-latin.md").write_bytes(
+        b"---\ntitle: Draft\ndate: 2026-12-02\n---\nCaf\xe9 society.\n"
+    )
+    (folder / "2026-12-03-pasted.md").write_text(
+        "---\ntitle: Pasted\ndate: 2026-12-03\n---\nFrom the PDF:\x02 the text.\n", "utf-8"
+    )
+    for route in PUBLIC_ROUTES:
+        assert client.get(route).status_code == 200, route
+    feed = feedparser.parse(client.get("/feed.xml").content)
+    assert [e.title for e in feed.entries] == ["Canary test for friend", "An older bulletin"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "newsroom.archive"]
+    assert logged == [
+        "not published: issues/2026-12-02-latin.md:5: not UTF-8 (byte 0xE9 at column 4): "
+        "save the file as UTF-8",
+        "not published: issues/2026-12-03-pasted.md:5: control character U+0002 at column 14: "
+        "delete it (it is invisible, and often comes with text pasted from a PDF or a word "
+        "processor)",
+    ]
+    checked = cli(
+        "check", str(folder / "2026-12-02-latin.md"), str(folder / "2026-12-03-pasted.md")
+    )
+    assert checked.exit_code == 1
+    assert checked.stderr.splitlines() == [m.removeprefix("not published: ") for m in logged]
+
+
+def test_serve_leaves_out_both_issues_of_a_slug_two_files_share(
+    client: TestClient, issues_site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    (issues_site.issues_dir / "2026-01-15-canary.md").write_text(
+        OLDER.replace("An older bulletin", "Another canary"), encoding="utf-8"
+    )
+    assert client.get("/issues/canary/").status_code == 404
+    feed = feedparser.parse(client.get("/feed.xml").content)
+    assert [e.title for e in feed.entries] == ["An older bulletin"]
+    assert client.get("/").status_code == 200
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert logged == [
+        f'not published: issues/{first}.md:1: the slug "canary" is also the slug of '
+        f'issues/{second}.md: give one of them its own with "slug: ..." in its front matter '
+        "(a slug is an issue's web address, and what sending goes by to know who already had it)"
+        for first, second in (
+            ("2026-01-15-canary", "2026-02-01-canary"),
+            ("2026-02-01-canary", "2026-01-15-canary"),
+        )
+    ]
+
+
+def test_a_file_outside_issues_is_never_published(
+    client: TestClient, issues_site: Site, cli: Run, tmp_path: Path
+) -> None:
+    secret = (issues_site.root / ".env").read_text(encoding="utf-8").split("=", 1)[1].strip()
+    (issues_site.issues_dir / "2026-01-20-leak.md").write_text(
+        "---\ntitle: Leak\ndate: 2026-01-20\n---\n::: supporters Our friends\nsource: ../.env\n:::\n",
+        encoding="utf-8",
+    )
+    assert client.get("/issues/leak/").status_code == 404
+    for route in PUBLIC_ROUTES:
+        assert secret not in client.get(route).text, route
+    checked = cli("check", str(issues_site.issues_dir / "2026-01-20-leak.md"))
+    assert checked.exit_code == 1 and secret not in checked.output
+    assert checked.stderr == (
+        'issues/2026-01-20-leak.md:6: supporters file "../.env" is outside the issues/ folder: '
+        "an issue may only name files in issues/ (the file is published with it)\n"
+    )
+    built = cli("build", "--out", str(tmp_path / "public"))
+    assert built.exit_code == 1 and not (tmp_path / "public").exists()

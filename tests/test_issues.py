@@ -10,6 +10,7 @@ import pytest
 from newsroom import blocks
 from newsroom.errors import ProblemsError
 from newsroom.issues import Block, Markdown, load_all, load_issue
+from newsroom.rendering import render
 from newsroom.site import Site
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,3 +254,62 @@ def test_a_merge_field_in_a_link_address_is_refused(site: Site) -> None:
         'issues/2020-12-24-save-our-socialists.md:6: link "https://example.org/sign?who={{email}}" '
         "has a merge field in its address: merge fields go in the text only"
     ]
+
+
+SUPPORTERS = "---\ntitle: T\ndate: 2020-12-24\n---\n::: supporters Signed by\nsource: {}\n:::\n"
+OUTSIDE = (
+    'issues/2020-12-24-save-our-socialists.md:6: supporters file "{}" is outside the issues/ '
+    "folder: an issue may only name files in issues/ (the file is published with it)"
+)
+
+
+def test_an_issue_names_only_files_inside_issues(site: Site) -> None:
+    secret = (site.root / ".env").read_text(encoding="utf-8")
+    (site.root / "elsewhere").mkdir()
+    (site.root / "elsewhere" / "names.txt").write_text("Red Flag\n", encoding="utf-8")
+    (site.issues_dir / "env-link.txt").symlink_to(site.root / ".env")
+    (site.issues_dir / "dir-link").symlink_to(site.root / "elsewhere")
+    for source in ("../.env", str(site.root / ".env"), "env-link.txt", "dir-link/names.txt"):
+        with pytest.raises(ProblemsError) as caught:
+            load_issue(write(site, SUPPORTERS.format(source)), site.config)
+        assert [str(p) for p in caught.value.problems] == [OUTSIDE.format(source)]
+        assert secret not in str(caught.value)
+    (site.issues_dir / "names.txt").write_text("Red Flag\n", encoding="utf-8")
+    (site.issues_dir / "inside-link.txt").symlink_to(site.issues_dir / "names.txt")
+    issue = load_issue(write(site, SUPPORTERS.format("inside-link.txt")), site.config)
+    assert isinstance(issue.blocks[0].data, blocks.Supporters)
+    assert issue.blocks[0].data.names == ("Red Flag",)
+
+
+def test_a_supporters_file_is_checked_at_its_own_lines(site: Site) -> None:
+    names = site.issues_dir / "names.txt"
+    names.write_text(
+        "Red Flag\n{{first_name|Friends}} of the Earth\n{{unsubscribe_url}}\nA\x02B\n",
+        encoding="utf-8",
+    )
+    assert problems(site, SUPPORTERS.format("names.txt")) == [
+        "issues/names.txt:3: {{unsubscribe_url}} is filled in by newsroom for the footer: it "
+        "cannot be used in an issue",
+        "issues/names.txt:4: control character U+0002 at column 2: delete it (it is invisible, "
+        "and often comes with text pasted from a PDF or a word processor)",
+    ]
+    names.write_bytes("Red Flag\nCaf\u00e9 Workers\n".encode("latin-1"))
+    assert problems(site, SUPPORTERS.format("names.txt")) == [
+        "issues/names.txt:2: not UTF-8 (byte 0xE9 at column 4): save the file as UTF-8"
+    ]
+    names.write_bytes(b"A name\n" * (blocks.MAX_SUPPORTERS_BYTES // 7 + 1))
+    assert problems(site, SUPPORTERS.format("names.txt")) == [
+        "issues/names.txt: the file is larger than 128 KB, the most newsroom reads: shorten it "
+        "or split it in two"
+    ]
+
+
+def test_merge_fields_in_supporter_names_are_filled_like_the_body(site: Site) -> None:
+    (site.issues_dir / "names.txt").write_text("{{first_name|Friends}} of the Earth\n", "utf-8")
+    rendered = render(
+        load_issue(write(site, SUPPORTERS.format("names.txt")), site.config), site.config
+    )
+    assert "<li>Friends of the Earth</li>" in rendered.public.content_html
+    email = rendered.variants["email"]
+    assert "{{first_name|Friends}} of the Earth" in email.html
+    assert "- {{first_name|Friends}} of the Earth" in email.text

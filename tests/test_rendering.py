@@ -46,8 +46,8 @@ class Tags(HTMLParser):
 
 
 @pytest.fixture(params=EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def example(request: pytest.FixtureRequest, site: Site) -> tuple[Issue, Rendered]:
-    issue = load_issue(request.param, site.config)
+def example(request: pytest.FixtureRequest, site: Site, examples: Path) -> tuple[Issue, Rendered]:
+    issue = load_issue(examples / request.param.name, site.config)
     return issue, render(issue, site.config)
 
 
@@ -161,9 +161,9 @@ GOLDEN_CASES = [(path, key) for path in EXAMPLES for key in ("email", "public")]
 @pytest.mark.parametrize(
     ("path", "key"), GOLDEN_CASES, ids=[f"{p.stem}-{k}" for p, k in GOLDEN_CASES]
 )
-def test_plain_text_golden(site: Site, path: Path, key: str) -> None:
+def test_plain_text_golden(site: Site, examples: Path, path: Path, key: str) -> None:
     """Set UPDATE_GOLDEN=1 to rewrite the files after a deliberate change; read the diff."""
-    issue = load_issue(path, site.config)
+    issue = load_issue(examples / path.name, site.config)
     text = render(issue, site.config).variants[key].text
     golden = GOLDEN / f"{path.stem}.{key}.txt"
     if os.environ.get("UPDATE_GOLDEN"):

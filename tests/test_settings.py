@@ -141,3 +141,35 @@ def test_env_file_written_by_init_is_private(site_dir: Path) -> None:
     mode = stat.S_IMODE((site_dir / ".env").stat().st_mode)
     assert mode == 0o600
     assert "NEWSROOM_SECRET_KEY=" in (site_dir / ".env").read_text()
+
+
+def test_files_that_are_not_utf8_or_name_no_time_zone_are_one_line(site_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from newsroom.cli import main
+
+    def run() -> tuple[int, str]:
+        result = CliRunner().invoke(main, ["--site", str(site_dir), "settings"])
+        return result.exit_code, result.output
+
+    toml = site_dir / "newsroom.toml"
+    toml.write_bytes(b'[site]\nname = "Caf\xe9 Socialists"\n')
+    assert run() == (
+        1,
+        "newsroom.toml:2: not UTF-8 (byte 0xE9 at column 12): save the file as UTF-8\n",
+    )
+    toml.write_text('[site]\ntimezone = "Mars/Olympus"\n', encoding="utf-8")
+    assert run() == (
+        1,
+        "Error: newsroom.toml:2: site.timezone must be a time zone name, such as Europe/London\n",
+    )
+    toml.write_text("", encoding="utf-8")
+    (site_dir / ".env").write_bytes(b"NEWSROOM_SMTP_USERNAME=ren\xe9\n")
+    assert run() == (1, ".env:1: not UTF-8 (byte 0xE9 at column 27): save the file as UTF-8\n")
+    (site_dir / ".env").write_text("", encoding="utf-8")
+    (site_dir / "subscribers" / "lists.toml").write_bytes(b'[a]\nname = "\xe9"\n')
+    lists = CliRunner().invoke(main, ["--site", str(site_dir), "lists"])
+    assert (lists.exit_code, lists.output) == (
+        1,
+        "subscribers/lists.toml:2: not UTF-8 (byte 0xE9 at column 9): save the file as UTF-8\n",
+    )
