@@ -4,12 +4,16 @@ server.fail("RCPT", 550, "5.1.1 No such user", match="gone@")   # answer a comma
 server.fail("DATA", 451, "4.3.0 Try later", times=1)           # ... only once
 server.drop("MAIL")                                            # close the connection instead
 server.stall("DATA", 5.0)                                      # wait before answering
+
+TestSMTPServer(tls_context=context)            # offers STARTTLS (RFC 3207) with that certificate
+TestSMTPServer(accounts={"news": "s3cret"})    # offers AUTH (RFC 4954), accepts only these logins
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -17,7 +21,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 @dataclass
@@ -63,6 +67,10 @@ class TestSMTPServer:
     rules: list[Rule] = field(default_factory=list)
     connections: int = 0
     pipelining: bool = True  # advertise RFC 2920 PIPELINING in the EHLO answer
+    hostname: str = "test-smtp.localhost"  # the name it greets with
+    tls_context: ssl.SSLContext | None = None  # offer STARTTLS with this certificate
+    accounts: dict[str, str] = field(default_factory=dict)  # offer AUTH; these logins succeed
+    logins: list[tuple[str, str]] = field(default_factory=list)  # every login tried
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
@@ -183,10 +191,29 @@ class _Controller(Controller):
         super().__init__(handler, **kwargs)
 
     def factory(self) -> SMTP:
-        self.owner.connections += 1
+        owner = self.owner
+        owner.connections += 1
         return SMTP(
-            self.handler, hostname="test-smtp.localhost", decode_data=False, enable_SMTPUTF8=True
+            self.handler,
+            hostname=owner.hostname,
+            decode_data=False,
+            enable_SMTPUTF8=True,
+            tls_context=owner.tls_context,
+            authenticator=self._authenticate if owner.accounts else None,
+            # AUTH without TLS only where the test asks for logins and no TLS (on loopback)
+            auth_require_tls=not owner.accounts or owner.tls_context is not None,
         )
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login = (data.login.decode(), data.password.decode())
+        with self.owner._lock:
+            self.owner.logins.append(login)
+        # handled=False: aiosmtpd answers a failure itself (535) only when told it must
+        return AuthResult(success=self.owner.accounts.get(login[0]) == login[1], handled=False)
 
 
 def free_port() -> int:
