@@ -38,7 +38,7 @@ def doctor(
     """
     server = checks.parse_nameserver(nameserver) if nameserver is not None else None
     config = state.site.config
-    found = checks.everything(config)
+    found = checks.site_checks(config)
     records = checks.records(config)
     if look_up or server:
         found += checks.dns_checks(records, server)

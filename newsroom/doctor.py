@@ -472,7 +472,11 @@ class Record:
         (RFC 7208 §3.3, RFC 6376 §3.6.2.2)."""
         data = self.value.encode()
         strings = [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
-        return f"{self.name}. IN TXT " + " ".join(_zone_string(s) for s in strings)
+        try:  # a zone file names an internationalised domain by its A-labels (RFC 5890)
+            owner = self.name.encode("idna").decode("ascii")
+        except UnicodeError:
+            owner = self.name
+        return f"{owner}. IN TXT " + " ".join(_zone_string(s) for s in strings)
 
 
 def _zone_string(data: bytes) -> str:
@@ -700,8 +704,8 @@ def _tags(text: str) -> dict[str, str]:
     return tags
 
 
-def everything(config: Config) -> list[Check]:
-    """Every check but the DNS look-ups, in the order a volunteer fixes them."""
+def site_checks(config: Config) -> list[Check]:
+    """Every check but the DNS look-ups, in the order a volunteer works through them."""
     return (
         settings_checks(config)
         + secret_key_checks(config)

@@ -6,6 +6,7 @@ server.drop("MAIL")                                            # close the conne
 server.stall("DATA", 5.0)                                      # wait before answering
 
 TestSMTPServer(tls_context=context)            # offers STARTTLS (RFC 3207) with that certificate
+TestSMTPServer(tls_context=context, implicit_tls=True)  # TLS from the first byte (RFC 8314 §3)
 TestSMTPServer(accounts={"news": "s3cret"})    # offers AUTH (RFC 4954), accepts only these logins
 """
 
@@ -69,6 +70,7 @@ class TestSMTPServer:
     pipelining: bool = True  # advertise RFC 2920 PIPELINING in the EHLO answer
     hostname: str = "test-smtp.localhost"  # the name it greets with
     tls_context: ssl.SSLContext | None = None  # offer STARTTLS with this certificate
+    implicit_tls: bool = False  # ... or speak TLS with it from the first byte
     accounts: dict[str, str] = field(default_factory=dict)  # offer AUTH; these logins succeed
     logins: list[tuple[str, str]] = field(default_factory=list)  # every login tried
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -102,7 +104,13 @@ class TestSMTPServer:
     def start(self) -> TestSMTPServer:
         self.port = self.port or free_port()
         handler = _Handler(self)
-        self._controller = _Controller(self, handler, hostname=self.host, port=self.port)
+        self._controller = _Controller(
+            self,
+            handler,
+            hostname=self.host,
+            port=self.port,
+            ssl_context=self.tls_context if self.implicit_tls else None,
+        )
         self._controller.start()
         return self
 
@@ -198,7 +206,7 @@ class _Controller(Controller):
             hostname=owner.hostname,
             decode_data=False,
             enable_SMTPUTF8=True,
-            tls_context=owner.tls_context,
+            tls_context=None if owner.implicit_tls else owner.tls_context,
             authenticator=self._authenticate if owner.accounts else None,
             # AUTH without TLS only where the test asks for logins and no TLS (on loopback)
             auth_require_tls=not owner.accounts or owner.tls_context is not None,

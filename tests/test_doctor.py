@@ -95,13 +95,19 @@ def relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestSMTPServer]:
 
 
 @pytest.fixture
-def tls_relay(
-    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[TestSMTPServer]:
-    """A relay offering STARTTLS with a self-signed certificate for localhost, and AUTH."""
+def relay_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    """The relay's side of TLS, with the self-signed certificate for localhost."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
-    server = TestSMTPServer(tls_context=context, accounts={"news": "s3cret"}).start()
+    return context
+
+
+@pytest.fixture
+def tls_relay(
+    relay_context: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestSMTPServer]:
+    """A relay offering STARTTLS with a self-signed certificate for localhost, and AUTH."""
+    server = TestSMTPServer(tls_context=relay_context, accounts={"news": "s3cret"}).start()
     monkeypatch.setenv("NEWSROOM_SMTP_HOST", "localhost")
     monkeypatch.setenv("NEWSROOM_SMTP_PORT", str(server.port))
     monkeypatch.setenv("NEWSROOM_SMTP_SECURITY", "starttls")
@@ -306,6 +312,32 @@ def test_starttls_with_a_valid_certificate_and_login(
         "ok       relay login: logged in as 'news'",
     ]
     assert tls_relay.logins == [("news", "s3cret")] and tls_relay.commands == []
+
+
+def test_tls_from_the_start(
+    site_dir: Path,
+    certificate: tuple[Path, Path],
+    relay_context: ssl.SSLContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = TestSMTPServer(tls_context=relay_context, implicit_tls=True).start()
+    try:
+        monkeypatch.setenv("NEWSROOM_SMTP_HOST", "localhost")
+        monkeypatch.setenv("NEWSROOM_SMTP_PORT", str(server.port))
+        monkeypatch.setenv("NEWSROOM_SMTP_SECURITY", "tls")
+        [refused] = doctor.relay_checks(config(site_dir))
+        assert refused.detail == (
+            f"the TLS certificate of localhost:{server.port} is not valid: self-signed certificate"
+        )
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+        assert doctor.relay_checks(config(site_dir))[1:] == [
+            Check(
+                "relay TLS", "ok", "TLS from the start, certificate valid for localhost (TLSv1.3)"
+            ),
+            Check("relay login", "ok", "none: smtp.username is empty and the relay offers no AUTH"),
+        ]
+    finally:
+        server.stop()
 
 
 def test_login_refused(
@@ -586,6 +618,11 @@ def test_zone_strings_are_escaped() -> None:
     assert record.zone == (
         '_dmarc.labourleft.org. IN TXT "v=DMARC1; p=none; rua=mailto:\\"a\\\\b\\"@\\195\\169.org"'
     )
+
+
+def test_an_internationalised_domain_is_written_in_a_labels() -> None:
+    record = Record("SPF", "münchen-links.de", "v=spf1 mx ~all")
+    assert record.zone == 'xn--mnchen-links-dlb.de. IN TXT "v=spf1 mx ~all"'
 
 
 @pytest.mark.parametrize(
