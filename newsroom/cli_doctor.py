@@ -1,9 +1,10 @@
-"""`newsroom doctor`: is this site ready to send? A thin shell over doctor.py."""
+"""`newsroom doctor`: is this site ready to send? A thin shell over doctor.py and dnsrecords.py."""
 
 from __future__ import annotations
 
 import click
 
+from newsroom import dnsrecords
 from newsroom import doctor as checks
 from newsroom.cli_common import State, echo_json, json_option, pass_state
 
@@ -36,12 +37,12 @@ def doctor(
     Example:
       newsroom doctor --dns --nameserver ns1.your-dns-provider.net
     """
-    server = checks.parse_nameserver(nameserver) if nameserver is not None else None
+    server = dnsrecords.parse_nameserver(nameserver) if nameserver is not None else None
     config = state.site.config
     found = checks.site_checks(config)
-    records = checks.records(config)
+    records = dnsrecords.records(config)
     if look_up or server:
-        found += checks.dns_checks(records, server)
+        found += dnsrecords.dns_checks(records, server)
     if as_json:
         echo_json(
             {
@@ -56,7 +57,7 @@ def doctor(
         ctx.exit(1)
 
 
-def _print(found: list[checks.Check], records: list[checks.Record]) -> None:
+def _print(found: list[checks.Check], records: list[dnsrecords.Record]) -> None:
     dns = [c for c in found if c.name.startswith("DNS")]
     for check in found[: len(found) - len(dns)]:  # the DNS look-ups come last
         _line(check)

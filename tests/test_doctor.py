@@ -1,4 +1,4 @@
-"""`newsroom doctor`: every check's words, against a real relay (aiosmtpd, STARTTLS, AUTH), real
+"""`newsroom doctor` (doctor.py, dnsrecords.py): every check's words, against a real relay (aiosmtpd, STARTTLS, AUTH), real
 keys made by openssl, a real git repository and a real DNS server on loopback."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from newsroom import doctor, readiness, settings
-from newsroom.doctor import PROBLEM, WARNING, Check, Record
+from newsroom import dnsrecords, doctor, readiness, settings
+from newsroom.dnsrecords import Record
+from newsroom.doctor import PROBLEM, WARNING, Check
 from newsroom.errors import NewsroomError
 from tests.conftest import Run
 from tests.dnsserver import TestDNSServer, closed_udp_port
@@ -596,7 +597,7 @@ def test_relaxed_alignment(dkim_domain: str, from_domain: str, aligned: bool) ->
 def test_the_dkim_record_is_the_keys_and_split_in_255_byte_strings(
     site_dir: Path, real: Path
 ) -> None:
-    [_, record, _] = doctor.records(config(site_dir))
+    [_, record, _] = dnsrecords.records(config(site_dir))
     assert record.value == public_record(real)
     owner, strings = record.zone.split(" IN TXT ")
     assert owner == "news1._domainkey.labourleft.org."
@@ -610,7 +611,7 @@ def test_the_dkim_record_is_the_keys_and_split_in_255_byte_strings(
      ("smtp.example.org", "mx")],
 )  # fmt: skip
 def test_spf_names_the_relay(host: str, mechanism: str) -> None:
-    assert doctor._spf_mechanism(host) == mechanism
+    assert dnsrecords._spf_mechanism(host) == mechanism
 
 
 def test_zone_strings_are_escaped() -> None:
@@ -631,13 +632,13 @@ def test_an_internationalised_domain_is_written_in_a_labels() -> None:
      ("[::1]:5353", ("::1", 5353)), ("2001:db8::53", ("2001:db8::53", 53))],
 )  # fmt: skip
 def test_parse_nameserver(text: str, server: tuple[str, int]) -> None:
-    assert doctor.parse_nameserver(text) == server
+    assert dnsrecords.parse_nameserver(text) == server
 
 
 @pytest.mark.parametrize("text", ["ns1:99999", "ns1:", ":53", "[::1]:x", "a:b:c:x]", ""])
 def test_bad_nameservers(text: str) -> None:
     with pytest.raises(NewsroomError):
-        doctor.parse_nameserver(text)
+        dnsrecords.parse_nameserver(text)
 
 
 def test_a_bad_nameserver_is_one_line(cli: Run) -> None:
@@ -719,8 +720,8 @@ def test_missing_and_different_records_are_warnings(
 
 def test_two_spf_records(site_dir: Path, real: Path, dns_server: TestDNSServer) -> None:
     dns_server.records["labourleft.org"] = ["v=spf1 mx ~all", "v=spf1 a -all"]
-    wanted = doctor.records(config(site_dir))[:1]
-    assert doctor.dns_checks(wanted, ("127.0.0.1", dns_server.port)) == [
+    wanted = dnsrecords.records(config(site_dir))[:1]
+    assert dnsrecords.dns_checks(wanted, ("127.0.0.1", dns_server.port)) == [
         Check(
             "DNS SPF",
             WARNING,
@@ -749,8 +750,8 @@ def test_a_name_server_that_refuses(cli: Run, real: Path, relay: TestSMTPServer)
 
 def test_no_network_says_so(site_dir: Path, real: Path) -> None:
     port = closed_udp_port()  # nobody answers, as with no network at all
-    wanted = doctor.records(config(site_dir))
-    assert doctor.dns_checks(wanted, ("127.0.0.1", port), lifetime=0.3) == [
+    wanted = dnsrecords.records(config(site_dir))
+    assert dnsrecords.dns_checks(wanted, ("127.0.0.1", port), lifetime=0.3) == [
         Check(
             "DNS",
             WARNING,
