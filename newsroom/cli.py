@@ -135,7 +135,14 @@ def _register() -> None:
     """Add the command groups of the other cli_* modules that exist."""
     import importlib
 
-    for module in ("cli_compose", "cli_subscribers", "cli_sending", "cli_web", "cli_bounces"):
+    for module in (
+        "cli_compose",
+        "cli_subscribers",
+        "cli_sending",
+        "cli_web",
+        "cli_bounces",
+        "cli_doctor",
+    ):
         try:
             importlib.import_module(f"newsroom.{module}").register(main)
         except ModuleNotFoundError as exc:

@@ -378,6 +378,20 @@ class Connection:
             self.wire = None
 
 
+async def disconnect(client: aiosmtplib.SMTP) -> None:
+    """Say QUIT to the relay (when still connected), close, and wait until the socket is
+    released: for a session that sends nothing (`newsroom doctor`)."""
+    if client.is_connected:
+        transport = client.transport
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()
+        await _released(transport)
+    else:
+        await _closed(client)
+
+
 async def _closed(client: aiosmtplib.SMTP) -> None:
     transport = client.transport
     client.close()

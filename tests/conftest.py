@@ -150,6 +150,20 @@ def cli(site_dir: Path) -> Run:
 
 
 @pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed TLS certificate for localhost and 127.0.0.1, and its key (PEM files)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture(scope="session")
 def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     """A 2048-bit RSA key (PEM) and the DNS TXT record that publishes its public half."""
     key = tmp_path_factory.mktemp("dkim") / "key.pem"

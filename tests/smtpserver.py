@@ -5,12 +5,17 @@ server.fail("DATA", 451, "4.3.0 Try later", times=1)           # ... only once
 server.drop("MAIL")                                            # close the connection instead
 server.stall("DATA", 5.0)                                      # wait before answering
 TestSMTPServer(smtputf8=False)                                 # a relay without RFC 6531
+
+TestSMTPServer(tls_context=context)            # offers STARTTLS (RFC 3207) with that certificate
+TestSMTPServer(tls_context=context, implicit_tls=True)  # TLS from the first byte (RFC 8314 §3)
+TestSMTPServer(accounts={"news": "s3cret"})    # offers AUTH (RFC 4954), accepts only these logins
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +24,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 @dataclass
@@ -76,6 +81,11 @@ class TestSMTPServer:
     connections: int = 0
     pipelining: bool = True  # advertise RFC 2920 PIPELINING in the EHLO answer
     smtputf8: bool = True  # advertise RFC 6531 SMTPUTF8 (and take UTF-8 addresses)
+    hostname: str = "test-smtp.localhost"  # the name it greets with
+    tls_context: ssl.SSLContext | None = None  # offer STARTTLS with this certificate
+    implicit_tls: bool = False  # ... or speak TLS with it from the first byte
+    accounts: dict[str, str] = field(default_factory=dict)  # offer AUTH; these logins succeed
+    logins: list[tuple[str, str]] = field(default_factory=list)  # every login tried
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
@@ -116,7 +126,13 @@ class TestSMTPServer:
     def start(self) -> TestSMTPServer:
         self.port = self.port or free_port()
         handler = _Handler(self)
-        self._controller = _Controller(self, handler, hostname=self.host, port=self.port)
+        self._controller = _Controller(
+            self,
+            handler,
+            hostname=self.host,
+            port=self.port,
+            ssl_context=self.tls_context if self.implicit_tls else None,
+        )
         self._controller.start()
         return self
 
@@ -210,13 +226,29 @@ class _Controller(Controller):
         super().__init__(handler, **kwargs)
 
     def factory(self) -> SMTP:
-        self.owner.connections += 1
+        owner = self.owner
+        owner.connections += 1
         return SMTP(
             self.handler,
-            hostname="test-smtp.localhost",
+            hostname=owner.hostname,
             decode_data=False,
-            enable_SMTPUTF8=self.owner.smtputf8,
+            enable_SMTPUTF8=owner.smtputf8,
+            tls_context=None if owner.implicit_tls else owner.tls_context,
+            authenticator=self._authenticate if owner.accounts else None,
+            # AUTH without TLS only where the test asks for logins and no TLS (on loopback)
+            auth_require_tls=not owner.accounts or owner.tls_context is not None,
         )
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login = (data.login.decode(), data.password.decode())
+        with self.owner._lock:
+            self.owner.logins.append(login)
+        # handled=False: aiosmtpd answers a failure itself (535) only when told it must
+        return AuthResult(success=self.owner.accounts.get(login[0]) == login[1], handled=False)
 
 
 def free_port() -> int:
