@@ -36,7 +36,7 @@ public = false
 opt_in = "double"
 """
 
-GITIGNORE = ".env\nnewsroom.db\nnewsroom.db-*\nmaildir/\njournal/\n"
+GITIGNORE = ".env\nnewsroom.db\nnewsroom.db-*\nmaildir/\njournal/\n*.pem\n"  # *.pem: DKIM keys
 
 
 @dataclass

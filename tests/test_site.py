@@ -33,7 +33,8 @@ def test_init_makes_a_complete_site(tmp_path: Path) -> None:
     for slug in ("[all-members]", "[disability-group]", "[clp-secretaries]"):
         assert slug in lists
     assert 'name = "Campaign News"' in (root / "newsroom.toml").read_text()
-    assert ".env" in (root / ".gitignore").read_text()
+    ignored = (root / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored and "*.pem" in ignored  # secrets: the key file and DKIM keys
     site = Site.open(root)
     assert database.current_revision(site.engine) == database.head_revision()
 
