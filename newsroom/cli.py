@@ -1,4 +1,6 @@
-"""The `newsroom` command: a thin shell over the library. Each command group lives in cli_*.py."""
+"""The `newsroom` command: a thin shell over the library. Each command group lives in cli_*.py
+and is imported only when it runs: `newsroom --help` loads no database, web, MJML or feed
+library (issue #13)."""
 
 from __future__ import annotations
 
@@ -6,11 +8,12 @@ from pathlib import Path
 
 import click
 
-from newsroom import database, settings
-from newsroom import site as sites
+from newsroom import settings
 from newsroom.cli_common import (
     CONTEXT,
     Group,
+    Lazy,
+    LazyGroup,
     State,
     echo_json,
     json_option,
@@ -18,8 +21,81 @@ from newsroom.cli_common import (
     wall_clock,
 )
 
+COMMANDS = {
+    "bounces": Lazy(
+        "newsroom.cli_bounces",
+        "bounces_group",
+        "List recent bounces and complaints with their diagnostic codes.",
+    ),
+    "build": Lazy(
+        "newsroom.cli_web",
+        "build",
+        "Write the public archive and feeds as static files for any web host.",
+    ),
+    "check": Lazy(
+        "newsroom.cli_compose",
+        "check",
+        "Check issues (default: all in issues/): errors, then preflight warnings.",
+    ),
+    "dev-smtp": Lazy(
+        "newsroom.cli_sending",
+        "dev_smtp",
+        "Run a local SMTP server that keeps every message in a Maildir (nothing is delivered).",
+    ),
+    "doctor": Lazy(
+        "newsroom.cli_doctor",
+        "doctor",
+        "Check whether the site is ready to send, each check with what to do.",
+    ),
+    "lists": Lazy(
+        "newsroom.cli_subscribers",
+        "list_lists",
+        "Show each list with its number of subscriptions per status.",
+    ),
+    "mailings": Lazy(
+        "newsroom.cli_sending",
+        "mailings_group",
+        "List mailings with their deliveries per status (or show, pause, cancel one).",
+    ),
+    "new": Lazy(
+        "newsroom.cli_compose",
+        "new",
+        "Write a dated skeleton issue in issues/ showing every block type.",
+    ),
+    "preview": Lazy(
+        "newsroom.cli_compose",
+        "preview",
+        "Write an issue's HTML email, text part and web page to a folder and print their paths.",
+    ),
+    "segment": Lazy(
+        "newsroom.cli_subscribers",
+        "segment",
+        "Count the subscribers a segment expression selects and show the first few.",
+    ),
+    "send": Lazy(
+        "newsroom.cli_sending",
+        "send",
+        "Send ISSUE to the subscribers an expression selects, or resume a mailing.",
+    ),
+    "serve": Lazy(
+        "newsroom.cli_web",
+        "serve",
+        "Run the web side: archive, feeds, subscribe, confirm, unsubscribe, preferences.",
+    ),
+    "subscribers": Lazy(
+        "newsroom.cli_subscribers",
+        "subscribers_group",
+        "Add, import, export, show, unsubscribe and erase subscribers.",
+    ),
+    "worker": Lazy(
+        "newsroom.cli_sending",
+        "worker",
+        "Send every mailing that is under way, as one of any number of workers.",
+    ),
+}
 
-@click.group(cls=Group, context_settings=CONTEXT)
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT)
 @click.option(
     "--site",
     "site_dir",
@@ -59,6 +135,8 @@ def init(state: State, folder: Path | None, name: str | None) -> None:
     Example:
       newsroom init campaign-news --name "Campaign News"
     """
+    from newsroom import site as sites
+
     root = folder or state.site_dir
     report = sites.init(root, name)
     if not report.changed:
@@ -90,6 +168,8 @@ def upgrade(state: State) -> None:
     Example:
       NEWSROOM_DATABASE_URL=postgresql+psycopg://newsroom@db/newsroom newsroom db upgrade
     """
+    from newsroom import database
+
     applied = database.upgrade(state.site.engine)
     if applied:
         click.echo(f"applied {', '.join(applied)}; the database is at {applied[-1]}")
@@ -129,25 +209,3 @@ def show_settings(state: State, as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['name']:32} {row['value']!s:40} ({row['source']})")
-
-
-def _register() -> None:
-    """Add the command groups of the other cli_* modules that exist."""
-    import importlib
-
-    for module in (
-        "cli_compose",
-        "cli_subscribers",
-        "cli_sending",
-        "cli_web",
-        "cli_bounces",
-        "cli_doctor",
-    ):
-        try:
-            importlib.import_module(f"newsroom.{module}").register(main)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"newsroom.{module}":
-                raise
-
-
-_register()

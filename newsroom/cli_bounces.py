@@ -83,7 +83,3 @@ def process(state: State, source: str, delete: bool, move_to: str, as_json: bool
         click.echo(f"  ignored {count}: {reason}")
     for address in outcome.bounced:
         click.echo(f"  {address}: bounce score reached the threshold; subscriptions set to bounced")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(bounces_group, name="bounces")

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from newsroom.console import check, interrupted, pressed
 from newsroom.errors import NewsroomError, ProblemsError
-from newsroom.site import Site
+
+if TYPE_CHECKING:
+    from newsroom.site import Site
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 Clock = Callable[[], datetime]
@@ -38,6 +41,8 @@ class State:
     @property
     def site(self) -> Site:
         if self._site is None:
+            from newsroom.site import Site  # the database layer, loaded by commands that use it
+
             self._site = Site.open(self.site_dir)
         return self._site
 
@@ -105,6 +110,58 @@ class Group(click.Group):
             raise exc
         click.echo(message, err=True)
         sys.exit(1)
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A command loaded only when it runs (or its own help is asked for): MODULE's ATTRIBUTE.
+    HELP is its one-line summary for the group's --help, which must not import the command:
+    its module brings in the database, the web stack or the renderer (issue #13). A test keeps
+    HELP equal to the first paragraph of the command's own help."""
+
+    module: str
+    attribute: str
+    help: str
+
+
+class LazyGroup(Group):
+    """A group whose commands are imported on first use, so that `newsroom --help` and each
+    command pay only for the libraries they need."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, Lazy], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = self.lazy.get(cmd_name)
+        if entry is None or cmd_name in self.commands:
+            return super().get_command(ctx, cmd_name)
+        command = getattr(importlib.import_module(entry.module), entry.attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{entry.module}.{entry.attribute} is not a click command")
+        self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Like click's, with the lazy commands' summaries taken from the table unloaded."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows: list[tuple[str, str]] = []
+        for name in names:
+            entry = self.lazy.get(name)
+            loaded = self.commands.get(name)
+            if loaded is None and entry is not None:
+                summary = click.Command(name, help=entry.help)  # click's own shortening
+                rows.append((name, summary.get_short_help_str(limit)))
+            elif loaded is not None and not loaded.hidden:
+                rows.append((name, loaded.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 def confirm(question: str, *, abort: bool = False) -> bool:

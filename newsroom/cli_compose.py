@@ -95,12 +95,6 @@ def slugify(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:60].strip("-") or "issue"
 
 
-def register(main: click.Group) -> None:
-    main.add_command(new)
-    main.add_command(check)
-    main.add_command(preview)
-
-
 @click.command()
 @click.argument("title")
 @click.option(

@@ -87,7 +87,3 @@ def _line(check: checks.Check) -> None:
     click.echo(f"{check.status:{STATUS_WIDTH}}{check.name}: {check.detail}")
     if check.fix:
         click.echo(f"{'':{STATUS_WIDTH}}what to do: {check.fix}")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(doctor)

@@ -491,8 +491,3 @@ def dev_smtp(state: State, maildir: Path | None, host: str, port: int | None) ->
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
     click.echo(f"dev-smtp stopped: {server.handler.count} message(s) stored")
-
-
-def register(main: click.Group) -> None:
-    for command in (send, mailings_group, worker, dev_smtp):
-        main.add_command(command)

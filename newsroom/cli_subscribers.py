@@ -343,9 +343,3 @@ def segment(state: State, expression: str, limit: int, as_json: bool) -> None:
         click.echo(f"  {email}  {name}".rstrip())
     if count > len(first):
         click.echo(f"  ... and {count - len(first)} more")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(list_lists)
-    main.add_command(subscribers_group)
-    main.add_command(segment)

@@ -106,8 +106,3 @@ def build(state: State, out: Path) -> None:
     lists.sync(site)  # the per-list feeds follow lists.toml
     report = archive.build(site, out, web.static_files(site, state.now()))
     click.echo(f"wrote {report.files} files ({report.issues} issues) to {report.out}")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(serve)
-    main.add_command(build)

@@ -5,12 +5,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
@@ -19,6 +15,13 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from newsroom.errors import NewsroomError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+# Alembic is imported by the functions below, not here: it costs a command 0.3–1.1 s of start-up
+# (its DDL modules for every dialect), and only `init`, `db upgrade` and an error about a
+# database without tables use it (issue #13).
 
 
 def connect(url: str) -> Engine:
@@ -171,6 +174,8 @@ def _begin_now(cursor: Any) -> None:
 
 def _alembic_config(engine: Engine | None = None) -> AlembicConfig:
     """Alembic's configuration in code (no alembic.ini); env.py takes the engine from it."""
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", "newsroom:migrations")
     config.attributes["engine"] = engine
@@ -179,6 +184,9 @@ def _alembic_config(engine: Engine | None = None) -> AlembicConfig:
 
 def upgrade(engine: Engine) -> list[str]:
     """Apply every pending migration; returns the revisions applied (empty: already current)."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     before = current_revision(engine)
     config = _alembic_config(engine)
     command.upgrade(config, "head")
@@ -191,6 +199,8 @@ def upgrade(engine: Engine) -> list[str]:
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
@@ -209,6 +219,8 @@ def setup_problem(engine: Engine) -> str | None:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_alembic_config())
     head = script.get_current_head()
     assert head is not None

@@ -18,7 +18,10 @@ README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8"
 
 
 def walk(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, click.Command]]:
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in group.list_commands(context):  # the lazy commands loaded too
+        command = group.get_command(context, name)
+        assert command is not None
         path = (*prefix, name)
         yield " ".join(path), command
         if isinstance(command, click.Group):

@@ -1,0 +1,50 @@
+"""Start-up (issue #13): each command imports only what it uses. `newsroom --help` and
+`--version` load no database, web, MJML or feed library, and the summaries `--help` shows for
+commands it has not imported agree with the commands' own help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+import pytest
+
+from newsroom.cli import COMMANDS, main
+
+HEAVY = ("alembic", "sqlalchemy", "starlette", "uvicorn", "mjml", "feedgen", "icalendar",
+         "jinja2", "css_inline", "psycopg", "aiosmtplib", "rich")  # fmt: skip
+
+
+def imported(*args: str) -> set[str]:
+    """The top-level packages `newsroom ARGS` imports, from `python -X importtime`."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "newsroom", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines[1:]}
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_load_no_heavy_library(flag: str) -> None:
+    loaded = imported(flag)
+    assert "click" in loaded  # the measurement works
+    assert sorted(loaded & set(HEAVY)) == []
+
+
+@pytest.mark.parametrize("command", ["send", "lists", "check"])
+def test_a_command_without_the_web_side_loads_neither_web_nor_migrations(command: str) -> None:
+    loaded = imported(command, "--help")
+    assert "sqlalchemy" in loaded  # the command itself was loaded
+    assert sorted(loaded & {"alembic", "starlette", "uvicorn", "feedgen"}) == []
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_summary_in_help_is_the_commands_own(name: str) -> None:
+    command = main.get_command(click.Context(main), name)
+    assert command is not None
+    first = " ".join((command.help or "").split("\n\n")[0].split())
+    assert COMMANDS[name].help == first
