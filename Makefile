@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m newsroom.demo
+	$(BIN)/python -m newsroom.cli.demo
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import dkim
 
-from newsroom import messages
-from newsroom.issues import load_all
-from newsroom.messages import Recipient, Template
-from newsroom.rendering import render
-from newsroom.signing import SIGNED_HEADERS, Signer
+from newsroom.compose.issues import load_all
+from newsroom.compose.rendering import render
+from newsroom.mail import messages
+from newsroom.mail.dkim import SIGNED_HEADERS, Signer
+from newsroom.mail.messages import Recipient, Template
 from newsroom.site import Site
 
 ROOT = Path(__file__).resolve().parent.parent

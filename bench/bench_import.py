@@ -28,7 +28,7 @@ def write_csv(path: Path, rows: int, rng: random.Random) -> None:
 
 
 def child(site_dir: str, csv: str) -> None:
-    from newsroom import imports, lists
+    from newsroom.people import imports, lists
     from newsroom.site import Site
 
     site = Site.open(site_dir)

@@ -8,9 +8,9 @@ import statistics
 import time
 from pathlib import Path
 
-from newsroom.issues import load_all
-from newsroom.personalise import compiled
-from newsroom.rendering import Audience, render, render_variant
+from newsroom.compose.issues import load_all
+from newsroom.compose.personalise import compiled
+from newsroom.compose.rendering import Audience, render, render_variant
 from newsroom.site import Site
 
 ROOT = Path(__file__).resolve().parent.parent

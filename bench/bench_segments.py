@@ -13,10 +13,11 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
-from newsroom import lists, segments
+from newsroom import segments
 from newsroom import site as sites
 from newsroom.database import transaction
 from newsroom.models import Base, Subscription
+from newsroom.people import lists
 
 PEOPLE = 400_000  # about 2.5 subscriptions each: 1,000,000 subscriptions
 EXPRESSIONS = (

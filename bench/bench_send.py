@@ -35,10 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert, select  # noqa: E402
 
-from newsroom import lists, outbox  # noqa: E402
 from newsroom import site as sites  # noqa: E402
 from newsroom.database import transaction  # noqa: E402
-from newsroom.messages import Clock, Recipient, new_message_id  # noqa: E402
+from newsroom.delivery import outbox  # noqa: E402
+from newsroom.delivery.sending import templates  # noqa: E402
+from newsroom.mail.messages import Clock, Recipient, new_message_id  # noqa: E402
 from newsroom.models import (  # noqa: E402
     MailingList,
     Subscriber,
@@ -46,7 +47,7 @@ from newsroom.models import (  # noqa: E402
     SubscriptionStatus,
     utcnow,
 )
-from newsroom.sending import templates  # noqa: E402
+from newsroom.people import lists  # noqa: E402
 
 SESSIONS = 16
 PARAGRAPH = (
@@ -370,7 +371,7 @@ def journal_cost(port: int, messages: int, rounds: int) -> None:
 
 def journal_write_cost(folder: Path, count: int = 100_000) -> float:
     """Seconds per message of a journal's `handed` and `answered`, and a `settled` per 500."""
-    from newsroom import journal
+    from newsroom.delivery import journal
 
     written = journal.Journal(folder / "bench-journal", "bench:1:ab", 1)
     try:
@@ -387,7 +388,7 @@ def journal_write_cost(folder: Path, count: int = 100_000) -> float:
 
 def look_cost(folder: Path, calls: int = 100_000) -> float:
     """Seconds per `Changes.changed()`, the look a sender takes before each message."""
-    from newsroom.changes import Changes
+    from newsroom.delivery.changes import Changes
 
     site = sites.Site.open(folder)
     changes = Changes(site.engine)

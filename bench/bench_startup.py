@@ -59,7 +59,8 @@ hello()
 '''
 RENDER = """import sys, time
 started = time.perf_counter()
-from newsroom import outbox, site
+from newsroom.delivery import outbox
+from newsroom import site
 opened = site.Site.open(sys.argv[1])
 outbox.plan(opened, "bench")
 print(time.perf_counter() - started)

@@ -29,8 +29,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-from newsroom import erasure, imports, lists, subscribers
 from newsroom import site as sites
+from newsroom.people import erasure, imports, lists, subscribers
 from newsroom.site import Site
 
 HOST = "127.0.0.1"

@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from newsroom import imports, lists, subscribers
 from newsroom import site as sites
 from newsroom.database import transaction
 from newsroom.models import MailingList, Subscriber, Subscription
+from newsroom.people import imports, lists, subscribers
 from newsroom.site import Site
 
 PEOPLE = 4000

@@ -1,5 +1,5 @@
 """`python -m newsroom` runs the command line."""
 
-from newsroom.console import main
+from newsroom.cli.console import main
 
 main()

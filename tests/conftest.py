@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from newsroom import site as sites
-from newsroom.cli import main
+from newsroom.cli.main import main
 from newsroom.models import Base
 from newsroom.site import Site
 from tests.smtpserver import TestSMTPServer

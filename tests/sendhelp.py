@@ -8,12 +8,13 @@ from datetime import datetime
 
 from sqlalchemy import insert, select, update
 
-from newsroom import lists, mailings
 from newsroom.database import transaction
-from newsroom.mailings import Content, Member, Result
+from newsroom.delivery import mailings
+from newsroom.delivery.mailings import Content, Member, Result
+from newsroom.delivery.senders import SenderLock
+from newsroom.delivery.sending import Report, Sender
 from newsroom.models import MailingList, Subscriber, Subscription, SubscriptionStatus, utcnow
-from newsroom.senders import SenderLock
-from newsroom.sending import Report, Sender
+from newsroom.people import lists
 from newsroom.site import Site
 
 TEXT = "Dear {{first_name|friend}},\n\nNews.\n\nLeave: {{unsubscribe_url}}\n"

@@ -14,12 +14,12 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from sqlalchemy import select
 
-from newsroom import lists as lists_
 from newsroom import tokens
+from newsroom.compose.issues import load_all, load_issue
+from newsroom.compose.rendering import render
 from newsroom.database import transaction
-from newsroom.issues import load_all, load_issue
 from newsroom.models import MailingList, Subscriber, Subscription, utcnow
-from newsroom.rendering import render
+from newsroom.people import lists as lists_
 from newsroom.site import Site
 from tests.smtpserver import TestSMTPServer
 from tests.webserver import Server, start

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from newsroom import blocks
+from newsroom.compose import blocks
 
 LONDON = ZoneInfo("Europe/London")
 

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from newsroom import bounces, database, tokens, verp
+from newsroom import database, tokens
+from newsroom.delivery import bounces, verp
 from newsroom.models import (
     ConsentEvent,
     Delivery,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from newsroom import subscribers
-from newsroom.changes import Changes
-from newsroom.consent import Origin
+from newsroom.delivery.changes import Changes
 from newsroom.models import utcnow
+from newsroom.people import subscribers
+from newsroom.people.consent import Origin
 from newsroom.site import Site
 from tests.sendhelp import subscribe
 

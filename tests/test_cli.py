@@ -12,7 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from newsroom.cli import main
+from newsroom.cli.main import main
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 

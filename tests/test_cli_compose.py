@@ -68,7 +68,7 @@ def test_check_warns_without_failing(cli: Run, site_dir: Path) -> None:
 def test_check_all_examples_pass() -> None:
     from click.testing import CliRunner
 
-    from newsroom.cli import main
+    from newsroom.cli.main import main
 
     result = CliRunner().invoke(main, ["--site", str(ROOT), "check", "--strict"])
     assert result.exit_code == 0, result.output

@@ -22,12 +22,13 @@ from typing import IO
 import pytest
 from sqlalchemy import select
 
-from newsroom import mailings, subscribers
-from newsroom.consent import Origin
+from newsroom.delivery import mailings
+from newsroom.delivery.senders import SenderLock
 from newsroom.models import Delivery, MailingStatus, Subscriber, utcnow
-from newsroom.senders import SenderLock
+from newsroom.people import subscribers
+from newsroom.people.consent import Origin
+from newsroom.people.subscribers import Leaving
 from newsroom.site import Site
-from newsroom.subscribers import Leaving
 from tests.conftest import Run
 from tests.sendhelp import make_mailing, subscribe
 from tests.smtpserver import TestSMTPServer, free_port

@@ -10,7 +10,7 @@ import sys
 import click
 import pytest
 
-from newsroom.cli import COMMANDS, main
+from newsroom.cli.main import COMMANDS, main
 
 HEAVY = ("alembic", "sqlalchemy", "starlette", "uvicorn", "mjml", "feedgen", "icalendar",
          "jinja2", "css_inline", "psycopg", "aiosmtplib", "rich")  # fmt: skip

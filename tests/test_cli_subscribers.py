@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from newsroom import imports, lists, subscribers
 from newsroom.errors import NewsroomError
 from newsroom.models import utcnow
+from newsroom.people import imports, lists, subscribers
 from newsroom.site import Site
 from tests.conftest import Run
 from tests.smtpserver import TestSMTPServer, free_port

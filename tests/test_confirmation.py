@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from newsroom import lists, subscribers, tokens
+from newsroom import tokens
 from newsroom.errors import NewsroomError
+from newsroom.people import lists, subscribers
 from newsroom.site import Site
 from tests.smtpserver import TestSMTPServer
 

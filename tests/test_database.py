@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import bindparam, insert, select
 
-from newsroom import consent
-from newsroom.cli import main
+from newsroom.cli.main import main
 from newsroom.database import Busy, Prepared, raw_transaction, transaction
 from newsroom.models import ConsentEvent
+from newsroom.people import consent
 from newsroom.site import Site
 
 AT = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)

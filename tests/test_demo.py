@@ -18,7 +18,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, database_url: str) -> None:
         "NEWSROOM_DATABASE_URL": database_url,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "newsroom.demo"],
+        [sys.executable, "-m", "newsroom.cli.demo"],
         capture_output=True,
         text=True,
         env=env,

@@ -7,7 +7,7 @@ import smtplib
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from newsroom.devsmtp import DevSMTP
+from newsroom.mail.devsmtp import DevSMTP
 from tests.smtpserver import free_port
 
 RAW = (

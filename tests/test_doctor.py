@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from newsroom import dnsrecords, doctor, readiness, settings
-from newsroom.dnsrecords import Record
-from newsroom.doctor import PROBLEM, WARNING, Check
+from newsroom import settings
+from newsroom.delivery import dnsrecords, doctor, readiness
+from newsroom.delivery.dnsrecords import Record
+from newsroom.delivery.doctor import PROBLEM, WARNING, Check
 from newsroom.errors import NewsroomError
 from tests.conftest import Run
 from tests.dnsserver import TestDNSServer, closed_udp_port
@@ -523,7 +524,7 @@ def test_a_key_every_user_can_read(site_dir: Path, real: Path, rsa_keys: dict[in
 
 def test_a_key_tracked_by_git(site_dir: Path, real: Path) -> None:
     subprocess.run(["git", "init", "-q", str(site_dir)], check=True)
-    subprocess.run(["git", "-C", str(site_dir), "add", "dkim.pem"], check=True)
+    subprocess.run(["git", "-C", str(site_dir), "add", "-f", "dkim.pem"], check=True)
     assert dkim(site_dir)[0] == Check(
         "DKIM key",
         PROBLEM,

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from newsroom.issues import load_issue
-from newsroom.personalise import personalise
-from newsroom.rendering import render
+from newsroom.compose.issues import load_issue
+from newsroom.compose.personalise import personalise
+from newsroom.compose.rendering import render
 from newsroom.site import Site
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,11 +15,12 @@ import icalendar
 import pytest
 from starlette.testclient import TestClient
 
-from newsroom import archive, lists
 from newsroom.database import transaction
 from newsroom.models import Mailing
+from newsroom.people import lists
 from newsroom.site import Site
-from newsroom.web import create_app
+from newsroom.web import archive
+from newsroom.web.app import create_app
 from tests.conftest import Run
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -315,7 +316,7 @@ def test_serve_survives_drafts_that_are_not_utf8_or_hold_control_characters(
         assert client.get(route).status_code == 200, route
     feed = feedparser.parse(client.get("/feed.xml").content)
     assert [e.title for e in feed.entries] == ["Canary test for friend", "An older bulletin"]
-    logged = [r.getMessage() for r in caplog.records if r.name == "newsroom.archive"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "newsroom.web.archive"]
     assert logged == [
         "not published: issues/2026-12-02-latin.md:5: not UTF-8 (byte 0xE9 at column 4): "
         "save the file as UTF-8",

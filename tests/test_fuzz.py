@@ -18,11 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from newsroom import archive, feeds, preflight, rendering
 from newsroom import settings as site_settings
+from newsroom.compose import preflight, rendering
+from newsroom.compose.issues import load_issue
 from newsroom.errors import NewsroomError
-from newsroom.issues import load_issue
 from newsroom.site import Site
+from newsroom.web import archive, feeds
 from tests.make_fuzz_corpus import PIECES
 
 ROOT = Path(__file__).resolve().parent.parent

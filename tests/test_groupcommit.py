@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from newsroom.database import Busy
-from newsroom.groupcommit import GroupCommit
+from newsroom.web.groupcommit import GroupCommit
 
 
 class Recorder:

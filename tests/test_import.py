@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from newsroom import erasure, imports, lists, subscribers
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError, ProblemsError
 from newsroom.models import ConsentEvent, ConsentText, Subscriber, Subscription
+from newsroom.people import erasure, imports, lists, subscribers
 from newsroom.site import Site
 from tests.smtpserver import TestSMTPServer
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from newsroom import blocks
+from newsroom.compose import blocks
+from newsroom.compose.issues import Block, Markdown, load_all, load_issue
+from newsroom.compose.rendering import render
 from newsroom.errors import ProblemsError
-from newsroom.issues import Block, Markdown, load_all, load_issue
-from newsroom.rendering import render
 from newsroom.site import Site
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from newsroom import lists
 from newsroom.database import transaction
 from newsroom.errors import ProblemsError
 from newsroom.models import MailingList, Subscriber, Subscription
+from newsroom.people import lists
 from newsroom.site import Site
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)

@@ -10,8 +10,11 @@ from pathlib import Path
 import dkim
 import pytest
 
-from newsroom import messages
-from newsroom.mailer import (
+from newsroom.mail import messages
+from newsroom.mail.dkim import Signer
+from newsroom.mail.messages import HeaderError, Recipient, Template
+from newsroom.mail.ratelimit import RateLimiter
+from newsroom.mail.smtp import (
     FAIL,
     POLICY,
     RETRY,
@@ -22,9 +25,6 @@ from newsroom.mailer import (
     Pool,
     classify,
 )
-from newsroom.messages import HeaderError, Recipient, Template
-from newsroom.ratelimit import RateLimiter
-from newsroom.signing import Signer
 from newsroom.site import Site
 from tests.smtpserver import TestSMTPServer, free_port
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from newsroom import journal, mailings, verp
 from newsroom.database import transaction
+from newsroom.delivery import journal, mailings, verp
+from newsroom.delivery.journal import Journal
+from newsroom.delivery.mailings import Result
+from newsroom.delivery.senders import SenderLock
 from newsroom.errors import NewsroomError
-from newsroom.journal import Journal
-from newsroom.mailings import Result
 from newsroom.models import BounceEvent, Delivery, MailingStatus, utcnow
-from newsroom.senders import SenderLock
 from newsroom.site import Site
 from tests.sendhelp import make_mailing, run, subscribe, subscribe_people, unsubscribe
 from tests.smtpserver import TestSMTPServer

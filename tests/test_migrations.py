@@ -12,9 +12,10 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
-from newsroom import erasure, lists, subscribers, tokens
+from newsroom import tokens
 from newsroom.database import transaction
 from newsroom.models import Base, Subscriber, Subscription
+from newsroom.people import erasure, lists, subscribers
 from newsroom.site import Site
 from tests.smtpserver import TestSMTPServer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from newsroom.errors import ConfigError
-from newsroom.ratelimit import RateLimiter, domain_rates, per_second
+from newsroom.mail.ratelimit import RateLimiter, domain_rates, per_second
 from newsroom.site import Site
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from newsroom import readiness, settings
+from newsroom import settings
+from newsroom.delivery import readiness
 
 
 @pytest.mark.parametrize(

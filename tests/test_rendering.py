@@ -12,10 +12,10 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from newsroom import calendar
-from newsroom.issues import Issue, load_issue
-from newsroom.personalise import compile_template, personalise
-from newsroom.rendering import Rendered, render, web_page
+from newsroom.compose import calendar
+from newsroom.compose.issues import Issue, load_issue
+from newsroom.compose.personalise import compile_template, personalise
+from newsroom.compose.rendering import Rendered, render, web_page
 from newsroom.site import Site
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, insert
 
-from newsroom import lists, segments
+from newsroom import segments
 from newsroom.database import transaction
 from newsroom.models import Subscriber, SubscriberTag, Subscription
+from newsroom.people import lists
 from newsroom.segments import And, ListRef, Node, Not, Or, SegmentError, TagRef
 from newsroom.site import Site
 

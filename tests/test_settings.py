@@ -146,7 +146,7 @@ def test_env_file_written_by_init_is_private(site_dir: Path) -> None:
 def test_files_that_are_not_utf8_or_name_no_time_zone_are_one_line(site_dir: Path) -> None:
     from click.testing import CliRunner
 
-    from newsroom.cli import main
+    from newsroom.cli.main import main
 
     def run() -> tuple[int, str]:
         result = CliRunner().invoke(main, ["--site", str(site_dir), "settings"])

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsroom.errors import NewsroomError
-from newsroom.signing import Signer, relaxed_body, relaxed_header
+from newsroom.mail.dkim import Signer, relaxed_body, relaxed_header
 
 
 def verifies(message: bytes, record: bytes) -> bool:

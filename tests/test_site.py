@@ -11,7 +11,7 @@ from sqlalchemy import inspect, text
 
 from newsroom import database
 from newsroom import site as sites
-from newsroom.cli import main
+from newsroom.cli.main import main
 from newsroom.errors import NewsroomError
 from newsroom.site import Site
 from tests.conftest import Run

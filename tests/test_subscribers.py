@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from newsroom import erasure, lists, subscribers, suppression, tokens
+from newsroom import tokens
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
 from newsroom.models import ConsentEvent, MailingList, Subscriber, Subscription, Suppression
+from newsroom.people import erasure, lists, subscribers, suppression
+from newsroom.people.subscribers import InvalidInput, Suppressed
 from newsroom.site import Site
-from newsroom.subscribers import InvalidInput, Suppressed
 from tests.smtpserver import TestSMTPServer
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)

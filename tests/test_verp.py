@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from newsroom import settings, verp
+from newsroom import settings
+from newsroom.delivery import verp
 from newsroom.settings import Config
 
 

@@ -20,12 +20,13 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from newsroom import erasure, lists, subscribers, tokens
+from newsroom import tokens
 from newsroom.database import transaction
 from newsroom.models import ConsentEvent, ConsentText, Subscriber, Subscription
+from newsroom.people import erasure, lists, subscribers
 from newsroom.site import Site
-from newsroom.web import create_app
-from newsroom.websecurity import FormGuard, redact
+from newsroom.web.app import create_app
+from newsroom.web.security import FormGuard, redact
 from tests.conftest import TEST_SECRET
 from tests.smtpserver import TestSMTPServer
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from newsroom import subscribers
 from newsroom.database import transaction
 from newsroom.models import Subscription, utcnow
+from newsroom.people import subscribers
 from newsroom.site import Site
 from tests.conftest import Run
 from tests.smtpserver import TestSMTPServer

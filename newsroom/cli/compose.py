@@ -1,0 +1,278 @@
+"""The composing commands: `newsroom new`, `newsroom check` and `newsroom preview`."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsroom import segments, tokens
+from newsroom.cli.common import State, echo_json, json_option, pass_state
+from newsroom.compose import calendar, issues, preflight
+from newsroom.compose.personalise import personalise
+from newsroom.compose.rendering import Rendered, render, web_page
+from newsroom.errors import NewsroomError, Problem, ProblemsError
+from newsroom.models import MailingList, Subscriber, SubscriberTag, Subscription
+from newsroom.models import SubscriptionStatus as Status
+from newsroom.site import Site
+
+SKELETON = """\
+---
+title: {title}
+date: {date}
+to: all-members
+summary: One sentence that sums the issue up; inboxes show it beside the subject.
+---
+Dear {{{{first_name|friend}}}},
+
+Write the issue here in Markdown: **bold**, *italic*, [links with words that say where they
+go](https://example.org), lists, and images with alt text: ![what it shows](https://example.org/a.png).
+
+<!--
+Blocks start with a line "::: TYPE title" at the start of the line, may have "key: value" lines
+right below it, then a blank line and Markdown, and end with a line ":::". Remove the two
+spaces in front of ":::" to use one of these (merge fields: {{{{first_name}}}}, {{{{name}}}}, {{{{email}}}}).
+
+  ::: statement A statement from Diane Abbott
+  by: Diane Abbott MP
+  role: Member for Hackney North
+  date: 2020-12-16
+
+  “I fully support this important campaign.”
+  :::
+
+  ::: meeting All members meeting
+  when: 2022-10-05 18:30
+  until: 20:00
+  where: Online (Zoom)
+  register: https://example.org/register
+  join: https://example.org/zoom-link-sent-by-email-only
+
+  Please join other members for this important discussion.
+  :::
+
+  ::: supporters Supporting organisations
+  source: supporters.txt
+
+  (or, instead of source:, a Markdown list: "- Name" lines)
+  :::
+
+  ::: motion Emergency motion
+  by: All members meeting
+  passed: 2022-02-28
+
+  1. First point.
+  2. Second point:
+  a) lettered points are kept
+  :::
+
+  ::: action Sign the petition
+  url: https://example.org/petition
+  button: Sign the petition
+
+  Why it matters, in a sentence or two.
+  :::
+
+  ::: private
+  Only in the email: never on the website or in a feed.
+  :::
+
+  ::: only disability-group
+  Only for recipients matching this segment expression.
+  :::
+-->
+"""
+
+
+def slugify(title: str) -> str:
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:60].strip("-") or "issue"
+
+
+@click.command()
+@click.argument("title")
+@click.option(
+    "--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Publication date (default: today)."
+)
+@click.option("--slug", help="Part of the file name and web address (default: from the title).")
+@pass_state
+def new(state: State, title: str, day: datetime | None, slug: str | None) -> None:
+    """Write a dated skeleton issue in issues/ showing every block type.
+
+    \b
+    Example:
+      newsroom new "Save our socialists" --date 2020-12-24
+    """
+    site = state.site
+    when = (
+        day.date()
+        if day
+        else state.now().astimezone(ZoneInfo(site.config.text("site.timezone"))).date()
+    )
+    slug = slug or slugify(title)
+    path = site.issues_dir / f"{when.isoformat()}-{slug}.md"
+    if path.exists():
+        raise NewsroomError(f"{path} already exists: choose another --slug or --date")
+    site.issues_dir.mkdir(exist_ok=True)
+    quoted = '"' + title.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    path.write_text(SKELETON.format(title=quoted, date=when.isoformat()), encoding="utf-8")
+    click.echo(f"created {path}")
+    click.echo(f"Next: edit it, then `newsroom check {path}` and `newsroom preview {path}`.")
+
+
+def _targets(site: Site, paths: tuple[Path, ...]) -> list[Path]:
+    if paths:
+        return list(paths)
+    found = sorted(site.issues_dir.glob("*.md"))
+    if not found:
+        raise NewsroomError(
+            f'no issues in {site.issues_dir}: write one with `newsroom new "Title"`'
+        )
+    return found
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+@json_option
+@pass_state
+def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) -> None:
+    """Check issues (default: all in issues/): errors, then preflight warnings.
+
+    Errors (exit status 1) stop an issue being sent; warnings are advice.
+
+    \b
+    Example:
+      newsroom check issues/2020-12-24-save-our-socialists.md
+    """
+    site = state.site
+    errors: list[Problem] = []
+    warned: list[Problem] = []
+    report: list[dict[str, Any]] = []
+    targets = _targets(site, paths)
+    clashes = issues.slug_problems(targets, site.config)  # a slug two files share
+    for path in targets:
+        wrong = clashes.get(path.resolve(), [])
+        try:
+            issue = issues.load_issue(path, site.config)
+        except ProblemsError as exc:
+            wrong = [*exc.problems, *wrong]
+        if wrong:
+            errors.extend(wrong)
+            report.append({"path": str(path), "errors": [str(p) for p in wrong]})
+            continue
+        rendered = render(issue, site.config)
+        shown = issues.shown_path(path, site.config)
+        found = preflight.warnings(issue, rendered, shown)
+        warned.extend(found)
+        size = max(len(v.html.encode()) for k, v in rendered.variants.items() if k != "public")
+        report.append(
+            {"path": str(path), "errors": [], "warnings": [str(w) for w in found],
+             "variants": list(rendered.variants), "html_bytes": size}
+        )  # fmt: skip
+        if not as_json:
+            click.echo(
+                f"{shown}: ok — {len(rendered.variants)} variants, email {size / 1024:.0f} KB"
+            )
+    if as_json:
+        echo_json(report)
+    else:
+        for problem in [*errors, *warned]:
+            click.echo(str(problem), err=True)
+    if errors or (strict and warned):
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--as", "address", metavar="EMAIL", help="Personalise for this subscriber.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write to (default: out/preview/SLUG).",
+)
+@pass_state
+def preview(state: State, path: Path, address: str | None, out: Path | None) -> None:
+    """Write an issue's HTML email, text part and web page to a folder and print their paths.
+
+    \b
+    Example:
+      newsroom preview issues/2020-12-24-save-our-socialists.md --as ann@example.org
+    """
+    site = state.site
+    issue = issues.load_issue(path, site.config)
+    rendered = render(issue, site.config)
+    out = out or site.root / "out" / "preview" / issue.slug
+    out.mkdir(parents=True, exist_ok=True)
+    key, fields = _recipient(site, rendered, address, state.now())
+    variant = rendered.variants[key]
+    files = {
+        "email.html": personalise(variant.html, fields, html=True),
+        "email.txt": personalise(variant.text, fields, html=False),
+        "web.html": web_page(issue, site.config),
+    }
+    every = rendered.variant_for(lambda _: True)
+    if address is None and every != key:
+        # Nobody in particular gets no `only` block: show them all too, for proofreading.
+        files[f"{every}.html"] = personalise(rendered.variants[every].html, fields, html=True)
+        files[f"{every}.txt"] = personalise(rendered.variants[every].text, fields, html=False)
+        blocks = "; ".join(rendered.only_expressions)
+        click.echo(f"{every}.html and {every}.txt have every only block ({blocks})", err=True)
+    for name, text in files.items():
+        (out / name).write_text(text, encoding="utf-8")
+    for name, data in calendar.ics_files(issue, site.config).items():
+        (out / name).write_bytes(data)
+        files[name] = ""
+    click.echo(f"subject: {personalise(variant.subject, fields, html=False)} (variant {key})")
+    for name in files:
+        click.echo(str(out / name))
+
+
+def _recipient(
+    site: Site, rendered: Rendered, address: str | None, now: datetime
+) -> tuple[str, dict[str, str]]:
+    """The variant and merge fields for ADDRESS (a subscriber), or for nobody in particular."""
+    base = site.config.text("site.base_url").rstrip("/")
+    if address is None:
+        fields = {
+            "unsubscribe_url": f"{base}/unsubscribe/PREVIEW",
+            "preferences_url": f"{base}/preferences/PREVIEW",
+        }
+        return rendered.variant_for(lambda _: False), fields
+    with Session(site.engine) as session:
+        person = session.scalar(
+            select(Subscriber).where(Subscriber.email == address.strip().lower())
+        )
+        if person is None:
+            raise NewsroomError(f"{address} is not a subscriber: see `newsroom subscribers show`")
+        lists = set(
+            session.scalars(
+                select(MailingList.slug)
+                .join(Subscription, Subscription.list_id == MailingList.id)
+                .where(
+                    Subscription.subscriber_id == person.id, Subscription.status == Status.CONFIRMED
+                )
+            )
+        )
+        tags = set(
+            session.scalars(
+                select(SubscriberTag.tag).where(SubscriberTag.subscriber_id == person.id)
+            )
+        )
+        token = tokens.for_subscriber(person.id, person.email, person.token_key)
+        fields = {
+            "name": person.name,
+            "first_name": person.name.split()[0] if person.name.strip() else "",
+            "email": person.email,
+            "unsubscribe_url": f"{base}/unsubscribe/{tokens.make(site.config, 'unsubscribe', token, now=now)}",
+            "preferences_url": f"{base}/preferences/{tokens.make(site.config, 'preferences', token, now=now)}",
+        }
+    key = rendered.variant_for(lambda e: segments.matches(segments.parse(e), lists, tags))
+    return key, fields

@@ -1,0 +1,494 @@
+"""`newsroom send`, `newsroom mailings ...`, `newsroom worker`, `newsroom dev-smtp`: thin shells."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from newsroom.cli.common import Group, State, confirm, echo_json, json_option, pass_state
+from newsroom.delivery import journal, mailings, outbox
+from newsroom.delivery.processes import Helpers
+from newsroom.delivery.senders import SenderLock
+from newsroom.delivery.sending import Report, Sender
+from newsroom.errors import NewsroomError
+from newsroom.mail.smtp import Pool
+from newsroom.models import DeliveryStatus, MailingStatus
+from newsroom.people import lists
+from newsroom.site import Site
+
+D = DeliveryStatus
+
+
+@click.command()
+@click.argument("issue", required=False)
+@click.option("--to", "expression", help="Segment expression (default: the issue's `to:`).")
+@click.option("--dry-run", is_flag=True, help="List who would get which variant; send nothing.")
+@click.option("--test", "test_address", metavar="ADDRESS", help="Send one copy marked [TEST].")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--again", is_flag=True, help="Also send to addresses that already had the issue.")
+@click.option("--resume", "resume_id", type=int, metavar="ID", help="Carry on mailing ID.")
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="With --resume: send again the deliveries in flight when a sender stopped.",
+)
+@pass_state
+def send(
+    state: State,
+    issue: str | None,
+    expression: str | None,
+    dry_run: bool,
+    test_address: str | None,
+    yes: bool,
+    again: bool,
+    resume_id: int | None,
+    resend_uncertain: bool,
+) -> None:
+    """Send ISSUE to the subscribers an expression selects, or resume a mailing.
+
+    Preflight checks run first; a real send asks before it starts (unless --yes). Ctrl-C
+    finishes the messages in flight and pauses the mailing; --resume carries on.
+
+    \b
+    Example:
+      newsroom send save-our-socialists --to "all-members and not clp-secretaries"
+    """
+    site = state.site
+    if resend_uncertain and resume_id is None:
+        raise NewsroomError("--resend-uncertain goes with --resume ID")
+    if resume_id is not None:
+        if issue or expression or dry_run or test_address or again:
+            raise NewsroomError("--resume ID takes no ISSUE, --to, --dry-run, --test or --again")
+        _run(site, resume_id, state.now(), resend_uncertain=resend_uncertain, resuming=True)
+        return
+    if not issue:
+        raise NewsroomError("give an ISSUE to send (or --resume ID)")
+    planned = outbox.plan(site, issue)
+    lists.sync(site, state.now())  # lists.toml is the truth about which lists exist
+    target = expression or planned.default_to
+    if not target:
+        raise NewsroomError(f"{planned.path.name}: no `to:` in the issue; say who with --to EXPR")
+    outbox.preflight(site, target)
+    outbox.check_history(site, planned)
+    if dry_run:
+        _dry_run(site, planned, target, again)
+        return
+    outbox.check_relay(site)
+    if test_address:
+        answer = outbox.send_test(site, planned, test_address, target, state.now())
+        click.echo(f"sent a [TEST] copy of {planned.slug} to {test_address} ({answer})")
+        return
+    from newsroom.delivery import audience
+
+    total, had, sentence = audience.size(site.engine, target, planned.slug)
+    going = total if again else total - had
+    if going == 0:
+        raise NewsroomError(
+            f"nobody to send to: {target!r} selects {total} subscriber(s)"
+            + (f"; {sentence}" if had else "")
+        )
+    if had and not again:
+        click.echo(sentence)
+    question = f"Send {planned.title!r} to {target!r}: {going} recipient(s)?"
+    if not yes and not confirm(question):
+        raise NewsroomError("nothing sent (answer y to send, or use --yes)")
+    lock = SenderLock(site.engine).acquire()  # before creating: a second sender stops here
+    try:
+        created = outbox.create(site, planned, target, again=again, now=state.now())
+        click.echo(f"mailing {created.mailing_id}: {created.count} deliveries frozen")
+        _run(site, created.mailing_id, state.now(), lock=lock)
+    finally:
+        lock.release()
+
+
+def _dry_run(site: Site, planned: outbox.Plan, target: str, again: bool) -> None:
+    """Who a real send would freeze, leaving out (unless --again) the same people it would."""
+    counts: dict[str, int] = {}
+    had = None if again else mailings.AlreadyHad(planned.slug)
+    for member in outbox.dry_run(site, planned, target, had):
+        click.echo(f"{member.email}\t{member.variant_key}")
+        counts[member.variant_key] = counts.get(member.variant_key, 0) + 1
+    summary = ", ".join(f"{n} get {key}" for key, n in sorted(counts.items())) or "nobody"
+    if had is not None and had.count:
+        click.echo(outbox.already_had(site, had), err=True)
+    click.echo(f"dry run: {planned.slug} to {target!r}: {summary}; nothing sent", err=True)
+
+
+def _run(
+    site: Site,
+    mailing_id: int,
+    now: datetime,
+    *,
+    lock: SenderLock | None = None,
+    resend_uncertain: bool = False,
+    resuming: bool = False,
+) -> None:
+    held = lock or SenderLock(site.engine).acquire()
+    try:
+        mailing = mailings.get(site.engine, mailing_id)
+        if resuming:
+            if mailing.status == MailingStatus.CANCELLED:
+                raise NewsroomError(f"mailing {mailing_id} was cancelled; it cannot be resumed")
+            outbox.check_relay(site)
+            if resend_uncertain:
+                # Only those handed to the relay without an answer are uncertain (journal.py).
+                mailings.reconcile(site.engine, mailing_id, held, journal.folder(site.root), now)
+                n = mailings.resend_uncertain(site.engine, mailing_id, held)
+                click.echo(f"{n} uncertain deliveries will be sent again")
+            mailings.resume(site.engine, mailing_id)
+        report = _send_with_progress(site, mailing_id, held)
+    finally:
+        if lock is None:
+            held.release()
+    _say(report, mailings.counts(site.engine, mailing_id))
+
+
+def _send_with_progress(site: Site, mailing_id: int, lock: SenderLock) -> Report:
+    to_do = mailings.counts(site.engine, mailing_id).to_do
+    helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.0f}/s"),
+        TimeRemainingColumn(),
+    )
+    started = time.monotonic()
+    own = 0
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("send", total=to_do, rate=0.0)
+
+        def show(_result: object = None) -> None:
+            nonlocal own
+            own += _result is not None
+            done = own + helpers.count()
+            rate = done / max(time.monotonic() - started, 1e-6)
+            progress.update(task, completed=done, rate=rate)
+
+        async def go() -> Report:
+            sender = Sender(site, lock, on_result=show)
+            sender.share(helpers.senders)
+            loop = asyncio.get_running_loop()
+
+            def stop() -> None:
+                sender.stop()
+                helpers.stop()
+
+            loop.add_signal_handler(signal.SIGINT, stop)
+            loop.add_signal_handler(signal.SIGTERM, stop)
+            try:
+                return await sender.run(mailing_id)
+            finally:
+                await sender.close()
+                loop.remove_signal_handler(signal.SIGINT)
+                loop.remove_signal_handler(signal.SIGTERM)
+
+        report = helpers.finish(asyncio.run(go()), waiting=show)
+    if report.interrupted:
+        mailings.pause(site.engine, mailing_id, "paused with Ctrl-C")
+    return report
+
+
+def _say(report: Report, counts: mailings.Counts) -> None:
+    """The outcome of a run, its tally the mailing's deliveries as the database holds them: the
+    same counts as `newsroom mailings show`, whichever sender or run did the work."""
+    m = report.mailing_id
+    tally = ", ".join(f"{counts[s]} {s}" for s in (D.SENT, D.FAILED, D.DEFERRED, D.SKIPPED))
+    if report.interrupted:
+        click.echo(
+            f"Interrupted: mailing {m} paused ({tally}). Carry on: newsroom send --resume {m}"
+        )
+        sys.exit(130)
+    if report.paused:
+        raise NewsroomError(f"mailing {m} paused ({tally}): {report.paused}")
+    if report.done:
+        click.echo(f"mailing {m} done: {tally}")
+    elif report.next_retry is not None:
+        click.echo(
+            f"mailing {m}: {tally}; the relay deferred some, next retry after "
+            f"{report.next_retry:%Y-%m-%d %H:%M} UTC: run `newsroom send --resume {m}` then, "
+            "or keep a `newsroom worker` running"
+        )
+    else:
+        click.echo(f"mailing {m}: {tally}; other senders are finishing the rest")
+    if report.uncertain:
+        click.echo(
+            f"{report.uncertain} deliveries are uncertain (in flight when a sender stopped): they "
+            f"may have arrived. To send them again: newsroom send --resume {m} --resend-uncertain"
+        )
+
+
+# --- mailings --------------------------------------------------------------------------------
+
+
+@click.group(cls=Group, name="mailings", invoke_without_command=True)
+@json_option
+@click.pass_context
+def mailings_group(ctx: click.Context, as_json: bool) -> None:
+    """List mailings with their deliveries per status (or show, pause, cancel one).
+
+    \b
+    Example:
+      newsroom mailings
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_mailings, as_json=as_json)
+
+
+@mailings_group.command(name="list")
+@json_option
+@pass_state
+def list_mailings(state: State, as_json: bool) -> None:
+    """List every mailing with its deliveries per status.
+
+    \b
+    Example:
+      newsroom mailings list --json
+    """
+    rows = [_row(m, c) for m, c in mailings.listing(state.site.engine)]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no mailings yet: `newsroom send ISSUE --to EXPR` makes one")
+        return
+    click.echo(f"{'id':>4} {'status':9} {'issue':28} {'sent':>7} {'to do':>7} {'failed':>6}  to")
+    for r in rows:
+        c = r["counts"]
+        to_do = c["pending"] + c["deferred"] + c["sending"]
+        click.echo(
+            f"{r['id']:>4} {r['status']:9} {r['issue'][:28]:28} {c['sent']:>7} {to_do:>7} "
+            f"{c['failed']:>6}  {r['to']}"
+        )
+
+
+def _row(mailing: mailings.Mailing, counts: mailings.Counts) -> dict[str, Any]:
+    return {
+        "id": mailing.id,
+        "issue": mailing.issue_slug,
+        "to": mailing.expression,
+        "status": mailing.status,
+        "paused_reason": mailing.paused_reason,
+        "created_at": mailing.created_at.isoformat(timespec="seconds"),
+        "counts": {s.value: counts[s] for s in D},
+    }
+
+
+@mailings_group.command(name="show")
+@click.argument("mailing_id", type=int, metavar="ID")
+@json_option
+@pass_state
+def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
+    """Show one mailing: its issue, audience, status and deliveries per status.
+
+    \b
+    Example:
+      newsroom mailings show 3
+    """
+    engine = state.site.engine
+    mailing = mailings.get(engine, mailing_id)
+    row = _row(mailing, mailings.counts(engine, mailing_id))
+    if as_json:
+        echo_json(row)
+        return
+    click.echo(f"mailing {mailing.id}: {mailing.issue_slug} ({mailing.issue_path})")
+    click.echo(f"subject: {mailing.subject}")
+    click.echo(f"to:      {mailing.expression}")
+    click.echo(
+        f"status:  {mailing.status}"
+        + (f" — {mailing.paused_reason}" if mailing.paused_reason else "")
+    )
+    click.echo(f"created: {row['created_at']}")
+    counts = row["counts"]
+    assert isinstance(counts, dict)
+    click.echo("  ".join(f"{k}: {v}" for k, v in counts.items()))
+    if counts["sending"] and mailing.status != MailingStatus.SENDING:
+        click.echo(
+            f"{counts['sending']} uncertain (in flight when a sender stopped): "
+            f"newsroom send --resume {mailing.id} --resend-uncertain sends them again"
+        )
+
+
+@mailings_group.command(name="pause")
+@click.argument("mailing_id", type=int, metavar="ID")
+@pass_state
+def pause_mailing(state: State, mailing_id: int) -> None:
+    """Pause a mailing: senders finish their current batch and stop.
+
+    \b
+    Example:
+      newsroom mailings pause 3
+    """
+    engine = state.site.engine
+    mailing = mailings.get(engine, mailing_id)
+    if not mailings.pause(engine, mailing_id, "paused by hand (`newsroom mailings pause`)"):
+        raise NewsroomError(
+            f"mailing {mailing_id} is {mailing.status}, not sending: nothing to pause"
+        )
+    click.echo(f"mailing {mailing_id} paused; carry on with: newsroom send --resume {mailing_id}")
+
+
+@mailings_group.command(name="cancel")
+@click.argument("mailing_id", type=int, metavar="ID")
+@pass_state
+def cancel_mailing(state: State, mailing_id: int) -> None:
+    """Cancel a mailing: deliveries not yet sent are skipped for good.
+
+    \b
+    Example:
+      newsroom mailings cancel 3
+    """
+    skipped = mailings.cancel(state.site.engine, mailing_id, state.now())
+    click.echo(f"mailing {mailing_id} cancelled; {skipped} deliveries will not be sent")
+
+
+# --- worker and dev-smtp ---------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Work through what is due now, then stop.")
+@click.option("--poll", default=5.0, show_default=True, help="Seconds between looks for work.")
+@pass_state
+def worker(state: State, once: bool, poll: float) -> None:
+    """Send every mailing that is under way, as one of any number of workers.
+
+    On PostgreSQL run as many as you like, on as many machines; on SQLite one at a time. Like
+    `send`, it starts helper processes for a big mailing when sending.processes says so.
+
+    \b
+    Example:
+      NEWSROOM_DATABASE_URL=postgresql+psycopg://newsroom@db/newsroom newsroom worker
+    """
+    site = state.site
+    with SenderLock(site.engine) as lock:
+        click.echo(f"worker {lock.name} started (Ctrl-C to stop)", err=True)
+        sent = asyncio.run(_work(site, lock, once, poll))
+    click.echo(f"worker stopped: {sent} sent")
+
+
+async def _work(site: Site, lock: SenderLock, once: bool, poll: float) -> int:
+    sender = Sender(site, lock, wait_for_retries=False)
+    helping: list[Helpers] = []  # the helper processes of the mailing under way, if any
+
+    def stop() -> None:
+        sender.stop()
+        for helpers in helping:
+            helpers.stop()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop)
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    relay = _Relay(site, once, poll)
+    total = 0
+    try:
+        while not sender.stopping:
+            busy = False
+            under_way = mailings.under_way(site.engine)
+            if under_way and await relay.up():
+                for mailing_id in under_way:
+                    if sender.stopping:
+                        break
+                    report = await _work_on(site, lock, sender, mailing_id, helping)
+                    total += report.sent
+                    busy = busy or report.sent + report.failed + report.deferred > 0
+            if once and not busy:
+                break
+            if not busy:
+                await sender._sleep(poll)
+    finally:
+        await sender.close()
+    return total
+
+
+async def _work_on(
+    site: Site, lock: SenderLock, sender: Sender, mailing_id: int, helping: list[Helpers]
+) -> Report:
+    to_do = mailings.counts(site.engine, mailing_id).to_do
+    helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
+    helping[:] = [helpers]
+    sender.share(helpers.senders)
+    report = await sender.run(mailing_id)
+    report = await asyncio.to_thread(helpers.finish, report)  # the loop hears signals
+    helping.clear()
+    if report.paused and not report.interrupted:
+        click.echo(f"mailing {mailing_id} paused: {report.paused}", err=True)
+    return report
+
+
+class _Relay:
+    """Whether the relay answers before a worker claims anything: while it is down the worker
+    waits (saying so once) instead of deferring every delivery and pausing the mailing."""
+
+    def __init__(self, site: Site, once: bool, poll: float) -> None:
+        self.site, self.once, self.poll = site, once, poll
+        self.down = False
+
+    async def up(self) -> bool:
+        pool = Pool(self.site.config, connections=1)
+        try:
+            await pool.check()
+        except NewsroomError as exc:
+            if self.once:
+                raise
+            if not self.down:
+                click.echo(f"worker: {exc}; trying again every {self.poll:g} s", err=True)
+            self.down = True
+            return False
+        finally:
+            await pool.close()
+        if self.down:
+            click.echo("worker: the relay answers again", err=True)
+        self.down = False
+        return True
+
+
+@click.command(name="dev-smtp")
+@click.option(
+    "--maildir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where messages are kept (default: maildir/ in the site folder).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, help="Port to listen on (default: the smtp.port setting).")
+@pass_state
+def dev_smtp(state: State, maildir: Path | None, host: str, port: int | None) -> None:
+    """Run a local SMTP server that keeps every message in a Maildir (nothing is delivered).
+
+    \b
+    Example:
+      newsroom dev-smtp --maildir /tmp/outbox --port 8025
+    """
+    from newsroom.mail.devsmtp import DevSMTP
+
+    config = state.site.config
+    folder = maildir or state.site.root / "maildir"
+    stops = {signal.SIGINT, signal.SIGTERM}
+    # Block the signals before the server thread starts (it inherits the mask), then wait.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        server = DevSMTP(folder, host, port or config.integer("smtp.port")).start()
+        click.echo(
+            f"dev-smtp listening on {host}:{server.port}; messages go to {folder}/new "
+            "(Ctrl-C to stop)"
+        )
+        signal.sigwait(stops)
+        server.stop()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    click.echo(f"dev-smtp stopped: {server.handler.count} message(s) stored")

@@ -1,0 +1,346 @@
+"""`newsroom lists`, `newsroom subscribers ...` and `newsroom segment`: thin shells over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from newsroom import segments
+from newsroom.cli.common import Group, State, confirm, echo_json, json_option, pass_state
+from newsroom.database import transaction
+from newsroom.errors import NewsroomError
+from newsroom.people import confirmation, erasure, imports, lists, subscribers
+from newsroom.site import Site
+
+SHOWN_MATCHES = 10
+
+
+def _synced(state: State) -> Site:
+    """The site with its lists in step with lists.toml (every command here needs them)."""
+    lists.sync(state.site, state.now())
+    return state.site
+
+
+@click.command(name="lists")
+@json_option
+@pass_state
+def list_lists(state: State, as_json: bool) -> None:
+    """Show each list with its number of subscriptions per status.
+
+    Brings the database in step with subscribers/lists.toml first: new lists are added; a removed
+    list that people are still on is refused.
+
+    \b
+    Example:
+      newsroom lists
+    """
+    site = _synced(state)
+    with transaction(site.engine) as session:
+        rows: list[dict[str, Any]] = [
+            {
+                "slug": row.slug,
+                "name": row.name,
+                "opt_in": row.opt_in,
+                "public": row.public,
+                "counts": counts,
+            }
+            for row, counts in lists.counts(session)
+        ]
+    if as_json:
+        echo_json(rows)
+        return
+    click.echo(
+        f"{'list':24} {'opt-in':7} {'public':6} confirmed pending unsubscribed bounced complained"
+    )
+    for r in rows:
+        c = r["counts"]
+        click.echo(
+            f"{r['slug']:24} {r['opt_in']:7} {'yes' if r['public'] else 'no':6} "
+            f"{c['confirmed']:9} {c['pending']:7} {c['unsubscribed']:12} {c['bounced']:7} "
+            f"{c['complained']:10}"
+        )
+
+
+@click.group(cls=Group, name="subscribers")
+def subscribers_group() -> None:
+    """Add, import, export, show, unsubscribe and erase subscribers.
+
+    \b
+    Example:
+      newsroom subscribers add ann@example.org --list all-members --name "Ann Lee"
+    """
+
+
+@subscribers_group.command()
+@click.argument("email")
+@click.option(
+    "--list", "list_slugs", multiple=True, required=True, help="A list slug (repeat for more)."
+)
+@click.option("--name", default="", help="The person's name.")
+@click.option("--tag", "tags", multiple=True, help="A tag such as access-needs (repeat for more).")
+@pass_state
+def add(
+    state: State, email: str, list_slugs: tuple[str, ...], name: str, tags: tuple[str, ...]
+) -> None:
+    """Subscribe EMAIL to lists (double opt-in lists send one confirmation email).
+
+    \b
+    Example:
+      newsroom subscribers add ann@example.org --list all-members --list disability-group
+    """
+    site = _synced(state)
+    report = subscribers.add(site, email, list_slugs, now=state.now(), name=name, tags=tags)
+    for slug, outcome in report.outcomes.items():
+        click.echo(f"{report.email} {slug}: {outcome}")
+    if report.confirmation_sent:
+        click.echo(f"sent a confirmation email to {report.email}")
+    elif report.confirmation_held:
+        click.echo(
+            f"no new confirmation email: one was sent to {report.email} less than 24 hours ago"
+        )
+
+
+@subscribers_group.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--list",
+    "list_slugs",
+    multiple=True,
+    help="Subscribe every row to this list too (repeat for more).",
+)
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="These people already consented: confirm at once (needs --consent).",
+)
+@click.option("--consent", "consent_text", help="The consent they gave, recorded in the ledger.")
+@click.option("--skip-invalid", is_flag=True, help="Import the good rows even if some are wrong.")
+@click.option(
+    "--no-email", is_flag=True, help="Do not send confirmation emails to pending people now."
+)
+@pass_state
+def import_(
+    state: State,
+    file: Path,
+    list_slugs: tuple[str, ...],
+    confirmed: bool,
+    consent_text: str | None,
+    skip_invalid: bool,
+    no_email: bool,
+) -> None:
+    """Import subscribers from a CSV file with columns email, name, tags, lists.
+
+    Every row is checked first; if any is wrong nothing is written (unless --skip-invalid) and
+    each wrong row is reported as FILE.csv:LINE.
+
+    \b
+    Example:
+      newsroom subscribers import members.csv --list all-members --confirmed --consent "Joined as a member in 2024"
+    """
+    site = _synced(state)
+    report = imports.import_csv(
+        site,
+        file,
+        list_slugs=list_slugs,
+        confirmed=confirmed,
+        consent_text=consent_text,
+        skip_invalid=skip_invalid,
+        now=state.now(),
+        send_confirmations=not no_email,
+    )
+    for problem in report.rejected:
+        click.echo(f"{problem} (row not imported)", err=True)
+    for problem in report.skipped:
+        click.echo(str(problem), err=True)
+    click.echo(
+        f"{file.name}: {report.rows} rows, {report.new_subscribers} new subscribers, "
+        f"{report.subscribed} subscriptions {'confirmed' if confirmed else 'pending'}, "
+        f"{report.unchanged} unchanged, {len(report.skipped)} skipped, "
+        f"{len(report.rejected)} rejected"
+        + ("" if confirmed else f", {report.confirmations_sent} confirmation emails sent")
+    )
+
+
+@subscribers_group.command()
+@click.option("--list", "list_slug", help="Only subscribers confirmed on this list.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="Output format.",
+)
+@pass_state
+def export(state: State, list_slug: str | None, fmt: str) -> None:
+    """Print confirmed subscribers as CSV (the import's columns) or JSON lines.
+
+    In the CSV, a cell a spreadsheet would run as a formula (starting with = + - @) gets a
+    single quote before it; an import reads it back without. The JSON is exact.
+
+    \b
+    Example:
+      newsroom subscribers export --list all-members > all-members.csv
+    """
+    site = _synced(state)
+    rows = imports.export(site, list_slug)
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    imports.write_csv(rows, sys.stdout)
+
+
+@subscribers_group.command()
+@click.argument("email")
+@json_option
+@pass_state
+def show(state: State, email: str, as_json: bool) -> None:
+    """Show a subscriber: tags, subscriptions and the full consent ledger.
+
+    \b
+    Example:
+      newsroom subscribers show ann@example.org --json > ann.json
+    """
+    data = erasure.export_subscriber(_synced(state), email)
+    if as_json:
+        echo_json(data)
+        return
+    person = data["subscriber"]
+    click.echo(f"{person['email']}  {person['name']}".rstrip())
+    click.echo(f"  since {person['created_at']}; tags: {' '.join(person['tags']) or '-'}")
+    click.echo("subscriptions:")
+    for sub in data["subscriptions"]:
+        click.echo(f"  {sub['list']:24} {sub['status']:13} since {sub['updated_at']}")
+    click.echo("consent ledger:")
+    for event in data["ledger"]:
+        how = " ".join(x for x in (event["source"], event["method"]) if x)
+        line = f"  {event['at']}  {event['kind']:12} {event['list'] or '-':20} {how}"
+        if event["consent_version"]:
+            line += (
+                f"  consent text {event['consent_version']!r} sha256:{event['consent_sha256'][:12]}"
+            )
+        if event["ip"]:
+            line += f"  ip {event['ip']}"
+        if event["detail"]:
+            line += f"  ({event['detail']})"
+        click.echo(line)
+
+
+@subscribers_group.command()
+@click.argument("email", required=False)
+@click.option(
+    "--list",
+    "list_slugs",
+    multiple=True,
+    help="Only from this list (repeat for more; default: every list).",
+)
+@click.option(
+    "--all", "everyone", is_flag=True, help="Unsubscribe everyone from the one --list given."
+)
+@pass_state
+def remove(state: State, email: str | None, list_slugs: tuple[str, ...], everyone: bool) -> None:
+    """Unsubscribe EMAIL (from every list, or the --list ones); recorded in the ledger.
+
+    \b
+    Example:
+      newsroom subscribers remove ann@example.org --list clp-secretaries
+    """
+    site = _synced(state)
+    if everyone:
+        if email or len(list_slugs) != 1:
+            raise NewsroomError("--all takes exactly one --list and no EMAIL")
+        count = subscribers.remove_all(site, list_slugs[0], now=state.now())
+        click.echo(f"unsubscribed {count} from {list_slugs[0]}")
+        return
+    if not email:
+        raise NewsroomError("give the EMAIL to unsubscribe (or --all --list SLUG)")
+    left = subscribers.remove(site, email, list_slugs, now=state.now())
+    if left:
+        click.echo(f"unsubscribed {email} from {', '.join(left)}")
+    else:
+        click.echo(
+            f"{email} was not subscribed to {', '.join(list_slugs) or 'any list'}: nothing to do"
+        )
+
+
+@subscribers_group.command()
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def erase(state: State, email: str, yes: bool) -> None:
+    """Erase EMAIL (GDPR): personal data gone, a keyed hash kept so it is not re-added.
+
+    \b
+    Example:
+      newsroom subscribers erase ann@example.org --yes
+    """
+    site = _synced(state)
+    if not yes:
+        confirm(f"Erase everything held about {email}? This cannot be undone", abort=True)
+    erasure.erase(site, email, now=state.now())
+    click.echo(f"erased {email}: it is on the suppression list and will not be imported again")
+
+
+@subscribers_group.command()
+@pass_state
+def prune(state: State) -> None:
+    """Remove pending subscriptions older than the confirmation link's life.
+
+    \b
+    Example:
+      newsroom subscribers prune
+    """
+    report = erasure.prune(_synced(state), now=state.now())
+    click.echo(
+        f"removed {report.subscriptions} unconfirmed subscriptions; "
+        f"forgot {report.subscribers} people who never confirmed"
+    )
+
+
+@subscribers_group.command(name="send-confirmations")
+@pass_state
+def send_confirmations(state: State) -> None:
+    """Send the confirmation email to every pending person who was never sent one.
+
+    For an import made with --no-email or one whose relay failed partway, and for web requests
+    made while the relay was down. Nobody who already had a confirmation email is sent another.
+    Safe to run again.
+
+    \b
+    Example:
+      newsroom subscribers send-confirmations
+    """
+    sent = confirmation.send_due(_synced(state), state.now())
+    click.echo(f"sent {sent} confirmation emails")
+
+
+@click.command(name="segment")
+@click.argument("expression")
+@click.option("--limit", default=SHOWN_MATCHES, show_default=True, help="How many matches to show.")
+@json_option
+@pass_state
+def segment(state: State, expression: str, limit: int, as_json: bool) -> None:
+    """Count the subscribers a segment expression selects and show the first few.
+
+    \b
+    Example:
+      newsroom segment "all-members and not clp-secretaries"
+    """
+    site = _synced(state)
+    with transaction(site.engine) as session:
+        found = segments.resolve(session, expression)
+        count = found.count(session)
+        first = session.execute(found.select().limit(limit)).all()
+    if as_json:
+        echo_json({"expression": expression, "count": count, "first": [e for _, e, _ in first]})
+        return
+    click.echo(f"{count} subscriber{'s' if count != 1 else ''} match {expression!r}")
+    for _, email, name in first:
+        click.echo(f"  {email}  {name}".rstrip())
+    if count > len(first):
+        click.echo(f"  ... and {count - len(first)} more")

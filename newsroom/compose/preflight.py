@@ -1,0 +1,93 @@
+"""Preflight warnings on an issue that is valid but could be better: size, link text, headings,
+non-https links, images without alt text in raw HTML, a missing summary, a very long subject.
+
+Warnings never stop a send on their own; they are printed by `newsroom check` and before a send.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from newsroom.compose import markup
+from newsroom.compose.issues import Block, Issue, Markdown
+from newsroom.compose.rendering import Rendered
+from newsroom.errors import Problem
+
+MAX_HTML_KB = 90  # Gmail clips at 102 KB; keep room for per-recipient links
+MAX_SUBJECT = 78
+HEADING = re.compile(r"^(#{1,6})\s")
+# A tag is found first, then its alt: one pattern with a lookahead scanning to ">" from every
+# "<img" is quadratic in a line of many unclosed "<img"s. A tag ends at the next "<" too.
+IMG_TAG = re.compile(r"<img\b[^<>]*+>", re.IGNORECASE)
+ALT = re.compile(r'\balt="[^"]+"', re.IGNORECASE)
+
+
+def warnings(issue: Issue, rendered: Rendered, shown: str) -> list[Problem]:
+    """Every warning of one issue, as `Problem`s whose message starts with "warning:"."""
+    found = [Problem(shown, line, f"warning: {message}") for line, message in _all(issue, rendered)]
+    return sorted(found, key=lambda p: p.line)
+
+
+def _all(issue: Issue, rendered: Rendered) -> Iterator[tuple[int, str]]:
+    if not issue.summary:
+        yield (
+            1,
+            'no "summary" in the front matter: it is the preview line inboxes show beside the subject',
+        )
+    if len(issue.title) > MAX_SUBJECT:
+        yield (
+            2,
+            f"the title is {len(issue.title)} characters long: inboxes show about 60, so put the point first",
+        )
+    for key, variant in rendered.variants.items():
+        size = len(variant.html.encode("utf-8")) / 1024
+        if key != "public" and size > MAX_HTML_KB:
+            yield (
+                1,
+                f"the email ({key}) is {size:.0f} KB of HTML: Gmail clips emails over 102 KB; shorten it or split it",
+            )
+            break
+    for text, line, level in _texts(issue):
+        yield from _text_warnings(text, line, level)
+
+
+def _texts(issue: Issue) -> Iterator[tuple[str, int, int]]:
+    """Each Markdown text, its first line, and the heading level it sits under."""
+    for node in issue.walk():
+        if isinstance(node, Markdown):
+            yield node.text, node.line, 1
+        elif isinstance(node, Block) and node.body:
+            yield node.body, node.body_line, 2 if node.title else 1
+
+
+def _text_warnings(text: str, first_line: int, previous: int) -> Iterator[tuple[int, str]]:
+    for offset, label in markup.vague_links(text):
+        yield (
+            first_line + offset,
+            f'link text "{label}" says nothing out of context: name where the link goes',
+        )
+    for offset, url in markup.links_in(text):
+        if url.startswith("http://"):
+            yield first_line + offset, f'"{url}" is not https: use https:// if the site offers it'
+    for offset, line in enumerate(text.splitlines()):
+        match = HEADING.match(line)
+        if not match:
+            if any(not ALT.search(tag) for tag in IMG_TAG.findall(line)):
+                yield (
+                    first_line + offset,
+                    'an <img> has no alt text: add alt="what the image shows"',
+                )
+            continue
+        level = len(match.group(1))
+        if level == 1:
+            yield (
+                first_line + offset,
+                'a "#" heading: the title is the only top-level heading, so start with "##"',
+            )
+        elif level > previous + 1:
+            yield (
+                first_line + offset,
+                f"heading level {level} after level {previous}: do not skip levels (use {'#' * (previous + 1)})",
+            )
+        previous = max(level, 2)

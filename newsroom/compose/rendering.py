@@ -1,0 +1,303 @@
+"""An issue rendered once per variant: email HTML (Jinja2 → MJML → mjml-python → css-inline),
+the plain-text part and the public web fragment.
+
+    rendered = render(issue, config)
+    key = rendered.variant_for(lambda expression: recipient_matches(expression))
+    variant = rendered.variants[key]          # .subject, .html, .text, .content_html
+    personalise(variant.html, fields, html=True)
+    rendered.public                           # web and feeds: no private, no only, no join links
+
+Variant keys: "public"; "email" for a recipient who matches no `only` block; "email+1+3" for one
+who matches the 1st and 3rd expressions of `rendered.only_expressions`. Email variants keep merge
+fields as placeholders (`{{first_name|friend}}`, `{{unsubscribe_url}}`, `{{preferences_url}}`)
+for `personalise`; the public variant has them replaced by their fallbacks.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+from itertools import combinations
+from typing import Any
+
+import css_inline
+import jinja2
+import mjml
+
+from newsroom.compose import blocks, calendar, markup, plaintext
+from newsroom.compose.issues import Block, Issue, Markdown, Node
+from newsroom.compose.personalise import placeholder
+from newsroom.settings import Config
+
+DARK_MODE_META = (
+    '<meta name="color-scheme" content="light dark">'
+    '<meta name="supported-color-schemes" content="light dark">'
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    subject: str
+    html: str  # the whole email document
+    text: str  # the plain-text part
+    content_html: str  # the issue's content alone (web page, feeds)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    issue: Issue
+    variants: dict[str, Variant]
+    only_expressions: tuple[str, ...]
+
+    @property
+    def public(self) -> Variant:
+        return self.variants["public"]
+
+    def variant_for(self, matches: Callable[[str], bool]) -> str:
+        """The email variant key for a recipient; MATCHES says if they match an only expression."""
+        chosen = [str(i) for i, e in enumerate(self.only_expressions, 1) if matches(e)]
+        return "+".join(["email", *chosen])
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a variant is for: the public, or email recipients matching some only expressions."""
+
+    email: bool
+    matched: frozenset[str] = frozenset()
+
+    def includes(self, block: Block) -> bool:
+        if block.type == "private":
+            return self.email
+        if block.type == "only":
+            return isinstance(block.data, blocks.Only) and block.data.expression in self.matched
+        return True
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("newsroom", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+@cache
+def _inliner() -> css_inline.CSSInliner:
+    # LAB-NOTES: no remote stylesheets; keep @media (responsive, dark mode) and <link> tags.
+    return css_inline.CSSInliner(
+        load_remote_stylesheets=False, keep_at_rules=True, keep_link_tags=True
+    )
+
+
+def only_expressions(issue: Issue) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for block in issue.blocks:
+        if isinstance(block.data, blocks.Only):
+            seen.setdefault(block.data.expression)
+    return tuple(seen)
+
+
+def render(issue: Issue, config: Config) -> Rendered:
+    """Every variant of ISSUE: the public one and one per combination of only blocks."""
+    expressions = only_expressions(issue)  # at most issues.MAX_ONLY: load_issue checks
+    with markup.reuse():  # each text parsed once for all the variants
+        variants = {"public": render_variant(issue, config, Audience(False), "public")}
+        for size in range(len(expressions) + 1):
+            for chosen in combinations(range(len(expressions)), size):
+                key = "+".join(["email", *(str(i + 1) for i in chosen)])
+                audience = Audience(True, frozenset(expressions[i] for i in chosen))
+                variants[key] = render_variant(issue, config, audience, key)
+    return Rendered(issue, variants, expressions)
+
+
+def render_variant(issue: Issue, config: Config, audience: Audience, key: str) -> Variant:
+    fields = markup.FieldTable()
+    unsubscribe = _reserve(fields, "unsubscribe_url")
+    preferences = _reserve(fields, "preferences_url")
+    context = page_context(issue, config, audience, fields)
+    items = context["items"]
+    subject = fields.protect(issue.title)
+    document = (
+        _environment()
+        .get_template("email/issue.mjml.j2")
+        .render(
+            **context,
+            subject=subject,
+            preheader=fields.protect(issue.summary),
+            public=not audience.email,
+            unsubscribe_url=unsubscribe,
+            preferences_url=preferences,
+        )
+    )
+    html = email_html(document)
+    content = _environment().get_template("web/content.html.j2").render(items=items)
+    text = plaintext.render(issue, config, audience, fields)
+    public = not audience.email
+    return Variant(
+        key,
+        _finish(subject, fields, public, html=False),
+        _finish(html, fields, public, html=True),
+        _finish(text, fields, public, html=False),
+        _finish(content, fields, public, html=True),
+    )
+
+
+def _reserve(fields: markup.FieldTable, name: str) -> str:
+    fields.fields.append((name, None))
+    return f"\ue000{len(fields.fields) - 1}\ue001"
+
+
+def email_html(mjml_source: str) -> str:
+    """MJML to email HTML: compiled by mjml-python, CSS inlined, dark-mode meta tags added."""
+    html = mjml.mjml2html(mjml_source)
+    html = _inliner().inline(html)
+    return html.replace("<head>", "<head>" + DARK_MODE_META, 1)
+
+
+def _finish(text: str, fields: markup.FieldTable, public: bool, html: bool) -> str:
+    """Sentinels become placeholders ({{first_name|friend}}), or their fallback when public."""
+    if html:  # a literal "{{" (from an entity in the Markdown) must never become a placeholder
+        text = text.replace("{{", "&#123;{")
+
+    def swap(match: re.Match[str]) -> str:
+        name, fallback = fields.fields[int(match.group(1))]
+        if public:
+            value = fallback if fallback is not None else markup.FIELDS.get(name, "")
+            return htmllib.escape(value) if html else value
+        if fallback is not None and html:
+            fallback = htmllib.escape(fallback)
+        return placeholder(name, fallback)
+
+    return markup.SENTINEL.sub(swap, text)
+
+
+def page_context(
+    issue: Issue, config: Config, audience: Audience, fields: markup.FieldTable
+) -> dict[str, Any]:
+    base = config.text("site.base_url").rstrip("/")
+    outline = markup.Outline()
+    return {
+        "lang": config.text("site.lang"),
+        "site_name": config.text("site.name"),
+        "postal_address": config.text("site.postal_address"),
+        "base_url": base,
+        "web_url": web_url(issue, config),
+        "title": fields.protect(issue.title),
+        "date_words": blocks.date_words(issue.date),
+        "items": list(_items(issue.body, issue, config, audience, fields, outline)),
+    }
+
+
+def web_url(issue: Issue, config: Config) -> str:
+    return f"{config.text('site.base_url').rstrip('/')}/issues/{issue.slug}/"
+
+
+def _items(
+    nodes: Iterable[Node],
+    issue: Issue,
+    config: Config,
+    audience: Audience,
+    fields: markup.FieldTable,
+    outline: markup.Outline,
+) -> Iterable[dict[str, Any]]:
+    for node in nodes:
+        if isinstance(node, Markdown):
+            yield {"kind": "markdown", "html": markup.to_html(node.text, fields, outline)}
+        elif audience.includes(node):
+            if node.type == "private":
+                yield {
+                    "kind": "private",
+                    "note": "For subscribers only: this part is not on the website. Please do not forward it.",
+                }
+            if node.type in ("private", "only"):
+                yield from _items(node.children, issue, config, audience, fields, outline)
+            else:
+                yield _block_item(node, issue, config, audience, fields, outline)
+
+
+def _block_item(
+    block: Block,
+    issue: Issue,
+    config: Config,
+    audience: Audience,
+    fields: markup.FieldTable,
+    outline: markup.Outline,
+) -> dict[str, Any]:
+    item: dict[str, Any] = {"kind": block.type, "title": fields.protect(block.title)}
+    item["level"] = outline.level(2, 2) if block.title else outline.last
+    data = block.data
+    body = data.intro if isinstance(data, blocks.Supporters) else block.body
+    if not isinstance(data, blocks.Motion):
+        item["html"] = markup.to_html(body, fields, outline, base=3) if body.strip() else ""
+    if isinstance(data, blocks.Statement):
+        item["attribution"] = data.attribution
+    elif isinstance(data, blocks.Meeting):
+        item.update(
+            when=data.when_words,
+            where=data.where,
+            register=data.register,
+            join=data.join if audience.email else "",
+            ics_url=calendar.ics_url(issue, block, config),
+        )
+    elif isinstance(data, blocks.Supporters):
+        names = [fields.protect(name) for name in data.names]  # merge fields as in the body
+        half = (len(names) + 1) // 2
+        item["columns"] = [names[:half], names[half:]] if half else []
+        item["count_words"] = supporters_count(len(data.names))
+    elif isinstance(data, blocks.Motion):
+        item["byline"] = motion_byline(data)
+        item["parts"] = [
+            {"marker": p.marker, "level": p.level, "html": markup.inline_html(p.text, fields)}
+            for p in data.parts
+        ]
+    elif isinstance(data, blocks.Action):
+        item.update(url=data.url, button=data.button)
+    return item
+
+
+def supporters_count(count: int) -> str:
+    return f"{count} supporter{'s' if count != 1 else ''}"
+
+
+def motion_byline(data: blocks.Motion) -> str:
+    parts = []
+    if data.by:
+        parts.append(f"Moved by {data.by}")
+    if data.passed:
+        parts.append(f"passed {blocks.date_words(data.passed)}")
+    text = ", ".join(parts)
+    return text[:1].upper() + text[1:]
+
+
+def web_page(issue: Issue, config: Config) -> str:
+    """The public web page of an issue: the public variant in an accessible page of its own."""
+    content = render_variant(issue, config, Audience(False), "public").content_html
+    return (
+        _environment()
+        .get_template("web/page.html.j2")
+        .render(
+            lang=config.text("site.lang"),
+            site_name=config.text("site.name"),
+            description=config.text("site.description"),
+            base_url=config.text("site.base_url").rstrip("/"),
+            postal_address=config.text("site.postal_address"),
+            title=public_text(issue.title),
+            summary=public_text(issue.summary),
+            date=issue.date,
+            date_words=blocks.date_words(issue.date),
+            content=content,
+        )
+    )
+
+
+def public_text(text: str) -> str:
+    """TEXT with its merge fields replaced by their fallbacks, as the public variant shows it."""
+    return markup.fill_public(text)

@@ -1,0 +1,79 @@
+"""The audience of a mailing: who a segment expression selects, and which variant each one gets.
+
+Subscribers are read in chunks keyed on the last id (as listmonk does), so memory does not grow
+with the list; an issue's `only` blocks are matched per chunk with one query per expression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from newsroom import segments
+from newsroom.database import transaction
+from newsroom.delivery.mailings import AlreadyHad, Member
+from newsroom.models import Subscriber
+
+Matches = Callable[[str], bool]
+Choose = Callable[[Matches], str]  # given "does this person match EXPRESSION?", a variant key
+
+
+def members(
+    engine: Engine, expression: str, choose: Choose, chunk: int = 25_000
+) -> Iterator[Member]:
+    """Every subscriber EXPRESSION selects, in id order, with the variant CHOOSE picks."""
+    last = 0
+    while True:
+        with transaction(engine) as session:
+            segment = segments.resolve(session, expression)
+            rows = session.execute(segment.select().where(Subscriber.id > last).limit(chunk)).all()
+            if not rows:
+                return
+            found = _Chunk(session, [row[0] for row in rows])
+            for subscriber_id, email, _name in rows:
+                yield Member(subscriber_id, email, choose(found.predicate(subscriber_id)))
+        last = rows[-1][0]
+
+
+class _Chunk:
+    """One chunk of subscribers, and which of them each `only` expression matches."""
+
+    def __init__(self, session: Session, ids: list[int]) -> None:
+        self.session = session
+        self.ids = ids
+        self.matched: dict[str, set[int]] = {}
+
+    def matching(self, only: str) -> set[int]:
+        if only not in self.matched:
+            condition = segments.resolve(self.session, only).condition
+            query = select(Subscriber.id).where(Subscriber.id.in_(self.ids), condition)
+            self.matched[only] = set(self.session.scalars(query))
+        return self.matched[only]
+
+    def predicate(self, subscriber_id: int) -> Matches:
+        return lambda only: subscriber_id in self.matching(only)
+
+
+def size(engine: Engine, expression: str, issue_slug: str) -> tuple[int, int, str]:
+    """(how many EXPRESSION selects, how many of them already had ISSUE_SLUG, and a sentence
+    saying so, naming the issue and the mailings: see `mailings.AlreadyHad`)."""
+    with transaction(engine) as session:
+        segment = segments.resolve(session, expression)
+        total = segment.count(session)
+        had = AlreadyHad(issue_slug)
+        had.count_among(session, select(Subscriber.email).where(segment.condition))
+        return total, had.count, had.sentence(session) if had.count else ""
+
+
+def fresh(
+    engine: Engine, members: Iterable[Member], had: AlreadyHad, chunk: int = 5000
+) -> Iterator[Member]:
+    """MEMBERS without those who already had the issue, left out (and counted in HAD) as
+    `mailings.create` leaves them out."""
+    iterator = iter(members)
+    while batch := list(islice(iterator, chunk)):
+        with transaction(engine) as session:
+            yield from had.sift(session, batch)

@@ -1,0 +1,202 @@
+"""What `newsroom send` is about to do: the issue rendered per variant, its audience, preflight.
+
+Preflight runs before anything is written or sent: the secret key, the sender address, the DKIM
+key, the rate settings, the issue (all its errors at once), the segment expression, and a
+connection to the relay. Any failure stops the send with one line saying what to fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from newsroom import segments, tokens
+from newsroom.database import transaction
+from newsroom.delivery import audience, mailings
+from newsroom.delivery.mailings import AlreadyHad, Content, Member
+from newsroom.delivery.sending import signer, templates
+from newsroom.errors import NewsroomError, ProblemsError
+from newsroom.mail import asyncrun
+from newsroom.mail.messages import Clock, Recipient, new_message_id, parse_sender, wire_address
+from newsroom.mail.ratelimit import RateLimiter, domain_rates, per_second
+from newsroom.mail.smtp import SENT, UNSENDABLE, Outgoing, Pool
+from newsroom.models import Mailing, MailingStatus
+from newsroom.site import Site
+
+
+@dataclass
+class Plan:
+    """An issue ready to send: where it is, its subject, its variants, and how to choose one."""
+
+    path: Path
+    shown: str  # the path as mailings record it: relative to the site when inside it
+    slug: str
+    title: str
+    default_to: str
+    variants: dict[str, Content]
+    choose: Callable[[Callable[[str], bool]], str]
+
+
+def find_issue(site: Site, name: str) -> Path:
+    """ISSUE as a path, or a slug or file name in the site's issues/ folder."""
+    path = Path(name)
+    if path.is_file():
+        return path.resolve()
+    folder = site.issues_dir
+    for candidate in (folder / name, folder / f"{name}.md", *sorted(folder.glob(f"*-{name}.md"))):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise NewsroomError(
+        f"no issue {name!r}: give a file (issues/2020-12-24-save-our-socialists.md) or a slug "
+        f"of a file in {folder}"
+    )
+
+
+def plan(site: Site, issue: str) -> Plan:
+    """Load and render ISSUE once per variant (raises ProblemsError listing every error)."""
+    path = find_issue(site, issue)
+    try:
+        issues: Any = importlib.import_module("newsroom.compose.issues")
+        rendering: Any = importlib.import_module("newsroom.compose.rendering")
+    except ModuleNotFoundError as exc:
+        raise NewsroomError(f"cannot render issues: {exc.name} is missing") from None
+    clash = issues.slug_problems([path], site.config).get(path, [])
+    try:
+        loaded = issues.load_issue(path, site.config)
+    except ProblemsError as exc:
+        raise ProblemsError([*exc.problems, *clash]) from None
+    if clash:
+        raise ProblemsError(clash)
+    rendered = rendering.render(loaded, site.config)
+    variants = {
+        key: Content(variant.subject, variant.html, variant.text)
+        for key, variant in rendered.variants.items()
+        if key != "public"  # the web's variant: no private content, fields already filled
+    }
+    shown = issues.shown_path(path, site.config)
+    return Plan(
+        path, shown, loaded.slug, loaded.title, loaded.to or "", variants, rendered.variant_for
+    )
+
+
+def preflight(site: Site, expression: str) -> None:
+    """Check the settings sending needs, and EXPRESSION (raises NewsroomError naming the fix)."""
+    config = site.config
+    _ = config.secret_key  # raises ConfigError saying how to set one
+    parse_sender(config.text("site.sender"))
+    signer(config)
+    per_second(config.text("sending.rate"))
+    domain_rates(config.text("sending.domain_rates"))
+    with transaction(site.engine) as session:
+        segments.resolve(session, expression)
+
+
+def check_relay(site: Site) -> None:
+    """Open one connection to the relay, or raise NewsroomError saying why not."""
+
+    async def go() -> None:
+        pool = Pool(site.config, connections=1)
+        try:
+            await pool.check()
+        finally:
+            await pool.close()
+
+    asyncrun.run(go())
+
+
+def dry_run(site: Site, planned: Plan, expression: str, had: AlreadyHad | None) -> Iterator[Member]:
+    """Who a send would freeze, in order: without those in HAD (when not --again)."""
+    members = audience.members(site.engine, expression, planned.choose)
+    return members if had is None else audience.fresh(site.engine, members, had)
+
+
+def already_had(site: Site, had: AlreadyHad) -> str:
+    """HAD's sentence ('3 addresses already had issue …'), or '' when nobody had it."""
+    if not had.count:
+        return ""
+    with transaction(site.engine) as session:
+        return had.sentence(session)
+
+
+def check_history(site: Site, planned: Plan) -> None:
+    """Refuse to send an issue whose slug an earlier mailing sent from another issue file that
+    is still there: "already had it" and the per-list feeds go by the slug, so they would take
+    the other issue for this one."""
+    with transaction(site.engine) as session:
+        rows = session.execute(
+            select(Mailing.id, Mailing.issue_path)
+            .where(Mailing.issue_slug == planned.slug, Mailing.issue_path != planned.shown)
+            .where(Mailing.status != MailingStatus.CANCELLED)
+            .order_by(Mailing.id)
+        ).all()
+    for mailing_id, path in rows:
+        if (site.root / path).is_file():
+            raise NewsroomError(
+                f'{planned.shown}: mailing {mailing_id} sent the slug "{planned.slug}" from '
+                f'{path}, another issue: give this one its own with "slug: ..." in its front '
+                "matter, or nobody who had that one would get this one"
+            )
+
+
+def create(
+    site: Site, planned: Plan, expression: str, *, again: bool, now: datetime
+) -> mailings.Created:
+    subject = next(iter(planned.variants.values())).subject if planned.variants else planned.title
+    if site.engine.dialect.name == "postgresql":
+        # A list imported minutes ago has no planner statistics yet, and a segment's IN
+        # subqueries then get nested-loop plans that take seconds per chunk: refresh them.
+        with site.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE subscribers, subscriptions, subscriber_tags")
+    return mailings.create(
+        site.engine,
+        issue_slug=planned.slug,
+        issue_path=planned.shown,
+        subject=subject,
+        expression=expression,
+        variants=planned.variants,
+        members=audience.members(site.engine, expression, planned.choose),
+        again=again,
+        now=now,
+    )
+
+
+def send_test(site: Site, planned: Plan, address: str, expression: str, now: datetime) -> str:
+    """One copy of the issue to ADDRESS with `[TEST]` before the subject; returns the answer."""
+    config = site.config
+    key = planned.choose(lambda _only: True)  # the fullest variant: every `only` block shown
+    content = planned.variants[key]
+    content = Content(f"[TEST] {content.subject}", content.html, content.text)
+    template = templates(config, expression or planned.default_to, {key: content})[key]
+    base = config.text("site.base_url").rstrip("/")
+    person = tokens.for_subscriber(0, address, "")  # names no subscriber: the links do nothing
+    recipient = Recipient(
+        address,
+        "",
+        f"{base}/unsubscribe/{tokens.make(config, 'unsubscribe', person, now=now)}",
+        f"{base}/preferences/{tokens.make(config, 'preferences', person, now=now)}",
+    )
+    data = template.build(recipient, new_message_id(template.message_id_domain), Clock().date())
+    sender = config.text("sending.bounce_address")  # a test copy belongs to no delivery
+    outcomes: list[Any] = []
+
+    async def go() -> None:
+        pool = Pool(config, connections=1, limiter=RateLimiter(1000.0))
+        try:
+            await pool.check()
+            message = Outgoing(0, sender, wire_address(address), data)
+            await pool.send_all(iter([message]), outcomes.append)
+        finally:
+            await pool.close()
+
+    asyncrun.run(go())
+    if outcomes[0].kind == UNSENDABLE:
+        raise NewsroomError(f"the test copy to {address} was not sent: {outcomes[0].answer}")
+    if outcomes[0].kind != SENT:
+        raise NewsroomError(f"the relay did not take the test copy: {outcomes[0].answer}")
+    return str(outcomes[0].answer)

@@ -1,0 +1,1 @@
+"""Messages as bytes, SMTP connections, DKIM, rate limits, the dev SMTP server. No database."""

@@ -1,0 +1,2 @@
+"""Subscribers and lists, imports and exports, the consent ledger, confirmation, preferences,
+erasure and suppression."""

@@ -1,0 +1,160 @@
+"""The double opt-in email: MJML + text templates, a signed link, one message for all lists."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from mjml import mjml2html
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsroom import tokens
+from newsroom.database import transaction
+from newsroom.errors import NewsroomError
+from newsroom.mail import smtp
+from newsroom.mail.messages import wire_address
+from newsroom.models import MailingList, Subscriber, Subscription, SubscriptionStatus
+from newsroom.people import consent
+from newsroom.settings import Config
+from newsroom.site import Site
+
+INTERVAL = timedelta(hours=24)  # at most one confirmation email per address per day
+
+TEMPLATES = Environment(
+    loader=PackageLoader("newsroom", "templates"),
+    autoescape=select_autoescape(["mjml", "html"]),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+def token(config: Config, person: Subscriber, list_ids: list[int], now: datetime) -> str:
+    hours = config.number("subscribe.confirm_hours")
+    payload = {**tokens.for_subscriber(person.id, person.email, person.token_key), "l": list_ids}
+    return tokens.make(config, "confirm", payload, now=now, ttl=timedelta(hours=hours))
+
+
+def link(config: Config, value: str) -> str:
+    return f"{config.text('site.base_url').rstrip('/')}/confirm/{value}"
+
+
+def build(session: Session, config: Config, person_id: int, now: datetime) -> EmailMessage:
+    """The confirmation email for every pending subscription of one subscriber."""
+    person = session.get_one(Subscriber, person_id)
+    pending = session.scalars(
+        select(MailingList)
+        .join(Subscription, Subscription.list_id == MailingList.id)
+        .where(
+            Subscription.subscriber_id == person_id,
+            Subscription.status == SubscriptionStatus.PENDING,
+        )
+        .order_by(MailingList.name)
+    ).all()
+    value = token(config, person, [row.id for row in pending], now)
+    hours = config.number("subscribe.confirm_hours")
+    expires = (now + timedelta(hours=hours)).astimezone(ZoneInfo(config.text("site.timezone")))
+    text = consent.current_text(session, config)
+    context = {
+        "lang": config.text("site.lang"),
+        "subject": f"Confirm your subscription to {config.text('site.name')}",
+        "site_name": config.text("site.name"),
+        "sender": parseaddr(config.text("site.sender"))[1],
+        "base_url": config.text("site.base_url"),
+        "postal_address": config.text("site.postal_address"),
+        "email": person.email,  # the one thing typed by the requester that we repeat: the address
+        "lists": [{"name": row.name, "description": row.description} for row in pending],
+        "link": link(config, value),
+        "expires": expires.strftime("%-d %B %Y, %H:%M %Z"),
+        "consent_text": text.text,
+        "consent_version": text.version,
+    }
+    html = mjml2html(TEMPLATES.get_template("confirm.mjml").render(context))
+    plain = TEMPLATES.get_template("confirm.txt").render(context)
+    return _message(config, person.email, str(context["subject"]), plain, html, now)
+
+
+def _message(
+    config: Config, to: str, subject: str, plain: str, html: str, now: datetime
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = config.text("site.sender")
+    message["To"] = wire_address(to)  # the bare address: never a name someone typed
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    domain = parseaddr(config.text("site.sender"))[1].rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid("confirm", domain=domain)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
+    if config.text("site.reply_to"):
+        message["Reply-To"] = config.text("site.reply_to")
+    message.set_content(plain)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+def send(config: Config, message: EmailMessage) -> None:
+    smtp.send_message(config, message)
+
+
+def send_due(site: Site, now: datetime, *, touched_at: datetime | None = None) -> int:
+    """Send one confirmation email to each pending person who is due one, and count them.
+
+    With TOUCHED_AT (an import): the people whose subscriptions it made pending, unless one was
+    sent to them in the last 24 hours. Without (`newsroom subscribers send-confirmations`): the
+    pending people who were never sent one (an import with --no-email, or one the relay failed
+    partway), so nobody who already had theirs is reminded. Each is marked once the relay took
+    it: a crash in between may send one twice, never none; a relay failure says how far it got.
+    An address the relay cannot take (it needs SMTPUTF8) is passed over, so it holds up nobody
+    after it, and named at the end.
+    """
+    due_now = Subscription.status == SubscriptionStatus.PENDING
+    if touched_at is None:
+        due = due_now & Subscriber.confirmation_sent_at.is_(None)
+    else:
+        due = (
+            due_now
+            & (Subscription.updated_at == touched_at)
+            & (
+                Subscriber.confirmation_sent_at.is_(None)
+                | (Subscriber.confirmation_sent_at <= now - INTERVAL)
+            )
+        )
+    with transaction(site.engine) as session:
+        people = session.scalars(
+            select(Subscriber.id)
+            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+            .where(due)
+            .distinct()
+            .order_by(Subscriber.id)
+        ).all()
+    sent, why = 0, ""
+    passed_over: list[str] = []
+    with smtp.OneConnection(site.config) as relay:
+        for person_id in people:
+            with transaction(site.engine) as session:
+                message = build(session, site.config, person_id, now)
+                email = session.get_one(Subscriber, person_id).email
+            try:
+                relay.send(message)
+            except smtp.NotOffered as exc:
+                passed_over.append(email)
+                why = str(exc)
+                continue
+            except NewsroomError as exc:
+                raise NewsroomError(
+                    f"{exc}; {sent} of {len(people)} confirmation emails sent: send the rest "
+                    "with `newsroom subscribers send-confirmations`"
+                ) from None
+            with transaction(site.engine) as session:
+                session.get_one(Subscriber, person_id).confirmation_sent_at = now
+            sent += 1
+    if passed_over:
+        more = f" and {len(passed_over) - 5} more" if len(passed_over) > 5 else ""
+        raise NewsroomError(
+            f"{sent} of {len(people)} confirmation emails sent; not to "
+            f"{', '.join(passed_over[:5])}{more}: {why}"
+        )
+    return sent

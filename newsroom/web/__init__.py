@@ -1,0 +1,1 @@
+"""The web side (Starlette): pages, forms, one-click unsubscribe, the archive and feeds."""
