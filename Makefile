@@ -23,9 +23,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check newsroom tests bench
 	$(BIN)/ruff format --check newsroom tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) demo-site out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-site out .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

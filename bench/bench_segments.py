@@ -13,11 +13,10 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
-from newsroom import segments
 from newsroom import site as sites
 from newsroom.database import transaction
 from newsroom.models import Base, Subscription
-from newsroom.people import lists
+from newsroom.people import lists, selection
 
 PEOPLE = 400_000  # about 2.5 subscriptions each: 1,000,000 subscriptions
 EXPRESSIONS = (
@@ -104,10 +103,10 @@ def main() -> None:
                 f"reference: plain SQL count of all-members' confirmed subscriptions: {base * 1000:7.1f} ms"
             )
             for expression in EXPRESSIONS:
-                segment = segments.resolve(session, expression)
+                segment = selection.resolve(session, expression)
                 count = segment.count(session)
                 took = timed(
-                    lambda s=segment: segments.resolve(session, s.expression).count(session)
+                    lambda s=segment: selection.resolve(session, s.expression).count(session)
                 )
                 fetch = timed(lambda s=segment: session.execute(s.select()).all(), repeat=3)
                 print(

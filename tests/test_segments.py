@@ -13,7 +13,7 @@ from sqlalchemy import delete, insert
 from newsroom import segments
 from newsroom.database import transaction
 from newsroom.models import Subscriber, SubscriberTag, Subscription
-from newsroom.people import lists
+from newsroom.people import lists, selection
 from newsroom.segments import And, ListRef, Node, Not, Or, SegmentError, TagRef
 from newsroom.site import Site
 
@@ -52,7 +52,7 @@ def load(site: Site, people: list[Person]) -> None:
 
 def resolve(site: Site, expression: str) -> set[str]:
     with transaction(site.engine) as session:
-        segment = segments.resolve(session, expression)
+        segment = selection.resolve(session, expression)
         found = {email for _, email, _ in session.execute(segment.select())}
         assert segment.count(session) == len(found)
         return found
@@ -89,7 +89,7 @@ def test_lists_tags_and_not(synced: Site) -> None:
 def test_values_are_bound_parameters_not_sql(synced: Site) -> None:
     load(synced, [({"all-members": "confirmed"}, frozenset({"press"}))])
     with transaction(synced.engine) as session:
-        segment = segments.resolve(session, "all-members and tag:press")
+        segment = selection.resolve(session, "all-members and tag:press")
         sql = str(segment.select().compile(synced.engine))
     assert "press" not in sql and "confirmed" not in sql
 
@@ -147,7 +147,7 @@ def test_a_long_flat_expression_works(synced: Site) -> None:
 def test_list_slugs_of_a_segment(synced: Site) -> None:
     load(synced, [])
     with transaction(synced.engine) as session:
-        segment = segments.resolve(
+        segment = selection.resolve(
             session, "clp-secretaries or (all-members and not clp-secretaries)"
         )
     assert segment.list_slugs == ["clp-secretaries", "all-members"]
@@ -159,7 +159,7 @@ def test_the_lists_an_unsubscribe_from_a_mailing_ends(synced: Site) -> None:
         ids = {slug: row.id for slug, row in lists.active_lists(session).items()}
 
         def ends(expression: str) -> list[int] | None:
-            return segments.unsubscribe_lists(session, expression)
+            return selection.unsubscribe_lists(session, expression)
 
         assert ends("disability-group or tag:gone-since") == [ids["disability-group"]]
         assert ends("all-members and not clp-secretaries") == [

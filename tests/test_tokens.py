@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,9 +11,11 @@ from itsdangerous import URLSafeSerializer
 from itsdangerous.encoding import base64_decode
 
 from newsroom import settings, tokens
+from newsroom.delivery import verp
 from newsroom.errors import ConfigError
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+DATA = Path(__file__).parent / "data" / "tokens"
 
 
 def config(tmp_path: Path, key: str = "key-one", old: str = "") -> settings.Config:
@@ -159,3 +162,23 @@ def test_a_subscriber_token_names_the_row_not_only_the_address() -> None:
     before_0002 = {"s": 3, "a": tokens.address_digest("ann@example.org")}
     assert tokens.names(before_0002, "ann@example.org", "key-one", old_links=True)
     assert not tokens.names(before_0002, "ann@example.org", "key-one", old_links=False)
+
+
+def test_links_in_mail_sent_before_the_move_still_verify(tmp_path: Path) -> None:
+    """Tokens and a VERP address made by the code before issue #13 moved the modules (a
+    committed fixture): the salt is `newsroom.{purpose}`, not a module path, and must never
+    change, or every link in every email already sent breaks."""
+    made = json.loads((DATA / "before-issue-13.json").read_text(encoding="utf-8"))
+    (tmp_path / "newsroom.toml").write_text(
+        f'[sending]\nbounce_address = "{made["bounce_address"]}"\n', encoding="utf-8"
+    )
+    cfg = settings.load(tmp_path, {"NEWSROOM_SECRET_KEY": made["secret_key"]})
+    now = datetime.fromisoformat(made["now"])
+    person = made["subscriber"]
+    for purpose in ("unsubscribe", "preferences", "confirm"):
+        payload = tokens.read(cfg, purpose, made["tokens"][purpose], now=now)
+        assert payload["s"] == person["id"]
+        assert tokens.names(payload, person["email"], person["token_key"], old_links=False)
+    assert tokens.read(cfg, "confirm", made["tokens"]["confirm"], now=now)["l"] == [1, 2]
+    assert tokens.read(cfg, "form", made["tokens"]["form"], now=now)["c"] == "cookie-value"
+    assert verp.delivery_id(cfg, made["verp"]["envelope_sender"]) == made["verp"]["delivery_id"]

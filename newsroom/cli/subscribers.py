@@ -9,11 +9,10 @@ from typing import Any
 
 import click
 
-from newsroom import segments
 from newsroom.cli.common import Group, State, confirm, echo_json, json_option, pass_state
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
-from newsroom.people import confirmation, erasure, imports, lists, subscribers
+from newsroom.people import confirmation, erasure, imports, lists, selection, subscribers
 from newsroom.site import Site
 
 SHOWN_MATCHES = 10
@@ -333,7 +332,7 @@ def segment(state: State, expression: str, limit: int, as_json: bool) -> None:
     """
     site = _synced(state)
     with transaction(site.engine) as session:
-        found = segments.resolve(session, expression)
+        found = selection.resolve(session, expression)
         count = found.count(session)
         first = session.execute(found.select().limit(limit)).all()
     if as_json:

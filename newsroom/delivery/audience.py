@@ -12,10 +12,10 @@ from itertools import islice
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from newsroom import segments
 from newsroom.database import transaction
 from newsroom.delivery.mailings import AlreadyHad, Member
 from newsroom.models import Subscriber
+from newsroom.people import selection
 
 Matches = Callable[[str], bool]
 Choose = Callable[[Matches], str]  # given "does this person match EXPRESSION?", a variant key
@@ -28,7 +28,7 @@ def members(
     last = 0
     while True:
         with transaction(engine) as session:
-            segment = segments.resolve(session, expression)
+            segment = selection.resolve(session, expression)
             rows = session.execute(segment.select().where(Subscriber.id > last).limit(chunk)).all()
             if not rows:
                 return
@@ -48,7 +48,7 @@ class _Chunk:
 
     def matching(self, only: str) -> set[int]:
         if only not in self.matched:
-            condition = segments.resolve(self.session, only).condition
+            condition = selection.resolve(self.session, only).condition
             query = select(Subscriber.id).where(Subscriber.id.in_(self.ids), condition)
             self.matched[only] = set(self.session.scalars(query))
         return self.matched[only]
@@ -61,7 +61,7 @@ def size(engine: Engine, expression: str, issue_slug: str) -> tuple[int, int, st
     """(how many EXPRESSION selects, how many of them already had ISSUE_SLUG, and a sentence
     saying so, naming the issue and the mailings: see `mailings.AlreadyHad`)."""
     with transaction(engine) as session:
-        segment = segments.resolve(session, expression)
+        segment = selection.resolve(session, expression)
         total = segment.count(session)
         had = AlreadyHad(issue_slug)
         had.count_among(session, select(Subscriber.email).where(segment.condition))

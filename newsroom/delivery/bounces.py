@@ -27,7 +27,7 @@ from flufl.bounce import all_failures
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from newsroom import database, segments
+from newsroom import database
 from newsroom.delivery import mailsources, verp
 from newsroom.models import (
     BounceEvent,
@@ -38,7 +38,7 @@ from newsroom.models import (
     Subscriber,
     SubscriptionStatus,
 )
-from newsroom.people import consent, subscribers
+from newsroom.people import consent, selection, subscribers
 from newsroom.people.consent import Origin
 from newsroom.settings import Config
 
@@ -294,10 +294,10 @@ def apply(
 
 def _unsubscribe(session: Session, delivery: Delivery, now: datetime) -> str:
     """A mailto request about DELIVERY: leave the lists its https one-click link leaves
-    (`segments.unsubscribe_lists`, the one rule for both); returns what the ledger says."""
+    (`selection.unsubscribe_lists`, the one rule for both); returns what the ledger says."""
     assert delivery.subscriber_id is not None
     mailing = session.get_one(Mailing, delivery.mailing_id)
-    chosen = segments.unsubscribe_lists(session, mailing.expression)
+    chosen = selection.unsubscribe_lists(session, mailing.expression)
     mine = subscribers.subscriptions_of(session, delivery.subscriber_id, chosen)
     detail = f"email to the List-Unsubscribe address of mailing {mailing.id} ({mailing.issue_slug})"
     left = subscribers.change_status(

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from newsroom import segments, tokens
+from newsroom import tokens
 from newsroom.database import transaction
 from newsroom.delivery import audience, mailings
 from newsroom.delivery.mailings import AlreadyHad, Content, Member
@@ -27,6 +27,7 @@ from newsroom.mail.messages import Clock, Recipient, new_message_id, parse_sende
 from newsroom.mail.ratelimit import RateLimiter, domain_rates, per_second
 from newsroom.mail.smtp import SENT, UNSENDABLE, Outgoing, Pool
 from newsroom.models import Mailing, MailingStatus
+from newsroom.people import selection
 from newsroom.site import Site
 
 
@@ -94,7 +95,7 @@ def preflight(site: Site, expression: str) -> None:
     per_second(config.text("sending.rate"))
     domain_rates(config.text("sending.domain_rates"))
     with transaction(site.engine) as session:
-        segments.resolve(session, expression)
+        selection.resolve(session, expression)
 
 
 def check_relay(site: Site) -> None:

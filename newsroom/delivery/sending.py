@@ -57,6 +57,7 @@ from newsroom.mail.smtp import (
     relay_name,
 )
 from newsroom.models import Delivery, DeliveryStatus, Mailing, MailingStatus, utcnow
+from newsroom.people import selection
 from newsroom.settings import Config
 from newsroom.site import Site
 
@@ -274,7 +275,7 @@ class _Job:
         )
         self.base_url = self.config.text("site.base_url").rstrip("/")
         with transaction(sender.engine) as session:
-            self.list_ids = segments.unsubscribe_lists(session, mailing.expression)
+            self.list_ids = selection.unsubscribe_lists(session, mailing.expression)
 
     def close(self, settled: bool = True) -> None:
         self.changes.close()

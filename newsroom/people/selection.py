@@ -1,0 +1,137 @@
+"""A segment expression resolved against the database: the subscribers it selects, as SQL.
+
+Names are resolved first, so an unknown list or tag is an error pointing at its column
+(`segments.SegmentError`), and every value reaches SQL as a bound parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
+from sqlalchemy.orm import Session
+
+from newsroom.models import MailingList, Subscriber, SubscriberTag, Subscription
+from newsroom.models import SubscriptionStatus as Status
+from newsroom.segments import (
+    And,
+    ListRef,
+    Node,
+    Not,
+    Or,
+    SegmentError,
+    TagRef,
+    atoms,
+    named_lists,
+    parse,
+)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A parsed expression with its names resolved against one database."""
+
+    expression: str
+    node: Node
+    list_ids: dict[str, int]
+
+    @property
+    def condition(self) -> ColumnElement[bool]:
+        """A WHERE condition on Subscriber: confirmed somewhere, and the expression holds."""
+        predicate = self._compile(self.node)
+        if _implies_confirmed(self.node):
+            return predicate
+        anywhere = select(Subscription.subscriber_id).where(Subscription.status == Status.CONFIRMED)
+        return and_(Subscriber.id.in_(anywhere), predicate)
+
+    def _compile(self, node: Node) -> ColumnElement[bool]:
+        if isinstance(node, ListRef):
+            confirmed = select(Subscription.subscriber_id).where(
+                Subscription.list_id == self.list_ids[node.slug],
+                Subscription.status == Status.CONFIRMED,
+            )
+            return Subscriber.id.in_(confirmed)
+        if isinstance(node, TagRef):
+            tagged = select(SubscriberTag.subscriber_id).where(SubscriberTag.tag == node.name)
+            return Subscriber.id.in_(tagged)
+        if isinstance(node, Not):
+            return not_(self._compile(node.operand))
+        parts = [self._compile(operand) for operand in node.operands]
+        return and_(*parts) if isinstance(node, And) else or_(*parts)
+
+    def select(self) -> Select[int, str, str]:
+        """Matching subscribers (id, email, name) in id order, for batches keyed on the id."""
+        return (
+            select(Subscriber.id, Subscriber.email, Subscriber.name)
+            .where(self.condition)
+            .order_by(Subscriber.id)
+        )
+
+    def count(self, session: Session) -> int:
+        return (
+            session.scalar(select(func.count()).select_from(Subscriber).where(self.condition)) or 0
+        )
+
+    @property
+    def list_slugs(self) -> list[str]:
+        """The lists the expression names, in order of first mention."""
+        return named_lists(self.node)
+
+
+def _implies_confirmed(node: Node) -> bool:
+    """True when matching NODE already needs a confirmed subscription (skip the extra test)."""
+    if isinstance(node, ListRef):
+        return True
+    if isinstance(node, And):
+        return any(_implies_confirmed(o) for o in node.operands)
+    if isinstance(node, Or):
+        return all(_implies_confirmed(o) for o in node.operands)
+    return False
+
+
+def resolve(session: Session, expression: str) -> Segment:
+    """Parse EXPRESSION and check every list and tag it names exists."""
+    node = parse(expression)
+    found = list(atoms(node))
+    slugs = {a.slug for a in found if isinstance(a, ListRef)}
+    rows = session.execute(
+        select(MailingList.slug, MailingList.id).where(
+            MailingList.slug.in_(slugs), MailingList.retired_at.is_(None)
+        )
+    )
+    list_ids = {slug: id_ for slug, id_ in rows}
+    names = {a.name for a in found if isinstance(a, TagRef)}
+    known_tags = set(
+        session.scalars(select(SubscriberTag.tag).where(SubscriberTag.tag.in_(names)).distinct())
+    )
+    for atom in found:
+        if isinstance(atom, ListRef) and atom.slug not in list_ids:
+            raise SegmentError(
+                expression, atom.position, f"unknown list {atom.slug!r}", _known_lists(session)
+            )
+        if isinstance(atom, TagRef) and atom.name not in known_tags:
+            raise SegmentError(
+                expression, atom.position, f"unknown tag {atom.name!r}", "no subscriber has it"
+            )
+    return Segment(expression, node, list_ids)
+
+
+def _known_lists(session: Session) -> str:
+    known: Sequence[str] = session.scalars(
+        select(MailingList.slug).where(MailingList.retired_at.is_(None)).order_by(MailingList.slug)
+    ).all()
+    return f"lists: {', '.join(known) or 'none'}"
+
+
+def unsubscribe_lists(session: Session, expression: str) -> list[int] | None:
+    """The lists that leaving from one message of a mailing to EXPRESSION ends — by the https
+    one-click token the sender writes (RFC 8058) and by the mailto address (RFC 2369) alike: every
+    list the expression names; None, meaning every list, when it names none (tags only).
+
+    Looked up leniently, without `resolve`'s checks: the mailing may be older than a list retired
+    or a tag erased since, and its recipients must still be able to leave."""
+    slugs = named_lists(parse(expression))
+    query = select(MailingList.slug, MailingList.id).where(MailingList.slug.in_(slugs))
+    ids = {slug: id_ for slug, id_ in session.execute(query)}
+    return [ids[slug] for slug in slugs if slug in ids] or None
