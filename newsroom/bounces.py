@@ -163,8 +163,11 @@ def _from_dsn(part: email.message.Message) -> tuple[Kind | None, str]:
             kinds.append("hard")
         elif action == "delayed" or status.startswith("4"):
             kinds.append("soft")
+        # unfolded (RFC 5322 §2.2.3): the ledger and `newsroom bounces` show it on one line
         diagnostic = diagnostic or " ".join(
-            str(block.get(h, "")).strip() for h in ("Status", "Diagnostic-Code") if block.get(h)
+            " ".join(str(block.get(h, "")).split())
+            for h in ("Status", "Diagnostic-Code")
+            if block.get(h)
         )
     if "hard" in kinds:
         return "hard", diagnostic
