@@ -873,6 +873,7 @@ def test_a_confirmation_through_postfix_is_signed_and_its_bounce_ends_the_reques
     assert str(delivered["Return-Path"]).startswith("<bounces+c")  # the envelope, kept
     assert verifies(to_alice.replace(b"\n", b"\r\n"))  # mbox keeps LF line ends
     [dsn] = postfix.wait_for(postfix.bounces, 1)
+    assert str(message_from_bytes(dsn)["Delivered-To"]).startswith("bounces+c")
     result = cli("bounces", "process", str(postfix.bounces), now=NOW)
     assert result.exit_code == 0, result.output
     assert result.stdout == (
