@@ -49,6 +49,9 @@ Kind = Literal["hard", "soft", "complaint"]  # what a bounce event records
 ReportKind = Kind | Literal["unsubscribe"]
 MAX_REPORT_BYTES = 2_000_000  # a DSN is a few KB; anything this large is not one worth reading
 ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w.-]+", re.ASCII)
+# Row ids are Integer columns: PostgreSQL's int4 answers a larger value with an error rather
+# than with no row, and a confirmation's id is looked up before its tag can be checked.
+MAX_ROW_ID = 2**31 - 1
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
 MAILTO = Origin("email", "mailto")
 
@@ -337,7 +340,7 @@ def _confirmation_report(
     erased and given to someone new has a new key), then acted on; returns why not, if not."""
     assert report.confirmation is not None and report.kind is not None
     subscriber_id, tag = report.confirmation
-    person = session.get(Subscriber, subscriber_id)
+    person = session.get(Subscriber, subscriber_id) if subscriber_id <= MAX_ROW_ID else None
     if person is None or not verp.confirmation_genuine(config, person.id, person.token_key, tag):
         return "forged or unknown token"
     kind = report.kind
