@@ -441,6 +441,34 @@ def test_a_confirmation_that_bounces_soft_is_counted_and_changes_nothing(
     assert [e["kind"] for e in gone["ledger"]] == ["requested"]
 
 
+@pytest.mark.parametrize(
+    ("name", "counted", "status", "method"),
+    [
+        ("arf-abuse.eml", "0 hard bounces, 0 soft bounces, 1 complaints, 0 unsubscribes",
+         "complained", "complaint"),
+        ("mailto-client.eml", "0 hard bounces, 0 soft bounces, 0 complaints, 1 unsubscribes",
+         "unsubscribed", "mailto"),
+    ],
+)  # fmt: skip
+def test_a_complaint_or_request_about_a_confirmation_ends_the_pending_subscriptions(
+    cli: Run,
+    smtp_server: TestSMTPServer,
+    tmp_path: Path,
+    name: str,
+    counted: str,
+    status: str,
+    method: str,
+) -> None:
+    """Someone who marks the confirmation email as spam, or writes to its address to leave,
+    did not ask for it (or no longer wants it): the request ends, with its ledger events."""
+    envelope = asked_for(cli, smtp_server, "all-members", "disability-group")
+    result = cli("bounces", "process", mbox_of(tmp_path, [returned(name, envelope)]), now=NOW)
+    assert ok_line(result) == f"{counted}, 0 already handled, 0 ignored"
+    gone = shown(cli, RCPT)
+    assert [x["status"] for x in gone["subscriptions"]] == [status, status]
+    assert [(e["kind"], e["method"]) for e in gone["ledger"][2:]] == [(status, method)] * 2
+
+
 def test_a_forged_or_stale_confirmation_address_changes_nothing(
     cli: Run, site_dir: Path, smtp_server: TestSMTPServer, tmp_path: Path
 ) -> None:
