@@ -1,5 +1,9 @@
 """SMTP connections: single messages (confirmations) and a pool that sends bulk messages fast.
 
+A single message is an `EmailMessage`, flattened here to the bytes that go out so that it can
+be DKIM-signed like the bulk messages (`signing.signer`), and sent with the envelope sender its
+caller gives (a VERP address: `verp.py`), never the From address.
+
 The pool opens `smtp.connections` connections with aiosmtplib (TLS with certificate checks,
 STARTTLS, login), then drives each one with a small protocol of its own: the message bytes from
 `messages.py` are already dot-safe with CRLF line ends, so they go out as they are, and when the
@@ -18,12 +22,14 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
 from typing import Any, Protocol
 
 import aiosmtplib
+from aiosmtplib.email import extract_recipients
 
-from newsroom import asyncrun
+from newsroom import asyncrun, signing
 from newsroom.errors import NewsroomError
 from newsroom.ratelimit import RateLimiter
 from newsroom.settings import Config
@@ -90,34 +96,63 @@ async def connect(config: Config) -> aiosmtplib.SMTP:
     return client
 
 
-def send_message(config: Config, message: EmailMessage, envelope_from: str | None = None) -> str:
-    """Send one message (a confirmation, a test copy) and wait for the relay's answer."""
+def send_message(config: Config, message: EmailMessage, envelope_from: str) -> str:
+    """Send one message (a confirmation) and wait for the relay's answer."""
     with OneConnection(config) as relay:
         return relay.send(message, envelope_from)
 
 
+def flatten(message: EmailMessage, envelope: list[str]) -> tuple[bytes, bool]:
+    """MESSAGE as the bytes to sign and send (CRLF line ends), and whether they need SMTPUTF8.
+
+    RFC 6531 §3.4: SMTPUTF8 when an address of the envelope (ENVELOPE) or of a header field is
+    not ASCII (recipients come in wire form, so it is their local part); then the header fields
+    go as raw UTF-8 (RFC 6532 §3.2). The body is always 7-bit (cte_type: 8-bit parts become
+    base64), so the bytes signed are the bytes any relay takes without converting them, which
+    would break the signature.
+    """
+    addresses = list(envelope)
+    for name in ("From", "Sender", "Reply-To", "To", "Cc"):
+        for field in message.get_all(name, []):
+            addresses += [address.addr_spec for address in getattr(field, "addresses", ())]
+    utf8 = not all(address.isascii() for address in addresses)
+    chosen = (policy.SMTPUTF8 if utf8 else policy.SMTP).clone(cte_type="7bit")
+    return message.as_bytes(policy=chosen), utf8
+
+
 class OneConnection:
     """Single messages one after another on one connection, opened when first needed and
-    reopened if the relay drops it: the confirmations an import leaves to send."""
+    reopened if the relay drops it: the confirmations an import leaves to send. Each is signed
+    with the site's DKIM key when one is set, as every bulk message is."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.signer = signing.signer(config)  # a bad DKIM setting stops us before any message
         self.runner = asyncio.Runner()
         self.client: aiosmtplib.SMTP | None = None
 
-    def send(self, message: EmailMessage, envelope_from: str | None = None) -> str:
+    def send(self, message: EmailMessage, envelope_from: str) -> str:
         return asyncrun.run(self._send(message, envelope_from), self.runner)
 
-    async def _send(self, message: EmailMessage, envelope_from: str | None) -> str:
+    async def _send(self, message: EmailMessage, envelope_from: str) -> str:
+        recipients = extract_recipients(message)
+        data, utf8 = flatten(message, [envelope_from, *recipients])
+        if self.signer is not None:
+            data = self.signer.sign(data) + data
         if self.client is None or not self.client.is_connected:
             self.client = await connect(self.config)
+        options = []
+        if utf8:
+            if not self.client.supports_extension("smtputf8"):
+                raise NotOffered(no_smtputf8(self.config))  # never offered: RFC 6531 §3.4
+            # RFC 6531 §3.1: a relay offering SMTPUTF8 offers 8BITMIME (RFC 6152) too, and the
+            # UTF-8 header fields are 8-bit data
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
         try:
-            _errors, answer = await self.client.send_message(message, sender=envelope_from)
+            _errors, answer = await self.client.sendmail(
+                envelope_from, recipients, data, mail_options=options
+            )
             return answer
-        except aiosmtplib.SMTPNotSupported:
-            # aiosmtplib refuses before sending anything when an address needs SMTPUTF8 and the
-            # relay does not offer it (RFC 6531 §3.4); when it does, it sends with SMTPUTF8.
-            raise NotOffered(no_smtputf8(self.config)) from None
         except aiosmtplib.SMTPException as exc:
             raise NewsroomError(
                 f"the SMTP relay {relay_name(self.config)} refused the message: {exc}"

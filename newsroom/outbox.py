@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from newsroom import asyncrun, audience, mailings, segments, tokens
+from newsroom import asyncrun, audience, mailings, segments, tokens, verp
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError, ProblemsError
 from newsroom.mailer import SENT, UNSENDABLE, Outgoing, Pool
@@ -180,7 +180,7 @@ def send_test(site: Site, planned: Plan, address: str, expression: str, now: dat
         f"{base}/preferences/{tokens.make(config, 'preferences', person, now=now)}",
     )
     data = template.build(recipient, new_message_id(template.message_id_domain), Clock().date())
-    sender = config.text("sending.bounce_address")  # a test copy belongs to no delivery
+    sender = verp.sender_for_test_copy(config)  # ours, naming no delivery: its bounces do nothing
     outcomes: list[Any] = []
 
     async def go() -> None:

@@ -56,28 +56,10 @@ from newsroom.models import Delivery, DeliveryStatus, Mailing, MailingStatus, ut
 from newsroom.ratelimit import RateLimiter, per_second
 from newsroom.senders import SenderLock
 from newsroom.settings import Config
-from newsroom.signing import Signer
+from newsroom.signing import signer
 from newsroom.site import Site
 
 D = DeliveryStatus
-
-
-def signer(config: Config) -> Signer | None:
-    """The DKIM signer the settings ask for, or None when `dkim.domain` is empty."""
-    domain = config.text("dkim.domain")
-    if not domain:
-        return None
-    if not config.text("dkim.selector") or not config.text("dkim.key_file"):
-        raise NewsroomError("dkim.domain is set, so dkim.selector and dkim.key_file must be too")
-    path = config.path("dkim.key_file")
-    try:
-        key = path.read_bytes()
-    except OSError as exc:
-        raise NewsroomError(f"dkim.key_file: cannot read {path}: {exc.strerror}") from None
-    try:
-        return Signer(domain, config.text("dkim.selector"), key)
-    except NewsroomError as exc:
-        raise NewsroomError(f"dkim.key_file: {path}: {exc}") from None
 
 
 def list_id(config: Config, expression: str) -> str:

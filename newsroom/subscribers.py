@@ -244,8 +244,8 @@ def _send_confirmation(
     """Send after the commit; if the relay refuses, allow another try at once and say so."""
     try:
         with transaction(site.engine) as session:
-            message = confirmation.build(session, site.config, person_id, now)
-        confirmation.send(site.config, message)
+            built = confirmation.build(session, site.config, person_id, now)
+        confirmation.send(site.config, built)
     except NewsroomError:
         with transaction(site.engine) as session:
             person = session.get(Subscriber, person_id)
