@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
-from newsroom import journal, mailings, segments, tokens, verp
+from newsroom import journal, mailings, readiness, segments, tokens, verp
 from newsroom.changes import Changes
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
@@ -183,6 +183,8 @@ class Sender:
         encoded = templates(
             self.config, mailing.expression, mailings.variants(self.engine, mailing_id)
         )
+        if readiness.blocking(self.config):  # the last word, whoever asked for the mailing
+            readiness.check_relay(self.config, await self.pool.check())
         self.reconcile(mailing_id)  # a dead sender's claims: sent, to do, or uncertain
         written: journal.Journal | journal.Off = journal.Off()
         if self.config["sending.journal"]:
