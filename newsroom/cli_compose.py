@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -233,6 +234,9 @@ def _tags_in_use(site: Site, names: set[str]) -> set[str] | None:
     reached, for `check` works on issues alone and then says nothing about tags."""
     if not names:
         return set()
+    url = make_url(site.config.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        return None  # connecting would leave an empty newsroom.db behind
     try:
         if database.setup_problem(site.engine) is not None:
             return None
