@@ -156,7 +156,9 @@ def _targets(site: Site, paths: tuple[Path, ...]) -> list[Path]:
 def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) -> None:
     """Check issues (default: all in issues/): errors, then preflight warnings.
 
-    Errors (exit status 1) stop an issue being sent; warnings are advice.
+    Errors (exit status 1) stop an issue being sent, among them a list in `to:` or `only` that
+    subscribers/lists.toml does not have; warnings are advice: a tag no subscriber has, and
+    placeholder settings a mailing through a real relay refuses (newsroom.toml: ...).
 
     \b
     Example:

@@ -61,8 +61,9 @@ def send(
 ) -> None:
     """Send ISSUE to the subscribers an expression selects, or resume a mailing.
 
-    Preflight checks run first; a real send asks before it starts (unless --yes). Ctrl-C
-    finishes the messages in flight and pauses the mailing; --resume carries on.
+    Preflight checks run first; a real send asks before it starts (unless --yes), and is
+    refused while the settings are placeholders unless the relay is `newsroom dev-smtp`.
+    Ctrl-C finishes the messages in flight and pauses the mailing; --resume carries on.
 
     \b
     Example:

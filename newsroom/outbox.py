@@ -1,8 +1,10 @@
 """What `newsroom send` is about to do: the issue rendered per variant, its audience, preflight.
 
 Preflight runs before anything is written or sent: the secret key, the sender address, the DKIM
-key, the rate settings, the issue (all its errors at once), the segment expression, and a
-connection to the relay. Any failure stops the send with one line saying what to fix.
+key, the rate settings, the issue (all its errors at once, an unknown list in `to:` or an `only`
+block among them), the segment expression, and a connection to the relay, which for a real
+mailing must be `newsroom dev-smtp` while the settings are placeholders (readiness.py). Any
+failure stops the send with one line saying what to fix.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ journal as it is handed over and answered (journal.py), so a crash leaves at mos
 connection uncertain. Right before each message the sender asks whether the database changed
 since the batch's audience check (changes.py) and if so checks again: an unsubscribe committed
 mid-batch stops every message not yet handed to the relay.
+
+Whoever asked for the mailing, a sender sends none of it while the settings are placeholders,
+unless the relay is `newsroom dev-smtp` (readiness.py): `send` and a worker ask first, and
+`run()` asks again before its first message.
 """
 
 from __future__ import annotations
