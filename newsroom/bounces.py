@@ -297,7 +297,9 @@ def _unsubscribe(session: Session, delivery: Delivery, now: datetime) -> str:
     mailing = session.get_one(Mailing, delivery.mailing_id)
     chosen = segments.unsubscribe_lists(session, mailing.expression)
     mine = subscribers.subscriptions_of(session, delivery.subscriber_id, chosen)
-    detail = f"email to the List-Unsubscribe address of mailing {mailing.id} ({mailing.issue_slug})"
+    detail = consent.from_mailing(
+        mailing.id, f"({mailing.issue_slug}): email to the List-Unsubscribe address"
+    )
     left = subscribers.change_status(
         session, mine, SubscriptionStatus.UNSUBSCRIBED, MAILTO, now, detail
     )

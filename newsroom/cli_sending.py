@@ -20,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from newsroom import journal, lists, mailings, outbox, readiness
+from newsroom import journal, lists, mailings, outbox, readiness, reputation
 from newsroom.cli_common import Group, State, confirm, echo_json, json_option, pass_state
 from newsroom.errors import NewsroomError
 from newsroom.mailer import Pool
@@ -303,7 +303,8 @@ def _row(mailing: mailings.Mailing, counts: mailings.Counts) -> dict[str, Any]:
 @json_option
 @pass_state
 def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
-    """Show one mailing: its issue, audience, status and deliveries per status.
+    """Show one mailing: its issue, audience, status, deliveries per status, and the bounces,
+    complaints and unsubscribes that came back from it beside the providers' thresholds.
 
     \b
     Example:
@@ -311,7 +312,11 @@ def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
     """
     engine = state.site.engine
     mailing = mailings.get(engine, mailing_id)
-    row = _row(mailing, mailings.counts(engine, mailing_id))
+    counts = mailings.counts(engine, mailing_id)
+    returns = reputation.mailing_returns(
+        engine, mailing_id, sent=counts[D.SENT], failed=counts[D.FAILED]
+    )
+    row = _row(mailing, counts) | {"returns": returns.as_dict()}
     if as_json:
         echo_json(row)
         return
@@ -323,14 +328,25 @@ def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
         + (f" — {mailing.paused_reason}" if mailing.paused_reason else "")
     )
     click.echo(f"created: {row['created_at']}")
-    counts = row["counts"]
-    assert isinstance(counts, dict)
-    click.echo("  ".join(f"{k}: {v}" for k, v in counts.items()))
-    if counts["sending"] and mailing.status != MailingStatus.SENDING:
+    click.echo("  ".join(f"{s.value}: {counts[s]}" for s in D))
+    if counts[D.SENDING] and mailing.status != MailingStatus.SENDING:
         click.echo(
-            f"{counts['sending']} uncertain (in flight when a sender stopped): "
+            f"{counts[D.SENDING]} uncertain (in flight when a sender stopped): "
             f"newsroom send --resume {mailing.id} --resend-uncertain sends them again"
         )
+    for rate in returns.rates:
+        click.echo(_rate_line(rate))
+
+
+def _rate_line(rate: reputation.Rate) -> str:
+    """'complaints: 1 of 400 sent (0.25 %) — above the aim: Gmail and Yahoo: …'."""
+    line = f"{rate.name + ':':14}{rate.count} of {rate.of} {rate.of_what}"
+    if rate.rate is not None:
+        line += f" ({rate.rate * 100:.2f} %)"
+    if rate.verdict:
+        assert rate.threshold is not None
+        line += f" — {rate.verdict}: {rate.threshold.source}"
+    return line
 
 
 @mailings_group.command(name="pause")

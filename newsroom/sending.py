@@ -279,7 +279,11 @@ class _Job:
         )
         self.base_url = self.config.text("site.base_url").rstrip("/")
         with transaction(sender.engine) as session:
-            self.list_ids = segments.unsubscribe_lists(session, mailing.expression)
+            list_ids = segments.unsubscribe_lists(session, mailing.expression)
+        # What the unsubscribe link names besides the person: the lists it leaves (none: every
+        # list), and this mailing, so that the ledger says which mailing an unsubscribe came
+        # from and `newsroom mailings show` can count them (signed: nobody can point it elsewhere).
+        self.leaving: dict[str, object] = {"m": mailing.id, **({"l": list_ids} if list_ids else {})}
 
     def close(self, settled: bool = True) -> None:
         self.changes.close()
@@ -359,7 +363,7 @@ class _Job:
     def _outgoing(self, claimed: Claimed, named: mailings.Named) -> Outgoing:
         now = self.sender.clock()
         person = tokens.for_subscriber(claimed.subscriber_id or 0, claimed.email, named.token_key)
-        unsubscribe = dict(person, l=self.list_ids) if self.list_ids else person
+        unsubscribe = {**person, **self.leaving}
         envelope = verp.envelope_sender(self.config, claimed.id)
         recipient = Recipient(
             claimed.email,

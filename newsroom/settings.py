@@ -72,7 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("site", "name", str, "Our Newsroom", "Name shown in every email, web page and feed"),
     S("site", "base_url", str, "http://localhost:8000", "Public address of the web side; links in emails point here", check=_url),
     S("site", "lang", str, "en-GB", "Language of the content (BCP 47), set as <html lang>"),
-    S("site", "timezone", str, "Europe/London", "Time zone for meeting times that do not name one", check=_zone),
+    S("site", "timezone", str, "Europe/London", "Time zone of issue dates and meeting times that do not name one", check=_zone),
     S("site", "sender", str, "Newsroom <newsroom@example.org>", "From: address of every email"),
     S("site", "reply_to", str, "", "Reply-To: address (empty: replies go to the sender)"),
     S("site", "postal_address", str, "", "Who sends the emails, shown in every footer"),

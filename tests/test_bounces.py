@@ -251,7 +251,7 @@ def test_a_mailto_request_leaves_the_mailings_lists_once(
         handled = s.scalars(select(ProcessedReport)).one()
         assert handled.outcome == "unsubscribe"
         assert handled.reason == (
-            "email to the List-Unsubscribe address of mailing 1 (save): left l1"
+            "mailing 1 (save): email to the List-Unsubscribe address: left l1"
         )
     again = process_bytes(site, [raw], tmp_path)
     assert (again.unsubscribes, again.duplicates) == (0, 1)

@@ -44,6 +44,22 @@ def test_check_reports_errors_with_file_and_line(cli: Run, site_dir: Path) -> No
     )
 
 
+def test_check_reports_a_bad_publication_time_at_its_line(cli: Run, site_dir: Path) -> None:
+    path = site_dir / "issues" / "2026-11-20-late.md"
+    path.write_text(
+        "---\ntitle: Late\nsummary: S\ndate: 2026-11-20 18:30 Europe/Pari\n---\nText.\n",
+        encoding="utf-8",
+    )
+    result = cli("check", str(path))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        'issues/2026-11-20-late.md:4: unknown time zone "Europe/Pari" in "date": use a name such '
+        "as Europe/London or an offset such as +01:00\n"
+    )
+    path.write_text("---\ntitle: Late\nsummary: S\ndate: 2026-11-20 18:30\n---\nText.\n")
+    assert cli("check", str(path)).exit_code == 0
+
+
 def test_check_warns_without_failing(cli: Run, site_dir: Path) -> None:
     path = site_dir / "issues" / "2020-12-24-vague.md"
     path.write_text(
