@@ -20,10 +20,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from newsroom import journal, lists, mailings, outbox, reputation
+from newsroom import journal, lists, mailings, outbox, readiness, reputation
 from newsroom.cli_common import Group, State, confirm, echo_json, json_option, pass_state
 from newsroom.errors import NewsroomError
 from newsroom.mailer import Pool
+from newsroom.messages import parse_sender
 from newsroom.models import DeliveryStatus, MailingStatus
 from newsroom.processes import Helpers
 from newsroom.senders import SenderLock
@@ -60,8 +61,9 @@ def send(
 ) -> None:
     """Send ISSUE to the subscribers an expression selects, or resume a mailing.
 
-    Preflight checks run first; a real send asks before it starts (unless --yes). Ctrl-C
-    finishes the messages in flight and pauses the mailing; --resume carries on.
+    Preflight checks run first; a real send asks before it starts (unless --yes), and is
+    refused while the settings are placeholders unless the relay is `newsroom dev-smtp`.
+    Ctrl-C finishes the messages in flight and pauses the mailing; --resume carries on.
 
     \b
     Example:
@@ -87,7 +89,7 @@ def send(
     if dry_run:
         _dry_run(site, planned, target, again)
         return
-    outbox.check_relay(site)
+    relay = outbox.check_relay(site, mailing=not test_address)
     if test_address:
         answer = outbox.send_test(site, planned, test_address, target, state.now())
         click.echo(f"sent a [TEST] copy of {planned.slug} to {test_address} ({answer})")
@@ -103,9 +105,14 @@ def send(
         )
     if had and not again:
         click.echo(sentence)
-    question = f"Send {planned.title!r} to {target!r}: {going} recipient(s)?"
+    sender = parse_sender(site.config.text("site.sender"))[1]
+    question = (
+        f"Send {planned.title!r} to {target!r}: {going} recipient(s), from {sender} "
+        f"through {relay}?"
+    )
     if not yes and not confirm(question):
-        raise NewsroomError("nothing sent (answer y to send, or use --yes)")
+        click.echo("Nothing sent.")  # the person chose so: not an error, status 0
+        return
     lock = SenderLock(site.engine).acquire()  # before creating: a second sender stops here
     try:
         created = outbox.create(site, planned, target, again=again, now=state.now())
@@ -125,6 +132,8 @@ def _dry_run(site: Site, planned: outbox.Plan, target: str, again: bool) -> None
     summary = ", ".join(f"{n} get {key}" for key, n in sorted(counts.items())) or "nobody"
     if had is not None and had.count:
         click.echo(outbox.already_had(site, had), err=True)
+    for warning in readiness.warnings(site.config):  # a dry run asks no relay: warn, exit 0
+        click.echo(str(warning), err=True)
     click.echo(f"dry run: {planned.slug} to {target!r}: {summary}; nothing sent", err=True)
 
 
@@ -457,7 +466,7 @@ class _Relay:
     async def up(self) -> bool:
         pool = Pool(self.site.config, connections=1)
         try:
-            await pool.check()
+            greeting = await pool.check()
         except NewsroomError as exc:
             if self.once:
                 raise
@@ -470,6 +479,9 @@ class _Relay:
         if self.down:
             click.echo("worker: the relay answers again", err=True)
         self.down = False
+        # A mailing is waiting: never with placeholder settings through a real relay. The
+        # settings are read once, so waiting would not help: stop, saying what to set.
+        readiness.check_relay(self.site.config, greeting)
         return True
 
 

@@ -14,6 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from newsroom.errors import NewsroomError
+from newsroom.readiness import DEV_SMTP_NAME
 
 
 class MaildirHandler:
@@ -75,7 +76,7 @@ class DevSMTP:
 
 class _Controller(Controller):
     def factory(self) -> Any:
-        # SMTPUTF8 (RFC 6531), as a modern relay offers it: mail to a UTF-8 local part is kept
-        return SMTP(
-            self.handler, hostname="newsroom-dev-smtp", decode_data=False, enable_SMTPUTF8=True
-        )
+        # SMTPUTF8 (RFC 6531), as a modern relay offers it: mail to a UTF-8 local part is kept.
+        # The name it greets with tells a real mailing with placeholder settings (readiness.py)
+        # that nothing leaves this machine.
+        return SMTP(self.handler, hostname=DEV_SMTP_NAME, decode_data=False, enable_SMTPUTF8=True)

@@ -117,6 +117,7 @@ class Issue:
     summary: str
     to: str | None  # the default audience: a segment expression
     body: tuple[Node, ...]
+    to_line: int = 1  # the line of `to:` in the front matter
 
     def walk(self) -> Iterator[Node]:
         """Every node, depth first, in reading order."""
@@ -414,7 +415,9 @@ def _issue(
         )
     if when is None:
         return None
-    return Issue(path, slug, title, when.date(), when, summary, to, nodes)
+    return Issue(
+        path, slug, title, when.date(), when, summary, to, nodes, to_line=where.get("to", 1)
+    )
 
 
 def _slug(path: Path, front: dict[str, Any]) -> str:

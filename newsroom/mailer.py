@@ -315,6 +315,7 @@ class Connection:
         self.closing: list[_Wire] = []  # closed, their sockets perhaps not yet released
         self.pipelining = False
         self.smtputf8 = False
+        self.greeting = ""  # the relay's EHLO answer: its name first (RFC 5321 §4.1.1.1)
         self.sent = 0
 
     async def open(self) -> None:
@@ -324,6 +325,8 @@ class Connection:
             raise ConnectionLost(str(exc)) from None
         self.pipelining = client.supports_extension("pipelining")
         self.smtputf8 = client.supports_extension("smtputf8")
+        answer = client.last_ehlo_response or client.last_helo_response
+        self.greeting = answer.message if answer is not None else ""
         transport = client.transport
         assert isinstance(transport, asyncio.Transport)
         # aiosmtplib did the handshake, TLS and login; this session's messages go through _Wire.
@@ -466,12 +469,17 @@ class Pool:
         self.stopping = False
         self.journal: Journal = NoJournal()
 
-    async def check(self) -> None:
-        """Preflight: one connection opens (raises NewsroomError saying why when it cannot)."""
+    async def check(self) -> str:
+        """Preflight: one connection opens (raises NewsroomError saying why when it cannot);
+        returns the relay's EHLO answer, which names it (readiness.is_dev_smtp). A connection
+        already open is kept and asked no more."""
+        first = self.connections[0]
         try:
-            await self.connections[0].open()
+            if first.wire is None or first.wire.lost:
+                await first.open()
         except ConnectionLost as exc:
             raise NewsroomError(str(exc)) from None
+        return first.greeting
 
     async def send_all(
         self,

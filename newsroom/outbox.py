@@ -1,8 +1,10 @@
 """What `newsroom send` is about to do: the issue rendered per variant, its audience, preflight.
 
 Preflight runs before anything is written or sent: the secret key, the sender address, the DKIM
-key, the rate settings, the issue (all its errors at once), the segment expression, and a
-connection to the relay. Any failure stops the send with one line saying what to fix.
+key, the rate settings, the issue (all its errors at once, an unknown list in `to:` or an `only`
+block among them), the segment expression, and a connection to the relay, which for a real
+mailing must be `newsroom dev-smtp` while the settings are placeholders (readiness.py). Any
+failure stops the send with one line saying what to fix.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from newsroom import asyncrun, audience, mailings, segments, tokens, verp
+from newsroom import asyncrun, audience, lists, mailings, readiness, segments, tokens, verp
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError, ProblemsError
-from newsroom.mailer import SENT, UNSENDABLE, Outgoing, Pool
+from newsroom.mailer import SENT, UNSENDABLE, Outgoing, Pool, relay_name
 from newsroom.mailings import AlreadyHad, Content, Member
 from newsroom.messages import Clock, Recipient, new_message_id, parse_sender, wire_address
 from newsroom.models import Mailing, MailingStatus
@@ -62,6 +64,7 @@ def plan(site: Site, issue: str) -> Plan:
     try:
         issues: Any = importlib.import_module("newsroom.issues")
         rendering: Any = importlib.import_module("newsroom.rendering")
+        preflight: Any = importlib.import_module("newsroom.preflight")
     except ModuleNotFoundError as exc:
         raise NewsroomError(f"cannot render issues: {exc.name} is missing") from None
     clash = issues.slug_problems([path], site.config).get(path, [])
@@ -69,15 +72,17 @@ def plan(site: Site, issue: str) -> Plan:
         loaded = issues.load_issue(path, site.config)
     except ProblemsError as exc:
         raise ProblemsError([*exc.problems, *clash]) from None
-    if clash:
-        raise ProblemsError(clash)
+    shown = issues.shown_path(path, site.config)
+    known = lists.read_lists(site.lists_file)  # the site's lists, as `newsroom check` reads them
+    wrong = [*preflight.unknown_lists(loaded, shown, known), *clash]
+    if wrong:
+        raise ProblemsError(wrong)
     rendered = rendering.render(loaded, site.config)
     variants = {
         key: Content(variant.subject, variant.html, variant.text)
         for key, variant in rendered.variants.items()
         if key != "public"  # the web's variant: no private content, fields already filled
     }
-    shown = issues.shown_path(path, site.config)
     return Plan(
         path, shown, loaded.slug, loaded.title, loaded.to or "", variants, rendered.variant_for
     )
@@ -95,17 +100,23 @@ def preflight(site: Site, expression: str) -> None:
         segments.resolve(session, expression)
 
 
-def check_relay(site: Site) -> None:
-    """Open one connection to the relay, or raise NewsroomError saying why not."""
+def check_relay(site: Site, *, mailing: bool = True) -> str:
+    """Open one connection to the relay, or raise NewsroomError saying why not. For a real
+    MAILING (not a --test copy) refuse placeholder settings unless the relay is `newsroom
+    dev-smtp` (readiness.NotReady). Returns the relay as the question before a send names it."""
 
-    async def go() -> None:
+    async def go() -> str:
         pool = Pool(site.config, connections=1)
         try:
-            await pool.check()
+            return await pool.check()
         finally:
             await pool.close()
 
-    asyncrun.run(go())
+    greeting = asyncrun.run(go())
+    if mailing:
+        readiness.check_relay(site.config, greeting)
+    name = relay_name(site.config)
+    return f"{name} (newsroom dev-smtp)" if readiness.is_dev_smtp(site.config, greeting) else name
 
 
 def dry_run(site: Site, planned: Plan, expression: str, had: AlreadyHad | None) -> Iterator[Member]:

@@ -13,8 +13,9 @@ an error pointing at its column, and every value reaches SQL as a bound paramete
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
@@ -283,14 +284,14 @@ def resolve(session: Session, expression: str) -> Segment:
         )
     )
     list_ids = {slug: id_ for slug, id_ in rows}
-    names = {a.name for a in found if isinstance(a, TagRef)}
-    known_tags = set(
-        session.scalars(select(SubscriberTag.tag).where(SubscriberTag.tag.in_(names)).distinct())
-    )
+    known_tags = tags_in_use(session, {a.name for a in found if isinstance(a, TagRef)})
     for atom in found:
         if isinstance(atom, ListRef) and atom.slug not in list_ids:
             raise SegmentError(
-                expression, atom.position, f"unknown list {atom.slug!r}", _known_lists(session)
+                expression,
+                atom.position,
+                f"unknown list {atom.slug!r}",
+                lists_hint(atom.slug, _known_lists(session)),
             )
         if isinstance(atom, TagRef) and atom.name not in known_tags:
             raise SegmentError(
@@ -299,11 +300,28 @@ def resolve(session: Session, expression: str) -> Segment:
     return Segment(expression, node, list_ids)
 
 
-def _known_lists(session: Session) -> str:
-    known: Sequence[str] = session.scalars(
+def _known_lists(session: Session) -> Sequence[str]:
+    return session.scalars(
         select(MailingList.slug).where(MailingList.retired_at.is_(None)).order_by(MailingList.slug)
     ).all()
-    return f"lists: {', '.join(known) or 'none'}"
+
+
+def tags_in_use(session: Session, names: Collection[str]) -> set[str]:
+    """Those of NAMES that some subscriber has as a tag."""
+    if not names:
+        return set()
+    query = select(SubscriberTag.tag).where(SubscriberTag.tag.in_(names)).distinct()
+    return set(session.scalars(query))
+
+
+def lists_hint(slug: str, known: Iterable[str]) -> str:
+    """What follows "unknown list SLUG" wherever a list is named (an expression, `to:`, an
+    `only` block): the known list SLUG most likely meant (slugs are lower case, and typos
+    happen), then every known list."""
+    known = sorted(known)
+    close = difflib.get_close_matches(slug.lower(), known, n=1, cutoff=0.75)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return f"{guess}lists: {', '.join(known) or 'none'}"
 
 
 def unsubscribe_lists(session: Session, expression: str) -> list[int] | None:

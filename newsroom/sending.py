@@ -11,6 +11,10 @@ journal as it is handed over and answered (journal.py), so a crash leaves at mos
 connection uncertain. Right before each message the sender asks whether the database changed
 since the batch's audience check (changes.py) and if so checks again: an unsubscribe committed
 mid-batch stops every message not yet handed to the relay.
+
+Whoever asked for the mailing, a sender sends none of it while the settings are placeholders,
+unless the relay is `newsroom dev-smtp` (readiness.py): `send` and a worker ask first, and
+`run()` asks again before its first message.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
-from newsroom import journal, mailings, segments, tokens, verp
+from newsroom import journal, mailings, readiness, segments, tokens, verp
 from newsroom.changes import Changes
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
@@ -165,6 +169,8 @@ class Sender:
         encoded = templates(
             self.config, mailing.expression, mailings.variants(self.engine, mailing_id)
         )
+        if readiness.blocking(self.config):  # the last word, whoever asked for the mailing
+            readiness.check_relay(self.config, await self.pool.check())
         self.reconcile(mailing_id)  # a dead sender's claims: sent, to do, or uncertain
         written: journal.Journal | journal.Off = journal.Off()
         if self.config["sending.journal"]:

@@ -77,6 +77,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("site", "reply_to", str, "", "Reply-To: address (empty: replies go to the sender)"),
     S("site", "postal_address", str, "", "Who sends the emails, shown in every footer"),
     S("site", "description", str, "News from our campaign", "One line describing the site, for feeds and the archive"),
+    S("site", "local", bool, False, "This site is for local testing and training only: mailings may go out with placeholder settings to any relay"),
     S("database", "url", str, "sqlite:///newsroom.db", "SQLAlchemy URL; relative SQLite paths are inside the site folder"),
     S("smtp", "host", str, "localhost", "SMTP relay host (the default matches `newsroom dev-smtp`)"),
     S("smtp", "port", int, 8025, "SMTP relay port", check=_positive),

@@ -405,8 +405,13 @@ def test_remove(members: Run) -> None:
 
 
 def test_erase(members: Run, tmp_path: Path) -> None:
-    aborted = members("subscribers", "erase", "ann@example.org", input="n\n")
-    assert aborted.exit_code == 1
+    kept = members("subscribers", "erase", "ann@example.org", input="n\n")
+    assert (kept.exit_code, kept.stderr) == (0, "")
+    assert kept.stdout == (
+        "Erase everything held about ann@example.org? This cannot be undone [y/N]: n\n"
+        "Nothing erased.\n"
+    )
+    assert "ann@example.org" in ok(members("subscribers", "show", "ann@example.org"))
     assert "erased ann@example.org" in ok(
         members("subscribers", "erase", "ann@example.org", "--yes")
     )
