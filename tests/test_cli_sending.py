@@ -648,6 +648,9 @@ def test_a_worker_starts_helper_processes_too(
 ) -> None:
     monkeypatch.setenv("NEWSROOM_SENDING_PROCESSES", "2")
     monkeypatch.setenv("NEWSROOM_SENDING_BATCH", "50")
+    # 10 s of sending: time enough for the helper to start on a loaded machine, whose worker
+    # would otherwise finish all 4,000 alone at full speed before the helper has imported.
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "400/second")
     emails = subscribe(opened, 4000)
     make_mailing(opened)
     result = cli("worker", "--once")
