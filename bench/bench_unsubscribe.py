@@ -97,8 +97,10 @@ def prepare(site_dir: Path) -> list[str]:
     with transaction(site.engine) as session:
         people = session.execute(select(Subscriber.id, Subscriber.email)).all()
         members = session.scalars(select(MailingList.id).where(MailingList.slug == "all-members"))
-        scope = list(members)  # a mailing's links name the lists it went to
-    found = [subscribers.unsubscribe_token(site, i, e, scope, now=now) for i, e in people]
+        scope = list(members)  # a mailing's links name the lists it went to, and the mailing
+    found = [
+        subscribers.unsubscribe_token(site, i, e, scope, now=now, mailing_id=1) for i, e in people
+    ]
     site.close()
     return found
 

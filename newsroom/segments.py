@@ -14,6 +14,7 @@ subscription match.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -205,3 +206,13 @@ def _holds(node: Node, lists: set[str], tags: set[str]) -> bool:
 def named_lists(node: Node) -> list[str]:
     """The lists NODE names, in order of first mention."""
     return list(dict.fromkeys(a.slug for a in atoms(node) if isinstance(a, ListRef)))
+
+
+def lists_hint(slug: str, known: Iterable[str]) -> str:
+    """What follows "unknown list SLUG" wherever a list is named (an expression, `to:`, an
+    `only` block): the known list SLUG most likely meant (slugs are lower case, and typos
+    happen), then every known list."""
+    known = sorted(known)
+    close = difflib.get_close_matches(slug.lower(), known, n=1, cutoff=0.75)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return f"{guess}lists: {', '.join(known) or 'none'}"

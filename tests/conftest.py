@@ -71,10 +71,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def site_dir(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A freshly initialised site folder, its database migrated."""
+    """A freshly initialised site folder, its database migrated. It is a local test site
+    (`site.local`): its mailings go to the tests' own SMTP servers with the placeholder settings
+    of a new site; the tests of that refusal set NEWSROOM_SITE_LOCAL=false."""
     root = tmp_path / "site"
     monkeypatch.setenv("NEWSROOM_DATABASE_URL", database_url)
     monkeypatch.setenv("NEWSROOM_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("NEWSROOM_SITE_LOCAL", "true")
     sites.init(root, "Test Newsroom")
     return root
 

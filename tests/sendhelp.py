@@ -1,11 +1,15 @@
-"""Helpers for the sending tests: subscribers in the database, a mailing, a sender run."""
+"""Helpers for the sending tests: subscribers in the database, a mailing, a sender run, a site
+that signs with DKIM."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
+import dkim
+import pytest
 from sqlalchemy import insert, select, update
 
 from newsroom.database import transaction
@@ -17,6 +21,7 @@ from newsroom.models import MailingList, Subscriber, Subscription, SubscriptionS
 from newsroom.people import lists
 from newsroom.site import Site
 
+DKIM_DOMAIN, DKIM_SELECTOR = "example.org", "news"
 TEXT = "Dear {{first_name|friend}},\n\nNews.\n\nLeave: {{unsubscribe_url}}\n"
 HTML = '<p>Dear {{first_name|friend}},</p>\n<p>News.</p>\n<a href="{{unsubscribe_url}}">Leave</a>\n'
 
@@ -119,3 +124,27 @@ def run(
     finally:
         if lock is None:
             held.release()
+
+
+def sign_with_dkim(
+    site_dir: Path, dkim_key: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> Callable[[bytes], bool]:
+    """Make the site at SITE_DIR sign with DKIM_KEY (the conftest fixture's: key, DNS record),
+    as `newsroom doctor` tells a volunteer to; returns dkimpy's verdict on a received message,
+    with that record as the DNS answer."""
+    private, record = dkim_key
+    key_file = site_dir / "dkim.pem"
+    key_file.write_bytes(private)
+    key_file.chmod(0o600)
+    monkeypatch.setenv("NEWSROOM_DKIM_DOMAIN", DKIM_DOMAIN)
+    monkeypatch.setenv("NEWSROOM_DKIM_SELECTOR", DKIM_SELECTOR)
+    monkeypatch.setenv("NEWSROOM_DKIM_KEY_FILE", "dkim.pem")
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == f"{DKIM_SELECTOR}._domainkey.{DKIM_DOMAIN}.".encode()
+        return record
+
+    def verifies(data: bytes) -> bool:
+        return bool(dkim.verify(data, dnsfunc=dns))
+
+    return verifies

@@ -24,7 +24,8 @@ import pytest
 from sqlalchemy import select
 
 from newsroom import database, tokens
-from newsroom.delivery import bounces, verp
+from newsroom.delivery import bounces
+from newsroom.mail import verp
 from newsroom.models import (
     ConsentEvent,
     Delivery,
@@ -34,10 +35,12 @@ from newsroom.models import (
     Subscriber,
     Subscription,
 )
+from newsroom.people import subscribers
 from newsroom.site import Site
 from tests import postfixrelay
 from tests.conftest import Run
 from tests.postfixrelay import MAIL_DOMAIN, ORG_DOMAIN, PostfixRelay
+from tests.sendhelp import sign_with_dkim
 from tests.smtpserver import TestSMTPServer, free_port
 
 DATA = Path(__file__).parent / "data" / "bounces"
@@ -82,12 +85,13 @@ def sent(site: Site) -> Sent:
 
 
 def report(name: str, sent: Sent, verp_address: str | None = None, msgid: str = "m1") -> bytes:
+    return returned(name, verp_address or sent.verp, msgid)
+
+
+def returned(name: str, verp_address: str, msgid: str = "m1") -> bytes:
+    """The report tests/data/bounces/NAME about a message to RCPT sent from VERP_ADDRESS."""
     text = (DATA / name).read_text()
-    text = (
-        text.replace("{VERP}", verp_address or sent.verp)
-        .replace("{RCPT}", RCPT)
-        .replace("{MSGID}", msgid)
-    )
+    text = text.replace("{VERP}", verp_address).replace("{RCPT}", RCPT).replace("{MSGID}", msgid)
     return text.replace("\n", "\r\n").encode()
 
 
@@ -252,7 +256,7 @@ def test_a_mailto_request_leaves_the_mailings_lists_once(
         handled = s.scalars(select(ProcessedReport)).one()
         assert handled.outcome == "unsubscribe"
         assert handled.reason == (
-            "email to the List-Unsubscribe address of mailing 1 (save): left l1"
+            "mailing 1 (save): email to the List-Unsubscribe address: left l1"
         )
     again = process_bytes(site, [raw], tmp_path)
     assert (again.unsubscribes, again.duplicates) == (0, 1)
@@ -348,6 +352,195 @@ def test_an_erased_subscribers_delivery_is_ignored(site: Site, sent: Sent, tmp_p
         s.get(Delivery, sent.delivery_id).subscriber_id = None  # type: ignore[union-attr]
     outcome = process_bytes(site, [report("postfix-hard.eml", sent)], tmp_path)
     assert outcome.ignored == {"unknown delivery (erased or deleted)": 1}
+
+
+# --- single messages: a confirmation email, a test copy ------------------------------------
+
+
+def mbox_of(tmp_path: Path, raws: list[bytes]) -> str:
+    path = tmp_path / "reports.mbox"
+    path.unlink(missing_ok=True)
+    box = mailbox.mbox(path)
+    for raw in raws:
+        box.add(raw)
+    box.close()
+    return str(path)
+
+
+def asked_for(cli: Run, smtp_server: TestSMTPServer, *list_slugs: str) -> str:
+    """RCPT asks for LIST_SLUGS; returns the envelope sender of the confirmation email."""
+    lists = [arg for slug in list_slugs for arg in ("--list", slug)]
+    added = cli("subscribers", "add", RCPT, *lists, now=NOW)
+    assert added.exit_code == 0, added.output
+    return smtp_server.messages[-1].mail_from
+
+
+DIAGNOSTIC = (
+    "5.1.1 smtp; 550 5.1.1 <gone@example.com>: Recipient address rejected: User unknown in "
+    "virtual mailbox table"
+)
+
+
+def test_a_confirmation_that_bounces_hard_ends_the_pending_subscriptions(
+    cli: Run, smtp_server: TestSMTPServer, tmp_path: Path
+) -> None:
+    """A dead address asked for is never mailed again: one hard bounce of its confirmation
+    email (a Postfix DSN to the confirmation's VERP address) sets its pending subscriptions to
+    bounced, with the diagnostic in the ledger, and an import later skips it."""
+    envelope = asked_for(cli, smtp_server, "all-members", "disability-group")
+    assert envelope.startswith("bounces+c")
+    dsn = returned("postfix-confirmation-hard.eml", envelope)
+    result = cli("bounces", "process", mbox_of(tmp_path, [dsn]), now=NOW)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "1 hard bounces, 0 soft bounces, 0 complaints, 0 unsubscribes, 0 already handled, "
+        f"0 ignored\n  {RCPT}: the confirmation email bounced; pending subscriptions set to "
+        "bounced\n"
+    )
+    gone = shown(cli, RCPT)
+    assert {x["list"]: x["status"] for x in gone["subscriptions"]} == {
+        "all-members": "bounced",
+        "disability-group": "bounced",
+    }
+    assert [
+        (e["kind"], e["list"], e["source"], e["method"], e["detail"]) for e in gone["ledger"][2:]
+    ] == [
+        ("bounced", slug, "bounce-report", "hard", f"hard bounce of the confirmation email: "
+         f"{DIAGNOSTIC}") for slug in ("all-members", "disability-group")
+    ]  # fmt: skip
+    [listed] = json.loads(cli("bounces", "--json", now=NOW).stdout)
+    assert (listed["email"], listed["kind"], listed["score"]) == (RCPT, "hard", 0.0)
+    (tmp_path / "again.csv").write_text(f"email\n{RCPT}\n")
+    later = NOW + timedelta(days=2)
+    again = cli("subscribers", "import", str(tmp_path / "again.csv"), "--list", "all-members",
+                now=later)  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "skipped for all-members: bounced on 2026-11-23" in again.output
+    assert ok_line(cli("subscribers", "send-confirmations", now=later)) == (
+        "sent 0 confirmation emails"
+    )
+    assert len(smtp_server.messages) == 1  # the one that bounced, and no other
+    twice = cli("bounces", "process", mbox_of(tmp_path, [dsn]), now=later)
+    assert twice.stdout.startswith("0 hard bounces, 0 soft bounces, 0 complaints, 0 unsub")
+    assert "1 already handled" in twice.stdout
+
+
+def ok_line(result: Any) -> str:
+    assert result.exit_code == 0, result.output
+    return str(result.stdout).strip()
+
+
+def test_a_confirmation_that_bounces_soft_is_counted_and_changes_nothing(
+    cli: Run, smtp_server: TestSMTPServer, tmp_path: Path
+) -> None:
+    envelope = asked_for(cli, smtp_server, "all-members")
+    delayed = returned("postfix-delayed.eml", envelope)
+    result = cli("bounces", "process", mbox_of(tmp_path, [delayed]), now=NOW)
+    assert ok_line(result) == (
+        "0 hard bounces, 1 soft bounces, 0 complaints, 0 unsubscribes, 0 already handled, 0 ignored"
+    )
+    gone = shown(cli, RCPT)
+    assert [x["status"] for x in gone["subscriptions"]] == ["pending"]
+    assert [e["kind"] for e in gone["ledger"]] == ["requested"]
+
+
+@pytest.mark.parametrize(
+    ("name", "counted", "status", "method"),
+    [
+        ("arf-abuse.eml", "0 hard bounces, 0 soft bounces, 1 complaints, 0 unsubscribes",
+         "complained", "complaint"),
+        ("mailto-client.eml", "0 hard bounces, 0 soft bounces, 0 complaints, 1 unsubscribes",
+         "unsubscribed", "mailto"),
+    ],
+)  # fmt: skip
+def test_a_complaint_or_request_about_a_confirmation_ends_the_pending_subscriptions(
+    cli: Run,
+    smtp_server: TestSMTPServer,
+    tmp_path: Path,
+    name: str,
+    counted: str,
+    status: str,
+    method: str,
+) -> None:
+    """Someone who marks the confirmation email as spam, or writes to its address to leave,
+    did not ask for it (or no longer wants it): the request ends, with its ledger events."""
+    envelope = asked_for(cli, smtp_server, "all-members", "disability-group")
+    result = cli("bounces", "process", mbox_of(tmp_path, [returned(name, envelope)]), now=NOW)
+    assert ok_line(result) == f"{counted}, 0 already handled, 0 ignored"
+    gone = shown(cli, RCPT)
+    assert [x["status"] for x in gone["subscriptions"]] == [status, status]
+    assert [(e["kind"], e["method"]) for e in gone["ledger"][2:]] == [(status, method)] * 2
+
+
+def test_a_forged_or_stale_confirmation_address_changes_nothing(
+    cli: Run, site_dir: Path, smtp_server: TestSMTPServer, tmp_path: Path
+) -> None:
+    """The tag is an HMAC bound to the subscriber row's token key: another tag, another id, or
+    the address of an email to a row since erased (its id perhaps given again, on SQLite, to the
+    same address asking again) names nobody."""
+    first = asked_for(cli, smtp_server, "all-members")
+    assert ok_line(cli("subscribers", "erase", RCPT, "--yes", now=NOW))
+    again = Site.open(site_dir)  # its settings read with the SMTP server's
+    try:  # the person asks again on the web page, the one way back after an erasure
+        subscribers.subscribe(again, RCPT, "", ["all-members"], ip=None, user_agent=None, now=NOW)
+    finally:
+        again.close()
+    fresh = smtp_server.messages[-1].mail_from
+    assert fresh != first
+    number = fresh.split("+c", 1)[1].split("-")[0]
+    forged = [
+        fresh.replace(fresh.split("-")[1].split("@")[0], "0" * 16),  # another tag
+        fresh.replace(f"+c{number}-", f"+c{int(number) + 7}-"),  # another id
+        fresh.replace(f"+c{number}-", f"+c{'9' * 18}-"),  # beyond any id a table holds
+        first,  # the erased row's
+    ]
+    raws = [
+        returned("postfix-confirmation-hard.eml", address, msgid=f"m{i}")
+        for i, address in enumerate(forged)
+    ]
+    result = cli("bounces", "process", mbox_of(tmp_path, raws), now=NOW)
+    assert ok_line(result).splitlines() == [
+        "0 hard bounces, 0 soft bounces, 0 complaints, 0 unsubscribes, 0 already handled, "
+        "4 ignored",
+        "  ignored 4: forged or unknown token",
+    ]
+    assert [x["status"] for x in shown(cli, RCPT)["subscriptions"]] == ["pending"]
+
+
+def test_a_test_copy_is_signed_and_its_bounce_is_ignored_as_one(
+    cli: Run,
+    site_dir: Path,
+    smtp_server: TestSMTPServer,
+    dkim_key: tuple[bytes, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`send --test` goes through the bulk Template, so it is signed like a mailing; its
+    envelope sender is ours (bounces+test-<tag>@) yet names no delivery, so a bounce of it is
+    recognised as a test copy's, not taken for a forgery."""
+    verifies = sign_with_dkim(site_dir, dkim_key, monkeypatch)
+    front = "---\ntitle: News\ndate: 2026-11-20\nto: all-members\nsummary: The news.\n---\n"
+    (site_dir / "issues" / "2026-11-20-news.md").write_text(front + "Hello.\n")
+    sent = cli("send", "2026-11-20-news.md", "--test", RCPT, now=NOW)
+    assert sent.exit_code == 0, sent.output
+    [copy] = smtp_server.messages
+    assert verifies(copy.data)
+    opened = Site.open(site_dir)
+    assert copy.mail_from == verp.sender_for_test_copy(opened.config)
+    opened.close()
+    assert re.fullmatch(r"bounces\+test-[0-9a-f]{16}@example\.org", copy.mail_from)
+    forged = copy.mail_from.replace(copy.mail_from[13:29], "0" * 16)
+    raws = [
+        returned("postfix-hard.eml", copy.mail_from),
+        returned("postfix-delayed.eml", forged),
+    ]
+    result = cli("bounces", "process", mbox_of(tmp_path, raws), now=NOW)
+    assert ok_line(result).splitlines() == [
+        "0 hard bounces, 0 soft bounces, 0 complaints, 0 unsubscribes, 0 already handled, "
+        "2 ignored",
+        "  ignored 1: a test copy",
+        "  ignored 1: forged or unknown token",
+    ]
 
 
 # --- the command line ------------------------------------------------------------------
@@ -682,3 +875,46 @@ def test_a_mailing_through_postfix_bounces_and_unsubscribes(
     assert again.stdout.startswith(
         "0 hard bounces, 0 soft bounces, 0 complaints, 0 unsubscribes, 2 already handled"
     )
+
+
+def test_a_confirmation_through_postfix_is_signed_and_its_bounce_ends_the_request(
+    cli: Run,
+    site_dir: Path,
+    postfix: PostfixRelay,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dkim_key: tuple[bytes, bytes],
+) -> None:
+    """Two people ask for a list: Postfix delivers alice's confirmation email, signed, and
+    bounces gone's with its own DSN to the confirmation's envelope address; processing it ends
+    gone's request and leaves alice's."""
+    for name, value in {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(postfix.port),
+        "SITE_SENDER": f"Newsroom Lab <news@{ORG_DOMAIN}>",
+        "SENDING_BOUNCE_ADDRESS": f"bounces@{ORG_DOMAIN}",
+    }.items():
+        monkeypatch.setenv(f"NEWSROOM_{name}", value)
+    verifies = sign_with_dkim(site_dir, dkim_key, monkeypatch)
+    alice, gone = f"alice@{MAIL_DOMAIN}", f"gone@{MAIL_DOMAIN}"
+    for who in (alice, gone):
+        added = cli("subscribers", "add", who, "--list", "all-members", now=NOW)
+        assert added.exit_code == 0, added.output
+    [to_alice] = postfix.wait_for(postfix.mbox("alice"), 1)
+    delivered = message_from_bytes(to_alice, policy=policy.default)
+    assert str(delivered["Return-Path"]).startswith("<bounces+c")  # the envelope, kept
+    assert verifies(to_alice.replace(b"\n", b"\r\n"))  # mbox keeps LF line ends
+    [dsn] = postfix.wait_for(postfix.bounces, 1)
+    assert str(message_from_bytes(dsn)["Delivered-To"]).startswith("bounces+c")
+    result = cli("bounces", "process", str(postfix.bounces), now=NOW)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "1 hard bounces, 0 soft bounces, 0 complaints, 0 unsubscribes, 0 already handled, "
+        f"0 ignored\n  {gone}: the confirmation email bounced; pending subscriptions set to "
+        "bounced\n"
+    )
+    assert [x["status"] for x in shown(cli, gone)["subscriptions"]] == ["bounced"]
+    assert shown(cli, gone)["ledger"][-1]["detail"] == (
+        'hard bounce of the confirmation email: 5.1.1 X-Postfix; unknown user: "gone"'
+    )
+    assert [x["status"] for x in shown(cli, alice)["subscriptions"]] == ["pending"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from itertools import pairwise
 from pathlib import Path
 
@@ -41,6 +42,22 @@ def test_check_reports_errors_with_file_and_line(cli: Run, site_dir: Path) -> No
         'issues/2020-12-24-bad.md:5: unknown block type "poll": use one of statement, meeting, '
         "supporters, motion, action, private, only\n"
     )
+
+
+def test_check_reports_a_bad_publication_time_at_its_line(cli: Run, site_dir: Path) -> None:
+    path = site_dir / "issues" / "2026-11-20-late.md"
+    path.write_text(
+        "---\ntitle: Late\nsummary: S\ndate: 2026-11-20 18:30 Europe/Pari\n---\nText.\n",
+        encoding="utf-8",
+    )
+    result = cli("check", str(path))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        'issues/2026-11-20-late.md:4: unknown time zone "Europe/Pari" in "date": use a name such '
+        "as Europe/London or an offset such as +01:00\n"
+    )
+    path.write_text("---\ntitle: Late\nsummary: S\ndate: 2026-11-20 18:30\n---\nText.\n")
+    assert cli("check", str(path)).exit_code == 0
 
 
 def test_check_warns_without_failing(cli: Run, site_dir: Path) -> None:
@@ -202,3 +219,96 @@ def test_hostile_issues_get_one_line_each(cli: Run, site_dir: Path, text: str, s
     path.write_text(text, encoding="utf-8")
     result = cli("check", str(path))
     assert (result.exit_code, result.stderr) == (1, f"issues/2021-01-01-hostile.md:{said}\n")
+
+
+LISTS = "lists: all-members, clp-secretaries, disability-group"
+NAMES = """---
+title: Names
+date: 2021-03-01
+to: al-members
+summary: Lists and tags that are not the site's.
+---
+For everyone.
+
+::: only Disability-Group
+For the disability group.
+:::
+
+::: only tag:press or clp-secretaries
+For the press.
+:::
+"""
+
+
+def test_check_knows_the_sites_lists_and_tags(
+    cli: Run, site: Site, site_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = site_dir / "issues" / "2021-03-01-names.md"
+    path.write_text(NAMES, encoding="utf-8")
+    unknown = [
+        f"issues/2021-03-01-names.md:4: unknown list 'al-members' in \"to\" (did you mean "
+        f"'all-members'? {LISTS})",
+        f"issues/2021-03-01-names.md:9: unknown list 'Disability-Group' in \"only\" (did you "
+        f"mean 'disability-group'? {LISTS})",
+    ]
+    checked = cli("check", "--strict")
+    assert (checked.exit_code, checked.stdout, checked.stderr.splitlines()) == (1, "", unknown)
+    sent = cli("send", str(path), "--dry-run")  # send: the same words, at the same lines
+    assert (sent.exit_code, sent.stdout, sent.stderr.splitlines()) == (1, "", unknown)
+    fixed = NAMES.replace("to: al-members", "to: all-members").replace(
+        "Disability-Group", "disability-group"
+    )
+    path.write_text(fixed, encoding="utf-8")
+    press = (
+        "issues/2021-03-01-names.md:13: warning: no subscriber has the tag 'press' in \"only\" "
+        "(tags come with imports and `subscribers add --tag`)"
+    )
+    warned = cli("check")
+    assert (warned.exit_code, warned.stderr.splitlines()) == (0, [press]), warned.output
+    assert cli("check", "--strict").exit_code == 1
+    cli("lists")  # brings the lists into the database
+    with Session(site.engine) as session:
+        person = Subscriber(email="ann@example.org", name="Ann")
+        session.add(person)
+        session.flush()
+        session.add(SubscriberTag(subscriber_id=person.id, tag="press"))
+        session.commit()
+    tagged = cli("check", "--strict")
+    assert (tagged.exit_code, tagged.stderr) == (0, ""), tagged.output
+    # A database that is not set up, or not there, says nothing about tags: they come with
+    # imports. And `check` makes no database file where there was none.
+    path.write_text(fixed.replace("tag:press", "tag:nobody-has-it"), encoding="utf-8")
+    empty, missing = tmp_path / "empty.db", tmp_path / "missing.db"
+    sqlite3.connect(empty).close()
+    for database in (empty, missing):
+        monkeypatch.setenv("NEWSROOM_DATABASE_URL", f"sqlite:///{database}")
+        bare = cli("check", "--strict")
+        assert (bare.exit_code, bare.stderr) == (0, ""), bare.output
+    assert not missing.exists()
+
+
+def test_send_to_an_unknown_list_names_the_sites_lists(
+    cli: Run, site: Site, site_dir: Path
+) -> None:
+    (site_dir / "issues" / "2021-03-01-names.md").write_text(
+        NAMES.replace("to: al-members", "to: all-members").replace(
+            "Disability-Group", "disability-group"
+        ),
+        encoding="utf-8",
+    )
+    refused = cli("send", "names", "--to", "all-members or al-members", "--dry-run")
+    assert (refused.exit_code, refused.stdout) == (1, "")
+    assert refused.stderr.splitlines() == [
+        f"Error: segment: unknown list 'al-members' at column 16 (did you mean 'all-members'? "
+        f"{LISTS})",
+        "  all-members or al-members",
+        "                 ^",
+    ]
+
+
+def test_check_reports_a_broken_lists_file(cli: Run, site_dir: Path) -> None:
+    (site_dir / "issues" / "2021-03-01-names.md").write_text(NAMES, encoding="utf-8")
+    (site_dir / "subscribers" / "lists.toml").write_text("[all-members\n", encoding="utf-8")
+    checked = cli("check")
+    assert checked.exit_code == 1
+    assert checked.stderr.splitlines()[0].startswith("subscribers/lists.toml:1: ")

@@ -283,6 +283,31 @@ def test_an_address_the_relay_cannot_take_is_named_and_holds_up_nobody(
     assert recipients(smtp_server) == ["josé@xn--bcher-kva.example", "zoë@example.org"]
 
 
+def test_a_dkim_key_that_cannot_be_read_holds_every_confirmation_back(
+    cli: Run,
+    site_dir: Path,
+    tmp_path: Path,
+    smtp_server: TestSMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Confirmations are signed like every message: with a DKIM key set that cannot be read,
+    none goes out unsigned, the error names the setting, and they go once it is fixed."""
+    monkeypatch.setenv("NEWSROOM_DKIM_DOMAIN", "example.org")
+    monkeypatch.setenv("NEWSROOM_DKIM_SELECTOR", "news")
+    monkeypatch.setenv("NEWSROOM_DKIM_KEY_FILE", "missing.pem")
+    why = f"dkim.key_file: cannot read {site_dir / 'missing.pem'}: No such file or directory"
+    added = cli("subscribers", "add", "ann@example.org", "--list", "all-members")
+    assert fails(added, why) == f"Error: {why}\n"
+    csv = tmp_path / "new.csv"
+    csv.write_text("email\nbob@example.org\n", "utf-8")
+    imported = cli("subscribers", "import", str(csv), "--list", "all-members")
+    assert fails(imported, why) == f"Error: new.csv: imported, but {why}\n"
+    assert smtp_server.messages == []
+    monkeypatch.delenv("NEWSROOM_DKIM_DOMAIN")  # or the key put in place
+    assert ok(cli("subscribers", "send-confirmations")) == "sent 2 confirmation emails\n"
+    assert recipients(smtp_server) == ["ann@example.org", "bob@example.org"]
+
+
 def test_send_confirmations_with_no_relay(
     cli: Run, site_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -380,8 +405,13 @@ def test_remove(members: Run) -> None:
 
 
 def test_erase(members: Run, tmp_path: Path) -> None:
-    aborted = members("subscribers", "erase", "ann@example.org", input="n\n")
-    assert aborted.exit_code == 1
+    kept = members("subscribers", "erase", "ann@example.org", input="n\n")
+    assert (kept.exit_code, kept.stderr) == (0, "")
+    assert kept.stdout == (
+        "Erase everything held about ann@example.org? This cannot be undone [y/N]: n\n"
+        "Nothing erased.\n"
+    )
+    assert "ann@example.org" in ok(members("subscribers", "show", "ann@example.org"))
     assert "erased ann@example.org" in ok(
         members("subscribers", "erase", "ann@example.org", "--yes")
     )

@@ -4,16 +4,23 @@ once, expire, and cannot be reused for another address."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from newsroom import tokens
+from newsroom.database import transaction
 from newsroom.errors import NewsroomError
+from newsroom.mail import verp
+from newsroom.models import Subscriber
 from newsroom.people import lists, subscribers
 from newsroom.site import Site
-from tests.smtpserver import TestSMTPServer
+from tests.conftest import Run
+from tests.sendhelp import sign_with_dkim
+from tests.smtpserver import Received, TestSMTPServer
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -25,6 +32,32 @@ def ready(site: Site, smtp_server: TestSMTPServer) -> Iterator[Site]:
     lists.sync(fresh, NOW)
     yield fresh
     fresh.close()
+
+
+@pytest.fixture
+def verifies(
+    site_dir: Path, dkim_key: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> Callable[[bytes], bool]:
+    """The site signs with the test DKIM key; dkimpy's check of a message against its record."""
+    return sign_with_dkim(site_dir, dkim_key, monkeypatch)
+
+
+@pytest.fixture
+def signing(verifies: Callable[[bytes], bool], ready: Site) -> Site:
+    """The site, its settings read once the DKIM key is set (`verifies` comes first)."""
+    return ready
+
+
+def signed_fields(received: Received) -> set[str]:
+    signature = str(received.message["DKIM-Signature"])
+    return {name.strip().lower() for name in signature.split("h=")[1].split(";")[0].split(":")}
+
+
+def envelope_of(site: Site, email: str) -> str:
+    """The envelope sender a confirmation email to EMAIL must have: its own VERP address."""
+    with transaction(site.engine) as session:
+        person = session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
+        return verp.confirmation_sender(site.config, person.id, person.token_key)
 
 
 def link_of(server: TestSMTPServer, n: int = -1) -> str:
@@ -179,3 +212,54 @@ def test_a_relay_without_smtputf8_is_an_error_and_allows_a_retry(
     report = subscribers.add(ready, "josé@bücher.example", ["all-members"], now=NOW)
     assert report.confirmation_sent
     assert [m.rcpt_tos for m in smtp_server.messages] == [["josé@xn--bcher-kva.example"]]
+
+
+def test_the_email_is_signed_and_its_bounces_come_back_to_its_own_address(
+    signing: Site, verifies: Callable[[bytes], bool], smtp_server: TestSMTPServer
+) -> None:
+    """DKIM as for bulk messages (RFC 6376); the envelope sender names this subscriber row
+    (bounces+c<id>-<tag>@), not the From address, so `bounces process` can act on a bounce."""
+    subscribers.add(signing, "ann@example.org", ["all-members"], now=NOW)
+    (received,) = smtp_server.messages
+    assert verifies(received.data)
+    assert {"from", "to", "subject", "date", "message-id", "mime-version", "content-type"} <= (
+        signed_fields(received)
+    )
+    assert not verifies(received.data.replace(b"/confirm/", b"/confirm/x", 1))  # body altered
+    assert received.mail_from == envelope_of(signing, "ann@example.org")
+    assert re.fullmatch(r"bounces\+c\d+-[0-9a-f]{16}@example\.org", received.mail_from)
+    # ASCII throughout: neither SMTPUTF8 nor BODY=8BITMIME (RFC 1870's SIZE is aiosmtplib's)
+    assert [o for o in received.mail_options if not o.startswith("SIZE=")] == []
+    assert received.data.isascii()
+
+
+def test_an_internationalised_address_is_signed_too(
+    signing: Site, verifies: Callable[[bytes], bool], smtp_server: TestSMTPServer
+) -> None:
+    """Signed as sent: with SMTPUTF8 and a UTF-8 To: (RFC 6531, 6532), the signature holds."""
+    subscribers.add(signing, "josé@bücher.example", ["all-members"], now=NOW)
+    (received,) = smtp_server.messages
+    assert "SMTPUTF8" in received.mail_options
+    assert received.rcpt_tos == ["josé@xn--bcher-kva.example"]
+    assert received.raw_header(b"To") == "To: josé@xn--bcher-kva.example\r\n".encode()
+    assert received.mail_from == envelope_of(signing, "josé@bücher.example")
+    assert verifies(received.data)
+
+
+def test_each_confirmation_an_import_sends_is_signed_with_its_own_envelope(
+    cli: Run,
+    verifies: Callable[[bytes], bool],
+    smtp_server: TestSMTPServer,
+    site: Site,
+    tmp_path: Path,
+) -> None:
+    csv = tmp_path / "new.csv"
+    csv.write_text("email\nann@example.org\nbob@example.org\n", "utf-8")
+    before = smtp_server.connections  # the server's own readiness check is one
+    imported = cli("subscribers", "import", str(csv), "--list", "all-members", now=NOW)
+    assert imported.exit_code == 0, imported.output
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["ann@example.org"], ["bob@example.org"]]
+    assert smtp_server.connections == before + 1  # one connection for all of them
+    for received in smtp_server.messages:
+        assert verifies(received.data)
+        assert received.mail_from == envelope_of(site, received.rcpt_tos[0])

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from newsroom import settings
-from newsroom.delivery import dnsrecords, doctor, readiness
+from newsroom.delivery import dnsrecords, doctor
 from newsroom.delivery.dnsrecords import Record
 from newsroom.delivery.doctor import PROBLEM, WARNING, Check
 from newsroom.errors import NewsroomError
+from newsroom.mail.devsmtp import DEV_SMTP_NAME
 from tests.conftest import Run
 from tests.dnsserver import TestDNSServer, closed_udp_port
 from tests.smtpserver import TestSMTPServer, free_port
@@ -453,7 +454,7 @@ def test_loopback(host: str, loopback: bool) -> None:
 
 
 def test_dev_smtp_is_a_warning(site_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    server = TestSMTPServer(hostname=readiness.DEV_SMTP_NAME).start()
+    server = TestSMTPServer(hostname=DEV_SMTP_NAME).start()
     try:
         monkeypatch.setenv("NEWSROOM_SMTP_HOST", server.host)
         monkeypatch.setenv("NEWSROOM_SMTP_PORT", str(server.port))
@@ -524,6 +525,7 @@ def test_a_key_every_user_can_read(site_dir: Path, real: Path, rsa_keys: dict[in
 
 def test_a_key_tracked_by_git(site_dir: Path, real: Path) -> None:
     subprocess.run(["git", "init", "-q", str(site_dir)], check=True)
+    # -f: the site's .gitignore keeps *.pem out, and this is someone who forced it in anyway
     subprocess.run(["git", "-C", str(site_dir), "add", "-f", "dkim.pem"], check=True)
     assert dkim(site_dir)[0] == Check(
         "DKIM key",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -19,7 +19,7 @@ from newsroom.database import transaction
 from newsroom.models import Mailing
 from newsroom.people import lists
 from newsroom.site import Site
-from newsroom.web import archive
+from newsroom.web import archive, feeds
 from newsroom.web.app import create_app
 from tests.conftest import Run
 
@@ -170,6 +170,58 @@ def test_feeds_parse_cleanly_with_full_content_and_stable_ids(client: TestClient
     atom = ElementTree.fromstring(client.get("/atom.xml").content)
     names = [e.text for e in atom.iterfind("{http://www.w3.org/2005/Atom}author/{*}name")]
     assert names == ["Test Newsroom"]  # RFC 4287 4.1.1: a feed without one is invalid
+
+
+def test_feed_dates_are_noon_in_the_site_zone_and_the_same_day_everywhere(
+    client: TestClient,
+) -> None:
+    """A date alone is published at noon in site.timezone (London, winter here): the instant a
+    feed reader shows in its own zone falls on the issue's day from UTC-11 to UTC+11, where
+    midnight in London was the day before for every reader west of it."""
+    rss = ElementTree.fromstring(client.get("/feed.xml").content)
+    assert [e.text for e in rss.iterfind("channel/item/pubDate")] == [
+        "Sun, 01 Feb 2026 12:00:00 +0000",
+        "Wed, 24 Dec 2025 12:00:00 +0000",
+    ]
+    assert rss.findtext("channel/lastBuildDate") == "Sun, 01 Feb 2026 12:00:00 +0000"
+    atom = ElementTree.fromstring(client.get("/atom.xml").content)
+    ns = "{http://www.w3.org/2005/Atom}"
+    assert atom.findtext(f"{ns}updated") == "2026-02-01T12:00:00+00:00"
+    [entry, _older] = atom.iterfind(f"{ns}entry")
+    assert entry.findtext(f"{ns}published") == "2026-02-01T12:00:00+00:00"
+    assert entry.findtext(f"{ns}updated") == "2026-02-01T12:00:00+00:00"
+    instant = datetime.fromisoformat(entry.findtext(f"{ns}published") or "")
+    for hours in (-11, -5, 0, 5.5, 11):
+        seen = instant.astimezone(timezone(timedelta(hours=hours)))
+        assert seen.date().isoformat() == "2026-02-01", hours
+
+
+def test_an_issue_with_a_time_appears_then_and_feeds_carry_it(site: Site) -> None:
+    """`date: 2026-07-03 18:30` (London, summer time): published at 18:30 and not a second
+    before, with that instant and its offset in the feeds, byte for byte the same each time."""
+    (site.issues_dir / "2026-07-03-evening.md").write_text(
+        "---\ntitle: Evening\ndate: 2026-07-03 18:30\n---\nAt half past six.\n",
+        encoding="utf-8",
+    )
+    (site.issues_dir / "2026-07-03-morning.md").write_text(
+        "---\ntitle: Morning\ndate: 2026-07-03 08:00 -04:00\n---\nFrom New York.\n",
+        encoding="utf-8",
+    )
+    now = datetime(2026, 7, 3, 17, 29, 59, tzinfo=UTC)  # 18:29:59 BST
+    shelf = archive.Archive(site, lambda: now)
+    assert [p.slug for p in shelf.issues()] == ["morning"]  # 12:00 UTC, well before
+    now = datetime(2026, 7, 3, 17, 30, tzinfo=UTC)
+    assert [p.slug for p in shelf.issues()] == ["evening", "morning"]  # newest first
+    evening = shelf.issues()[0]
+    assert evening.date_words == "3 July 2026"  # the day in words: no time shown
+    rss = feeds.rss(site.config, shelf.issues())
+    assert rss == feeds.rss(site.config, archive.Archive(site, lambda: now).issues())
+    assert b"<pubDate>Fri, 03 Jul 2026 18:30:00 +0100</pubDate>" in rss
+    assert b"<pubDate>Fri, 03 Jul 2026 08:00:00 -0400</pubDate>" in rss
+    assert b"<lastBuildDate>Fri, 03 Jul 2026 18:30:00 +0100</lastBuildDate>" in rss
+    atom = feeds.atom(site.config, shelf.issues())
+    assert b"<published>2026-07-03T18:30:00+01:00</published>" in atom
+    assert b"<updated>2026-07-03T18:30:00+01:00</updated>" in atom
 
 
 def test_per_list_feeds_hold_the_issues_sent_to_that_list(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -152,8 +153,82 @@ def test_missing_front_matter_keys_and_bad_date(site: Site) -> None:
         'issues/2020-12-24-save-our-socialists.md:1: missing key "title" in the front matter '
         "(required: title, date)",
         'issues/2020-12-24-save-our-socialists.md:2: bad date "2020-13-01" for "date": write it '
-        "as YYYY-MM-DD, such as 2020-12-24",
+        "as YYYY-MM-DD, such as 2020-12-24, or with a time: 2020-12-24 18:30 (in Europe/London), "
+        "2020-12-24 18:30 Europe/Paris or 2020-12-24 18:30 +01:00",
     ]
+
+
+LONDON = ZoneInfo("Europe/London")
+
+
+@pytest.mark.parametrize(
+    ("written", "instant"),
+    [
+        # a date alone: noon in site.timezone, the same day for readers from UTC-11 to UTC+11
+        ("2026-11-20", dt.datetime(2026, 11, 20, 12, 0, tzinfo=LONDON)),
+        ("2026-07-01", dt.datetime(2026, 7, 1, 11, 0, tzinfo=dt.UTC)),  # BST
+        ("2026-11-20 18:30", dt.datetime(2026, 11, 20, 18, 30, tzinfo=LONDON)),
+        ("2026-11-20 7:05", dt.datetime(2026, 11, 20, 7, 5, tzinfo=LONDON)),
+        ("2026-11-20 18:30 America/New_York", dt.datetime(2026, 11, 20, 23, 30, tzinfo=dt.UTC)),
+        ("2026-11-20 18:30 +01:00", dt.datetime(2026, 11, 20, 17, 30, tzinfo=dt.UTC)),
+        ("2026-11-20 18:30 -05:30", dt.datetime(2026, 11, 21, 0, 0, tzinfo=dt.UTC)),
+        ("2026-11-20 18:30 UTC", dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.UTC)),
+        # the hour that comes twice when the clocks go back: the first one (still summer time)
+        ("2026-10-25 01:30", dt.datetime(2026, 10, 25, 0, 30, tzinfo=dt.UTC)),
+    ],
+)
+def test_the_date_gives_the_publication_instant(
+    site: Site, written: str, instant: dt.datetime
+) -> None:
+    issue = load_issue(write(site, f"---\ntitle: T\ndate: {written}\n---\nText\n"), site.config)
+    assert issue.published == instant
+    assert issue.published.utcoffset() is not None
+    assert issue.date == dt.date.fromisoformat(written[:10])  # the day as written, zone and all
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        (
+            "2026-11-20 25:00",
+            'bad time "25:00" in "date": write HH:MM from 00:00 to 23:59, such as 18:30',
+        ),
+        (
+            "2026-11-20 18:30:00",
+            'bad date "2026-11-20 18:30:00" for "date": write it as YYYY-MM-DD, such as '
+            "2020-12-24, or with a time: 2020-12-24 18:30 (in Europe/London), 2020-12-24 18:30 "
+            "Europe/Paris or 2020-12-24 18:30 +01:00",
+        ),
+        (
+            "2026-11-20 18:30 Europe/Londn",
+            'unknown time zone "Europe/Londn" in "date": use a name such as Europe/London or an '
+            "offset such as +01:00",
+        ),
+        (
+            "2026-11-20 18:30 ../../../etc/passwd",
+            'unknown time zone "../../../etc/passwd" in "date": use a name such as Europe/London '
+            "or an offset such as +01:00",
+        ),
+        (
+            "2026-11-20 18:30 +15:00",
+            'bad UTC offset "+15:00" in "date": write +HH:MM or -HH:MM, such as +01:00',
+        ),
+        (
+            "2026-03-29 01:30",
+            "2026-03-29 01:30 does not exist in Europe/London: the clocks go forward then, "
+            "choose another time",
+        ),
+        (
+            "9999-12-31 23:59 -12:00",
+            'the year 9999 in "date" is out of range: an issue is published between 1900 and 2999',
+        ),
+    ],
+)
+def test_a_bad_publication_time_is_reported_at_its_line(
+    site: Site, written: str, message: str
+) -> None:
+    text = f"---\ntitle: T\nsummary: S\ndate: {written}\n---\nText\n"
+    assert problems(site, text) == [f"issues/2020-12-24-save-our-socialists.md:4: {message}"]
 
 
 def test_no_front_matter(site: Site) -> None:
@@ -242,7 +317,7 @@ def test_the_example_issues_are_valid_and_use_every_block_type() -> None:
     assert len(found) >= 5
     used = {block.type for issue in found for block in issue.blocks}
     assert used == set(blocks.SPECS)
-    assert [i.date for i in found] == sorted((i.date for i in found), reverse=True)
+    assert [i.published for i in found] == sorted((i.published for i in found), reverse=True)
 
 
 def test_a_merge_field_in_a_link_address_is_refused(site: Site) -> None:

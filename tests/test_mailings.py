@@ -12,11 +12,12 @@ import pytest
 from sqlalchemy import select
 
 from newsroom.database import transaction
-from newsroom.delivery import journal, mailings, verp
+from newsroom.delivery import journal, mailings
 from newsroom.delivery.journal import Journal
 from newsroom.delivery.mailings import Result
 from newsroom.delivery.senders import SenderLock
 from newsroom.errors import NewsroomError
+from newsroom.mail import verp
 from newsroom.models import BounceEvent, Delivery, MailingStatus, utcnow
 from newsroom.site import Site
 from tests.sendhelp import make_mailing, run, subscribe, subscribe_people, unsubscribe

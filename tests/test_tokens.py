@@ -11,8 +11,8 @@ from itsdangerous import URLSafeSerializer
 from itsdangerous.encoding import base64_decode
 
 from newsroom import settings, tokens
-from newsroom.delivery import verp
 from newsroom.errors import ConfigError
+from newsroom.mail import verp
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 DATA = Path(__file__).parent / "data" / "tokens"

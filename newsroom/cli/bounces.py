@@ -84,3 +84,7 @@ def process(state: State, source: str, delete: bool, move_to: str, as_json: bool
         click.echo(f"  ignored {count}: {reason}")
     for address in outcome.bounced:
         click.echo(f"  {address}: bounce score reached the threshold; subscriptions set to bounced")
+    for address in outcome.unconfirmed:
+        click.echo(
+            f"  {address}: the confirmation email bounced; pending subscriptions set to bounced"
+        )

@@ -164,10 +164,21 @@ class LazyGroup(Group):
             formatter.write_dl(rows)
 
 
-def confirm(question: str, *, abort: bool = False) -> bool:
-    """Ask QUESTION (default no); a Ctrl-C pressed before it is asked still ends the command."""
+def confirm(question: str) -> bool:
+    """Ask QUESTION (default no): False for "n" or Enter, which the caller says in a plain line
+    and exit status 0 (the person chose; nothing went wrong). No answer at all, because the
+    input ended (a script without --yes), is an error. A Ctrl-C pressed before the question is
+    asked still ends the command."""
     check()
-    return click.confirm(question, default=False, abort=abort)
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort as exc:
+        if not isinstance(exc.__context__, EOFError):
+            raise  # Ctrl-C at the question: console.py says "Interrupted."
+        click.echo()  # end the question's line
+        raise NewsroomError(
+            "no answer: the input ended before one came (use --yes to go ahead without asking)"
+        ) from None
 
 
 def json_option(function: Any) -> Any:

@@ -243,7 +243,11 @@ def _newest_link(outbox: Path, to: str, route: str, header: str) -> str:
 
 def bounce(outbox: Path) -> None:
     """Two reports come back to the VERP addresses: a hard bounce and an abuse complaint."""
-    sent = [m for m in mailbox.Maildir(outbox, create=False) if "+" in str(m["Return-Path"])]
+    # a mailing's messages: bounces+<delivery>-<tag>@ (a confirmation's is bounces+c<id>-…)
+    delivery = re.compile(r"<[^+>]*\+\d+-")
+    sent = [
+        m for m in mailbox.Maildir(outbox, create=False) if delivery.match(str(m["Return-Path"]))
+    ]
     reports = mailbox.mbox(DEMO / "bounces.mbox")
     for kind, message in zip(("dsn", "arf"), sent[:2], strict=False):
         verp, to = (

@@ -21,11 +21,12 @@ from rich.progress import (
 )
 
 from newsroom.cli.common import Group, State, confirm, echo_json, json_option, pass_state
-from newsroom.delivery import journal, mailings, outbox
+from newsroom.delivery import journal, mailings, outbox, readiness, reputation
 from newsroom.delivery.processes import Helpers
 from newsroom.delivery.senders import SenderLock
 from newsroom.delivery.sending import Report, Sender
 from newsroom.errors import NewsroomError
+from newsroom.mail.messages import parse_sender
 from newsroom.mail.smtp import Pool
 from newsroom.models import DeliveryStatus, MailingStatus
 from newsroom.people import lists
@@ -61,8 +62,9 @@ def send(
 ) -> None:
     """Send ISSUE to the subscribers an expression selects, or resume a mailing.
 
-    Preflight checks run first; a real send asks before it starts (unless --yes). Ctrl-C
-    finishes the messages in flight and pauses the mailing; --resume carries on.
+    Preflight checks run first; a real send asks before it starts (unless --yes), and is
+    refused while the settings are placeholders unless the relay is `newsroom dev-smtp`.
+    Ctrl-C finishes the messages in flight and pauses the mailing; --resume carries on.
 
     \b
     Example:
@@ -88,7 +90,7 @@ def send(
     if dry_run:
         _dry_run(site, planned, target, again)
         return
-    outbox.check_relay(site)
+    relay = outbox.check_relay(site, mailing=not test_address)
     if test_address:
         answer = outbox.send_test(site, planned, test_address, target, state.now())
         click.echo(f"sent a [TEST] copy of {planned.slug} to {test_address} ({answer})")
@@ -104,9 +106,14 @@ def send(
         )
     if had and not again:
         click.echo(sentence)
-    question = f"Send {planned.title!r} to {target!r}: {going} recipient(s)?"
+    sender = parse_sender(site.config.text("site.sender"))[1]
+    question = (
+        f"Send {planned.title!r} to {target!r}: {going} recipient(s), from {sender} "
+        f"through {relay}?"
+    )
     if not yes and not confirm(question):
-        raise NewsroomError("nothing sent (answer y to send, or use --yes)")
+        click.echo("Nothing sent.")  # the person chose so: not an error, status 0
+        return
     lock = SenderLock(site.engine).acquire()  # before creating: a second sender stops here
     try:
         created = outbox.create(site, planned, target, again=again, now=state.now())
@@ -126,6 +133,8 @@ def _dry_run(site: Site, planned: outbox.Plan, target: str, again: bool) -> None
     summary = ", ".join(f"{n} get {key}" for key, n in sorted(counts.items())) or "nobody"
     if had is not None and had.count:
         click.echo(outbox.already_had(site, had), err=True)
+    for warning in readiness.warnings(site.config):  # a dry run asks no relay: warn, exit 0
+        click.echo(str(warning), err=True)
     click.echo(f"dry run: {planned.slug} to {target!r}: {summary}; nothing sent", err=True)
 
 
@@ -295,7 +304,8 @@ def _row(mailing: mailings.Mailing, counts: mailings.Counts) -> dict[str, Any]:
 @json_option
 @pass_state
 def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
-    """Show one mailing: its issue, audience, status and deliveries per status.
+    """Show one mailing: its issue, audience, status, deliveries per status, and the bounces,
+    complaints and unsubscribes that came back from it beside the providers' thresholds.
 
     \b
     Example:
@@ -303,7 +313,11 @@ def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
     """
     engine = state.site.engine
     mailing = mailings.get(engine, mailing_id)
-    row = _row(mailing, mailings.counts(engine, mailing_id))
+    counts = mailings.counts(engine, mailing_id)
+    returns = reputation.mailing_returns(
+        engine, mailing_id, sent=counts[D.SENT], failed=counts[D.FAILED]
+    )
+    row = _row(mailing, counts) | {"returns": returns.as_dict()}
     if as_json:
         echo_json(row)
         return
@@ -315,14 +329,25 @@ def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
         + (f" — {mailing.paused_reason}" if mailing.paused_reason else "")
     )
     click.echo(f"created: {row['created_at']}")
-    counts = row["counts"]
-    assert isinstance(counts, dict)
-    click.echo("  ".join(f"{k}: {v}" for k, v in counts.items()))
-    if counts["sending"] and mailing.status != MailingStatus.SENDING:
+    click.echo("  ".join(f"{s.value}: {counts[s]}" for s in D))
+    if counts[D.SENDING] and mailing.status != MailingStatus.SENDING:
         click.echo(
-            f"{counts['sending']} uncertain (in flight when a sender stopped): "
+            f"{counts[D.SENDING]} uncertain (in flight when a sender stopped): "
             f"newsroom send --resume {mailing.id} --resend-uncertain sends them again"
         )
+    for rate in returns.rates:
+        click.echo(_rate_line(rate))
+
+
+def _rate_line(rate: reputation.Rate) -> str:
+    """'complaints: 1 of 400 sent (0.25 %) — above the aim: Gmail and Yahoo: …'."""
+    line = f"{rate.name + ':':14}{rate.count} of {rate.of} {rate.of_what}"
+    if rate.rate is not None:
+        line += f" ({rate.rate * 100:.2f} %)"
+    if rate.verdict:
+        assert rate.threshold is not None
+        line += f" — {rate.verdict}: {rate.threshold.source}"
+    return line
 
 
 @mailings_group.command(name="pause")
@@ -442,7 +467,7 @@ class _Relay:
     async def up(self) -> bool:
         pool = Pool(self.site.config, connections=1)
         try:
-            await pool.check()
+            greeting = await pool.check()
         except NewsroomError as exc:
             if self.once:
                 raise
@@ -455,6 +480,9 @@ class _Relay:
         if self.down:
             click.echo("worker: the relay answers again", err=True)
         self.down = False
+        # A mailing is waiting: never with placeholder settings through a real relay. The
+        # settings are read once, so waiting would not help: stop, saying what to set.
+        readiness.check_relay(self.site.config, greeting)
         return True
 
 

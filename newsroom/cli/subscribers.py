@@ -279,8 +279,9 @@ def erase(state: State, email: str, yes: bool) -> None:
       newsroom subscribers erase ann@example.org --yes
     """
     site = _synced(state)
-    if not yes:
-        confirm(f"Erase everything held about {email}? This cannot be undone", abort=True)
+    if not yes and not confirm(f"Erase everything held about {email}? This cannot be undone"):
+        click.echo("Nothing erased.")  # the person chose so: not an error, status 0
+        return
     erasure.erase(site, email, now=state.now())
     click.echo(f"erased {email}: it is on the suppression list and will not be imported again")
 

@@ -8,7 +8,7 @@ never in it: the files are served on the public web side (/issues/<slug>/meeting
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import icalendar
 
@@ -53,8 +53,8 @@ def ics_url(issue: Issue, block: Block, config: Config) -> str:
 
 def meeting_ics(issue: Issue, block: Block, config: Config, now: datetime | None = None) -> bytes:
     """One VEVENT for one meeting, with the VTIMEZONE its times name (RFC 5545 3.6.5: a TZID
-    must have one). DTSTAMP is NOW, or by default midnight UTC of the issue's date: the same
-    issue makes the same bytes, and no wall clock is read."""
+    must have one). DTSTAMP is NOW, or by default the issue's publication instant, in UTC as
+    RFC 5545 3.8.7.2 requires: the same issue makes the same bytes, and no wall clock is read."""
     data = block.data
     assert isinstance(data, blocks.Meeting)
     base = config.text("site.base_url").rstrip("/")
@@ -65,7 +65,7 @@ def meeting_ics(issue: Issue, block: Block, config: Config, now: datetime | None
     event = icalendar.Event()
     host = base.split("://", 1)[-1].split("/", 1)[0]
     event.add("uid", f"{issue.slug}-{ics_name(issue, block)}@{host}")
-    event.add("dtstamp", now or datetime.combine(issue.date, time(0, 0), UTC))
+    event.add("dtstamp", (now or issue.published).astimezone(UTC))
     event.add("dtstart", data.start)
     event.add("dtend", data.end or data.start + DEFAULT_LENGTH)
     event.add("summary", markup.fill_public(block.title or issue.title))

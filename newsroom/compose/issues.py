@@ -2,6 +2,7 @@
 
     issue = load_issue(path, site.config)   # raises ProblemsError listing every problem
     issue.slug, issue.title, issue.date, issue.summary, issue.to, issue.path, issue.body
+    issue.published                           # the instant it is published (aware datetime)
     load_all(site)                            # every issue in issues/, newest first
 
 The body is a tuple of nodes: `Markdown` (text with the file line it starts on) and `Block`
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -111,10 +113,12 @@ class Issue:
     path: Path
     slug: str
     title: str
-    date: dt.date
+    date: dt.date  # the day as written in the front matter: what the page and email say
+    published: dt.datetime  # aware: when it appears in the archive and feeds (`publication`)
     summary: str
     to: str | None  # the default audience: a segment expression
     body: tuple[Node, ...]
+    to_line: int = 1  # the line of `to:` in the front matter
 
     def walk(self) -> Iterator[Node]:
         """Every node, depth first, in reading order."""
@@ -389,7 +393,7 @@ def _issue(
     title, summary = str(front.get("title") or ""), str(front.get("summary") or "")
     for key in ("title", "summary"):
         markup.check_fields(str(front.get(key) or ""), where.get(key, 1), reader.report)
-    day = _front_date(front.get("date"), where.get("date", 1), reader)
+    when = _front_date(front.get("date"), where.get("date", 1), reader)
     to = front.get("to")
     if to is not None:
         to = str(to)
@@ -410,9 +414,11 @@ def _issue(
         reader.report(
             1, "name the issue file YYYY-MM-DD-slug.md, such as 2020-12-24-save-our-socialists.md"
         )
-    if day is None:
+    if when is None:
         return None
-    return Issue(path, slug, title, day, summary, to, nodes)
+    return Issue(
+        path, slug, title, when.date(), when, summary, to, nodes, to_line=where.get("to", 1)
+    )
 
 
 def _slug(path: Path, front: dict[str, Any]) -> str:
@@ -457,19 +463,90 @@ def slug_problems(paths: Iterable[Path], config: Config) -> dict[Path, list[Prob
     return found
 
 
-def _front_date(value: Any, line: int, reader: _Reader) -> dt.date | None:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if value:
-        try:
-            return dt.date.fromisoformat(str(value))
-        except ValueError:
-            reader.report(
-                line, f'bad date "{value}" for "date": write it as YYYY-MM-DD, such as 2020-12-24'
+# `date: YYYY-MM-DD [HH:MM [ZONE]]`, ZONE a tz database name or a UTC offset such as +01:00.
+DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[ \t]+(\d{1,2}:\d{2})(?:[ \t]+(\S+))?)?")
+OFFSET = re.compile(r"([+-])(\d{2}):(\d{2})")
+# A date alone is published at noon in site.timezone. Feeds carry an instant, which a reader's
+# app shows in the reader's own zone: midnight in London is still the day before anywhere west
+# of London, while noon is the same calendar day in every zone less than 12 hours from the
+# site's (for London, UTC-11 to UTC+11), which is where nearly all of a site's readers are.
+DEFAULT_TIME = dt.time(12, 0)
+
+
+def _front_date(value: Any, line: int, reader: _Reader) -> dt.datetime | None:
+    """The publication instant of `date:`, or None with the problem reported at LINE."""
+    if not value:
+        return None
+    try:
+        return publication(str(value).strip(), reader.timezone)
+    except ValueError as exc:
+        reader.report(line, str(exc))
+        return None
+
+
+def publication(text: str, site_zone: str) -> dt.datetime:
+    """`date:` as an aware instant: `YYYY-MM-DD` is DEFAULT_TIME, a time without a zone is in
+    SITE_ZONE. Raises ValueError with the words a volunteer sees."""
+    match = DATE.fullmatch(text)
+    try:
+        day = dt.date.fromisoformat(match.group(1)) if match else None
+    except ValueError:
+        day = None
+    if match is None or day is None:
+        raise ValueError(
+            f'bad date "{text}" for "date": write it as YYYY-MM-DD, such as 2020-12-24, or with '
+            f"a time: 2020-12-24 18:30 (in {site_zone}), 2020-12-24 18:30 Europe/Paris or "
+            "2020-12-24 18:30 +01:00"
+        )
+    if not blocks.MIN_YEAR <= day.year <= blocks.MAX_YEAR:  # far from datetime's limits
+        raise ValueError(
+            f'the year {day.year} in "date" is out of range: an issue is published between '
+            f"{blocks.MIN_YEAR} and {blocks.MAX_YEAR}"
+        )
+    clock, zone_text = match.group(2), match.group(3)
+    try:
+        time = dt.time.fromisoformat(clock.zfill(5)) if clock else DEFAULT_TIME
+    except ValueError:
+        raise ValueError(
+            f'bad time "{clock}" in "date": write HH:MM from 00:00 to 23:59, such as 18:30'
+        ) from None
+    zone = _zone(zone_text) if zone_text else ZoneInfo(site_zone)  # settings checked that one
+    moment = dt.datetime.combine(day, time, zone)
+    if isinstance(zone, ZoneInfo) and _wall(moment) != moment.replace(tzinfo=None):
+        raise ValueError(
+            f"{day} {time:%H:%M} does not exist in {zone.key}: the clocks go forward then, "
+            "choose another time"
+        )
+    # As a fixed offset: the wall time as written, and an instant that compares equal to itself
+    # in any zone (a zone's hour that comes twice compares unequal to every other zone, PEP 495).
+    offset = moment.utcoffset()
+    assert offset is not None
+    return moment.astimezone(dt.timezone(offset))
+
+
+def _wall(moment: dt.datetime) -> dt.datetime:
+    """MOMENT's wall-clock time after a round trip through UTC: a time in a gap (clocks going
+    forward) comes back changed."""
+    return moment.astimezone(dt.UTC).astimezone(moment.tzinfo).replace(tzinfo=None)
+
+
+def _zone(text: str) -> dt.tzinfo:
+    offset = OFFSET.fullmatch(text)
+    if offset:
+        sign, hours, minutes = offset.groups()
+        if int(hours) > 14 or int(minutes) > 59:  # UTC-12 to UTC+14 are the offsets in use
+            raise ValueError(
+                f'bad UTC offset "{text}" in "date": write +HH:MM or -HH:MM, such as +01:00'
             )
-    return None
+        delta = dt.timedelta(hours=int(hours), minutes=int(minutes))
+        return dt.timezone(-delta if sign == "-" else delta)
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long, a folder
+        raise ValueError(
+            f'unknown time zone "{text}" in "date": use a name such as Europe/London or an '
+            "offset such as +01:00"
+        ) from None
 
 
 def shown_path(path: Path, config: Config | None) -> str:
@@ -495,4 +572,4 @@ def load_all(site: Any) -> list[Issue]:
         problems.extend(clashes.get(path.resolve(), []))
     if problems:
         raise ProblemsError(problems)
-    return sorted(found, key=lambda i: (i.date, i.slug), reverse=True)
+    return sorted(found, key=lambda i: (i.published, i.slug), reverse=True)

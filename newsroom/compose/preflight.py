@@ -2,17 +2,23 @@
 non-https links, images without alt text in raw HTML, a missing summary, a very long subject.
 
 Warnings never stop a send on their own; they are printed by `newsroom check` and before a send.
+
+Also the names the issue's audience is made of, against the site's: a list in `to:` or an
+`only` block that the site does not have is an error (the send would fail, the block would
+never show), a tag that no subscriber has a warning (tags come with imports).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
-from newsroom.compose import markup
+from newsroom import segments
+from newsroom.compose import blocks, markup
 from newsroom.compose.issues import Block, Issue, Markdown
 from newsroom.compose.rendering import Rendered
-from newsroom.errors import Problem
+from newsroom.errors import NewsroomError, Problem
+from newsroom.segments import ListRef, TagRef
 
 MAX_HTML_KB = 90  # Gmail clips at 102 KB; keep room for per-recipient links
 MAX_SUBJECT = 78
@@ -91,3 +97,49 @@ def _text_warnings(text: str, first_line: int, previous: int) -> Iterator[tuple[
                 f"heading level {level} after level {previous}: do not skip levels (use {'#' * (previous + 1)})",
             )
         previous = max(level, 2)
+
+
+def named(issue: Issue) -> Iterator[tuple[int, str, ListRef | TagRef]]:
+    """Every list and tag the issue names: (line, `to` or `only`, the name), in reading order."""
+    found = [(issue.to_line, "to", issue.to)] if issue.to else []
+    found += [
+        (node.line, "only", node.data.expression)
+        for node in issue.blocks
+        if isinstance(node.data, blocks.Only)
+    ]
+    for line, where, expression in found:
+        try:
+            atoms = list(segments.atoms(segments.parse(expression)))
+        except NewsroomError:  # reported when the issue was read
+            continue
+        for atom in atoms:
+            yield line, where, atom
+
+
+def unknown_lists(issue: Issue, shown: str, lists: Collection[str]) -> list[Problem]:
+    """An error for each list the issue names that is not one of LISTS (subscribers/lists.toml),
+    in the words `newsroom send --to` uses for one."""
+    return [
+        Problem(
+            shown,
+            line,
+            f'unknown list {ref.slug!r} in "{where}" ({segments.lists_hint(ref.slug, lists)})',
+        )
+        for line, where, ref in named(issue)
+        if isinstance(ref, ListRef) and ref.slug not in lists
+    ]
+
+
+def unknown_tags(issue: Issue, shown: str, tags: Collection[str]) -> list[Problem]:
+    """A warning for each tag the issue names that is not one of TAGS (the tags subscribers
+    have): an `only tag:…` block nobody sees, a `to:` that selects nobody by it."""
+    return [
+        Problem(
+            shown,
+            line,
+            f'warning: no subscriber has the tag {ref.name!r} in "{where}" (tags come with '
+            "imports and `subscribers add --tag`)",
+        )
+        for line, where, ref in named(issue)
+        if isinstance(ref, TagRef) and ref.name not in tags
+    ]

@@ -9,6 +9,11 @@ non-standard formats flufl.bounce knows are bounces: permanent failures score
 scheme). Abuse reports (ARF, RFC 5965) unsubscribe from every list at once. A person's message to
 the List-Unsubscribe mailto address (RFC 2369) — which is the VERP address too — unsubscribes
 from the lists of that delivery's mailing, matched through the address it was sent to alone.
+
+A confirmation email has an envelope address of its own, naming its subscriber and bound to that
+row's token key: when it bounces hard (or draws a complaint or a mailto request) the address's
+pending subscriptions end there, and a soft bounce is counted and changes none. A `--test`
+copy's address is recognised, and ignored as one.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from newsroom import database
-from newsroom.delivery import mailsources, verp
+from newsroom.delivery import mailsources
+from newsroom.mail import verp
 from newsroom.models import (
     BounceEvent,
     ConsentKind,
@@ -46,6 +52,9 @@ Kind = Literal["hard", "soft", "complaint"]  # what a bounce event records
 ReportKind = Kind | Literal["unsubscribe"]
 MAX_REPORT_BYTES = 2_000_000  # a DSN is a few KB; anything this large is not one worth reading
 ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w.-]+", re.ASCII)
+# Row ids are Integer columns: PostgreSQL's int4 answers a larger value with an error rather
+# than with no row, and a confirmation's id is looked up before its tag can be checked.
+MAX_ROW_ID = 2**31 - 1
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
 MAILTO = Origin("email", "mailto")
 
@@ -57,6 +66,7 @@ class Report:
     message_id: str
     kind: ReportKind | None = None
     delivery_id: int | None = None
+    confirmation: tuple[int, str] | None = None  # a confirmation's subscriber id and tag
     diagnostic: str = ""
     ignored: str = ""  # why nothing was done, if nothing was
 
@@ -72,6 +82,7 @@ class Outcome:
     duplicates: int = 0
     ignored: dict[str, int] = field(default_factory=dict)
     bounced: list[str] = field(default_factory=list)  # addresses whose subscriptions bounced
+    unconfirmed: list[str] = field(default_factory=list)  # whose confirmation email bounced
 
     def ignore(self, reason: str) -> None:
         self.ignored[reason] = self.ignored.get(reason, 0) + 1
@@ -93,8 +104,12 @@ def read_report(config: Config, raw: bytes) -> Report:
     # A request names its delivery only by the address it was sent to: a message attached to
     # it (a forwarded original with its Return-Path) could be anybody's.
     returned = report.kind != "unsubscribe"
-    report.delivery_id, looked_like_ours = _find_delivery(config, message, returned)
-    if report.delivery_id is None:
+    found, looked_like_ours = _find_address(config, message, returned)
+    report.delivery_id = verp.delivery_id(config, found) if found else None
+    report.confirmation = verp.confirmation_claim(config, found) if found else None
+    if found and verp.is_test_copy(config, found):
+        report.ignored = "a test copy"
+    elif not found:
         report.ignored = (
             "forged or unknown token" if looked_like_ours else "no newsroom address in it"
         )
@@ -154,8 +169,11 @@ def _from_dsn(part: email.message.Message) -> tuple[Kind | None, str]:
             kinds.append("hard")
         elif action == "delayed" or status.startswith("4"):
             kinds.append("soft")
+        # unfolded (RFC 5322 §2.2.3): the ledger and `newsroom bounces` show it on one line
         diagnostic = diagnostic or " ".join(
-            str(block.get(h, "")).strip() for h in ("Status", "Diagnostic-Code") if block.get(h)
+            " ".join(str(block.get(h, "")).split())
+            for h in ("Status", "Diagnostic-Code")
+            if block.get(h)
         )
     if "hard" in kinds:
         return "hard", diagnostic
@@ -220,12 +238,13 @@ def _first_line(message: email.message.Message) -> str:
     return subject[:200]
 
 
-def _find_delivery(
+def _find_address(
     config: Config, message: email.message.Message, returned: bool = True
-) -> tuple[int | None, bool]:
-    """The delivery named by a VERP address in the message's envelope headers or (if RETURNED)
-    in the returned original's Return-Path; and whether something looked like our bounce
-    address at all. Never the From header: anyone can write any address there."""
+) -> tuple[str, bool]:
+    """The first address of ours (a delivery's VERP address, a confirmation's, a test copy's)
+    in the message's envelope headers or (if RETURNED) in the returned original's Return-Path;
+    and whether something looked like our bounce address at all. Never the From header: anyone
+    can write any address there. A confirmation's tag is checked later, against its row."""
     candidates: list[str] = []
     for header in ENVELOPE_HEADERS:
         candidates += [str(v) for v in message.get_all(header, [])]
@@ -237,10 +256,13 @@ def _find_delivery(
     for text in candidates:
         for address in ADDRESS.findall(text):
             looked_like_ours |= address.lower().startswith(prefix)
-            found = verp.delivery_id(config, address)
-            if found is not None:
-                return found, True
-    return None, looked_like_ours
+            if (
+                verp.delivery_id(config, address) is not None
+                or verp.confirmation_claim(config, address) is not None
+                or verp.is_test_copy(config, address)
+            ):
+                return address, True
+    return "", looked_like_ours
 
 
 def _return_paths(part: email.message.Message) -> list[str]:
@@ -265,9 +287,8 @@ def apply(
     if session.get(ProcessedReport, report.message_id) is not None:
         outcome.duplicates += 1
         return
-    delivery = session.get(Delivery, report.delivery_id) if report.delivery_id else None
-    if not report.ignored and (delivery is None or delivery.subscriber_id is None):
-        report.ignored = "unknown delivery (erased or deleted)"
+    if not report.ignored:
+        report.ignored = _act(session, config, report, outcome, now)
     if report.ignored:
         outcome.ignore(report.ignored)
         session.add(
@@ -276,12 +297,7 @@ def apply(
             )
         )
         return
-    assert delivery is not None and delivery.subscriber_id is not None and report.kind is not None
-    if report.kind == "unsubscribe":
-        outcome.unsubscribes += 1
-        report.diagnostic = _unsubscribe(session, delivery, now)
-    else:
-        record_bounce(session, config, delivery, report.kind, report.diagnostic, now, outcome)
+    assert report.kind is not None
     session.add(
         ProcessedReport(
             message_id=report.message_id,
@@ -292,6 +308,75 @@ def apply(
     )
 
 
+def _act(session: Session, config: Config, report: Report, outcome: Outcome, now: datetime) -> str:
+    """Act on a report that names a delivery or a confirmation; returns why nothing was done,
+    if nothing was."""
+    assert report.kind is not None
+    if report.confirmation is not None:
+        return _confirmation_report(session, config, report, outcome, now)
+    delivery = session.get(Delivery, report.delivery_id) if report.delivery_id else None
+    if delivery is None or delivery.subscriber_id is None:
+        return "unknown delivery (erased or deleted)"
+    if report.kind == "unsubscribe":
+        outcome.unsubscribes += 1
+        report.diagnostic = _unsubscribe(session, delivery, now)
+    else:
+        record_bounce(session, config, delivery, report.kind, report.diagnostic, now, outcome)
+    return ""
+
+
+# What a report about a confirmation email is called in the ledger, and what it does to the
+# address's pending subscriptions: they were never confirmed, so one hard bounce, a complaint or
+# a request ends them (no score to wait for), and a soft bounce ends nothing.
+_CONFIRMATION_REPORTS: dict[ReportKind, tuple[str, SubscriptionStatus | None]] = {
+    "hard": ("hard bounce of the confirmation email", SubscriptionStatus.BOUNCED),
+    "soft": ("soft bounce of the confirmation email", None),
+    "complaint": ("complaint about the confirmation email", SubscriptionStatus.COMPLAINED),
+    "unsubscribe": ("request to the confirmation email's address", SubscriptionStatus.UNSUBSCRIBED),
+}
+
+
+def _confirmation_report(
+    session: Session, config: Config, report: Report, outcome: Outcome, now: datetime
+) -> str:
+    """A report about a confirmation email: checked against its subscriber's token key (an id
+    erased and given to someone new has a new key), then acted on; returns why not, if not."""
+    assert report.confirmation is not None and report.kind is not None
+    subscriber_id, tag = report.confirmation
+    person = session.get(Subscriber, subscriber_id) if subscriber_id <= MAX_ROW_ID else None
+    if person is None or not verp.confirmation_genuine(config, person.id, person.token_key, tag):
+        return "forged or unknown token"
+    kind = report.kind
+    outcome.hard += kind == "hard"
+    outcome.soft += kind == "soft"
+    outcome.complaints += kind == "complaint"
+    outcome.unsubscribes += kind == "unsubscribe"
+    what, status = _CONFIRMATION_REPORTS[kind]
+    report.diagnostic = f"{what}: {report.diagnostic}"[:2000]
+    if kind != "unsubscribe":  # listed by `newsroom bounces`, scoring nothing
+        session.add(
+            BounceEvent(
+                subscriber_id=person.id,
+                kind=kind,
+                score=0.0,
+                diagnostic=report.diagnostic,
+                at=now,
+            )
+        )
+    if status is None:
+        return ""
+    pending = [
+        (sub, slug)
+        for sub, slug in subscribers.subscriptions_of(session, person.id, None)
+        if sub.status == SubscriptionStatus.PENDING
+    ]
+    origin = MAILTO if kind == "unsubscribe" else Origin("bounce-report", kind)
+    ended = subscribers.change_status(session, pending, status, origin, now, report.diagnostic)
+    if ended and kind == "hard":
+        outcome.unconfirmed.append(person.email)
+    return ""
+
+
 def _unsubscribe(session: Session, delivery: Delivery, now: datetime) -> str:
     """A mailto request about DELIVERY: leave the lists its https one-click link leaves
     (`selection.unsubscribe_lists`, the one rule for both); returns what the ledger says."""
@@ -299,7 +384,9 @@ def _unsubscribe(session: Session, delivery: Delivery, now: datetime) -> str:
     mailing = session.get_one(Mailing, delivery.mailing_id)
     chosen = selection.unsubscribe_lists(session, mailing.expression)
     mine = subscribers.subscriptions_of(session, delivery.subscriber_id, chosen)
-    detail = f"email to the List-Unsubscribe address of mailing {mailing.id} ({mailing.issue_slug})"
+    detail = consent.from_mailing(
+        mailing.id, f"({mailing.issue_slug}): email to the List-Unsubscribe address"
+    )
     left = subscribers.change_status(
         session, mine, SubscriptionStatus.UNSUBSCRIBED, MAILTO, now, detail
     )

@@ -18,7 +18,6 @@ are dnsrecords.py's.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import ssl
@@ -32,6 +31,7 @@ from pathlib import Path
 import aiosmtplib
 
 from newsroom.delivery import readiness, sending
+from newsroom.delivery.readiness import is_loopback
 from newsroom.errors import ConfigError, NewsroomError
 from newsroom.mail import asyncrun, smtp
 from newsroom.mail.dkim import Signer
@@ -72,18 +72,6 @@ def address_domain(address: str) -> str:
     """The domain of the address in ADDRESS (`Name <a@b.org>` or a bare one); empty if none."""
     found = parseaddr(address)[1]
     return domain_of(found).rstrip(".") if "@" in found else ""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether HOST names this machine without a network between (localhost, 127/8, ::1). Only
-    what the name itself says: a public name that happens to resolve here does not count."""
-    name = host.strip().strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):  # RFC 6761 §6.3
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 # --- settings and the secret key --------------------------------------------------------------
@@ -156,7 +144,7 @@ async def _relay(config: Config) -> list[Check]:
     try:
         greeting = await client.connect(start_tls=False)  # TLS first, when smtp.security = tls
         await client.ehlo()
-        checks.append(_reached(smtp.relay_name(config), greeting.message))
+        checks.append(_reached(config, greeting.message))
         step = "relay TLS"
         checks.append(await _tls(client, config))
         if checks[-1].status != PROBLEM:  # no password over a connection that is not safe
@@ -181,8 +169,9 @@ def _in_clear(config: Config) -> Check:
     )
 
 
-def _reached(name: str, greeting: str) -> Check:
-    if readiness.DEV_SMTP_NAME in greeting:
+def _reached(config: Config, greeting: str) -> Check:
+    name = smtp.relay_name(config)
+    if readiness.is_dev_smtp(config, greeting):
         return Check(
             "relay",
             WARNING,

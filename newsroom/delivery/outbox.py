@@ -1,13 +1,14 @@
 """What `newsroom send` is about to do: the issue rendered per variant, its audience, preflight.
 
 Preflight runs before anything is written or sent: the secret key, the sender address, the DKIM
-key, the rate settings, the issue (all its errors at once), the segment expression, and a
-connection to the relay. Any failure stops the send with one line saying what to fix.
+key, the rate settings, the issue (all its errors at once, an unknown list in `to:` or an `only`
+block among them), the segment expression, and a connection to the relay, which for a real
+mailing must be `newsroom dev-smtp` while the settings are placeholders (readiness.py). Any
+failure stops the send with one line saying what to fix.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,17 +18,19 @@ from typing import Any
 from sqlalchemy import select
 
 from newsroom import tokens
+from newsroom.compose import issues, rendering
+from newsroom.compose.preflight import unknown_lists
 from newsroom.database import transaction
-from newsroom.delivery import audience, mailings
+from newsroom.delivery import audience, mailings, readiness
 from newsroom.delivery.mailings import AlreadyHad, Content, Member
 from newsroom.delivery.sending import signer, templates
 from newsroom.errors import NewsroomError, ProblemsError
-from newsroom.mail import asyncrun
+from newsroom.mail import asyncrun, verp
 from newsroom.mail.messages import Clock, Recipient, new_message_id, parse_sender, wire_address
 from newsroom.mail.ratelimit import RateLimiter, domain_rates, per_second
-from newsroom.mail.smtp import SENT, UNSENDABLE, Outgoing, Pool
+from newsroom.mail.smtp import SENT, UNSENDABLE, Outgoing, Pool, relay_name
 from newsroom.models import Mailing, MailingStatus
-from newsroom.people import selection
+from newsroom.people import lists, selection
 from newsroom.site import Site
 
 
@@ -62,25 +65,22 @@ def find_issue(site: Site, name: str) -> Path:
 def plan(site: Site, issue: str) -> Plan:
     """Load and render ISSUE once per variant (raises ProblemsError listing every error)."""
     path = find_issue(site, issue)
-    try:
-        issues: Any = importlib.import_module("newsroom.compose.issues")
-        rendering: Any = importlib.import_module("newsroom.compose.rendering")
-    except ModuleNotFoundError as exc:
-        raise NewsroomError(f"cannot render issues: {exc.name} is missing") from None
     clash = issues.slug_problems([path], site.config).get(path, [])
     try:
         loaded = issues.load_issue(path, site.config)
     except ProblemsError as exc:
         raise ProblemsError([*exc.problems, *clash]) from None
-    if clash:
-        raise ProblemsError(clash)
+    shown = issues.shown_path(path, site.config)
+    known = lists.read_lists(site.lists_file)  # the site's lists, as `newsroom check` reads them
+    wrong = [*unknown_lists(loaded, shown, known), *clash]
+    if wrong:
+        raise ProblemsError(wrong)
     rendered = rendering.render(loaded, site.config)
     variants = {
         key: Content(variant.subject, variant.html, variant.text)
         for key, variant in rendered.variants.items()
         if key != "public"  # the web's variant: no private content, fields already filled
     }
-    shown = issues.shown_path(path, site.config)
     return Plan(
         path, shown, loaded.slug, loaded.title, loaded.to or "", variants, rendered.variant_for
     )
@@ -98,17 +98,23 @@ def preflight(site: Site, expression: str) -> None:
         selection.resolve(session, expression)
 
 
-def check_relay(site: Site) -> None:
-    """Open one connection to the relay, or raise NewsroomError saying why not."""
+def check_relay(site: Site, *, mailing: bool = True) -> str:
+    """Open one connection to the relay, or raise NewsroomError saying why not. For a real
+    MAILING (not a --test copy) refuse placeholder settings unless the relay is `newsroom
+    dev-smtp` (readiness.NotReady). Returns the relay as the question before a send names it."""
 
-    async def go() -> None:
+    async def go() -> str:
         pool = Pool(site.config, connections=1)
         try:
-            await pool.check()
+            return await pool.check()
         finally:
             await pool.close()
 
-    asyncrun.run(go())
+    greeting = asyncrun.run(go())
+    if mailing:
+        readiness.check_relay(site.config, greeting)
+    name = relay_name(site.config)
+    return f"{name} (newsroom dev-smtp)" if readiness.is_dev_smtp(site.config, greeting) else name
 
 
 def dry_run(site: Site, planned: Plan, expression: str, had: AlreadyHad | None) -> Iterator[Member]:
@@ -183,7 +189,7 @@ def send_test(site: Site, planned: Plan, address: str, expression: str, now: dat
         f"{base}/preferences/{tokens.make(config, 'preferences', person, now=now)}",
     )
     data = template.build(recipient, new_message_id(template.message_id_domain), Clock().date())
-    sender = config.text("sending.bounce_address")  # a test copy belongs to no delivery
+    sender = verp.sender_for_test_copy(config)  # ours, naming no delivery: its bounces do nothing
     outcomes: list[Any] = []
 
     async def go() -> None:

@@ -4,6 +4,12 @@ A site made by `newsroom init` sends from `newsroom@example.org`, takes bounces 
 `bounces@example.org` and links to `http://localhost:8000`: right for the demo and
 `newsroom dev-smtp`, wrong for real members (their bounces would be lost, their unsubscribe links
 dead). `newsroom send`, `check --strict`, `send --dry-run` and `newsroom doctor` all ask here.
+
+A real mailing (not a `--test` copy) is refused while any setting is a placeholder, unless it
+goes to `newsroom dev-smtp` on this machine, which keeps every message and delivers none, or the
+site says it is for local testing only (`site.local = true`: the test suite's sites, a training
+copy). `send`, `send --resume` and a worker ask before a mailing is created or sent, and the
+sender itself asks again before its first message (sending.Sender.run).
 """
 
 from __future__ import annotations
@@ -13,14 +19,18 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
+from newsroom import settings, textfiles
+from newsroom.errors import NewsroomError, Problem
+from newsroom.mail.devsmtp import DEV_SMTP_NAME
 from newsroom.settings import Config
 
 # RFC 2606 and RFC 6761 reserve these names for examples and tests, RFC 6762 .local for mDNS:
 # none of them is anybody's real domain.
 RESERVED_SUFFIXES = (".test", ".invalid", ".localhost", ".example", ".local", ".internal")
-DEV_SMTP_NAME = (
-    "newsroom-dev-smtp"  # how `newsroom dev-smtp` greets: the one relay for placeholders
-)
+
+
+class NotReady(NewsroomError):
+    """A real mailing refused: the site's settings are placeholders (the words: `refusal`)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,27 @@ class Unready:
 
     def __str__(self) -> str:
         return f"{self.setting} is {self.value!r}: {self.problem}; {self.fix}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether HOST names this machine without a network between (localhost, 127/8, ::1). Only
+    what the name itself says: a public name that happens to resolve here does not count."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):  # RFC 6761 §6.3
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_dev_smtp(config: Config, greeting: str) -> bool:
+    """Whether the relay that answered with GREETING (its 220 greeting or its EHLO answer, whose
+    first word is the server's name, RFC 5321 §4.2, §4.1.1.1) is `newsroom dev-smtp`. Believed
+    only for a relay on this machine: one across a network delivers mail, whatever it calls
+    itself."""
+    name = greeting.split(None, 1)[0] if greeting.strip() else ""
+    return name == DEV_SMTP_NAME and is_loopback(config.text("smtp.host"))
 
 
 def placeholder_domain(domain: str) -> str | None:
@@ -107,3 +138,40 @@ def refusal(config: Config) -> str:
         "Set them in newsroom.toml (or NEWSROOM_* variables); `newsroom doctor` checks the rest."
     )
     return "\n".join(lines)
+
+
+def blocking(config: Config) -> list[Unready]:
+    """The placeholder settings that refuse a real mailing on this site: none on a site that
+    says it is for local testing only (`site.local`)."""
+    return [] if config["site.local"] else problems(config)
+
+
+def check_relay(config: Config, greeting: str) -> None:
+    """Raise NotReady unless a real mailing may go to the relay that answered with GREETING:
+    settings with no placeholder, the relay `newsroom dev-smtp`, or a local test site."""
+    if blocking(config) and not is_dev_smtp(config, greeting):
+        raise NotReady(refusal(config))
+
+
+def warnings(config: Config) -> list[Problem]:
+    """The placeholder settings as warnings for `check` and `send --dry-run` (which do not ask
+    the relay), each at the place it was set: `newsroom.toml:LINE`, the environment variable,
+    or `newsroom.toml` for a default."""
+    return [
+        Problem(
+            *_where(config, u.setting), f"warning: a mailing through a real relay is refused: {u}"
+        )
+        for u in blocking(config)
+    ]
+
+
+def _where(config: Config, name: str) -> tuple[str, int]:
+    source = config.sources.get(name, "default")
+    if source == settings.CONFIG_FILE:
+        path = config.site_dir / settings.CONFIG_FILE
+        text = textfiles.read(path, settings.CONFIG_FILE, settings.MAX_FILE_BYTES)
+        section, _, key = name.partition(".")
+        return settings.CONFIG_FILE, settings.toml_line(text, section, key)
+    if source == "default":
+        return settings.CONFIG_FILE, 0
+    return settings.BY_NAME[name].env, 0  # from .env or the environment: the variable to change

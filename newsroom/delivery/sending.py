@@ -11,6 +11,10 @@ journal as it is handed over and answered (journal.py), so a crash leaves at mos
 connection uncertain. Right before each message the sender asks whether the database changed
 since the batch's audience check (changes.py) and if so checks again: an unsubscribe committed
 mid-batch stops every message not yet handed to the relay.
+
+Whoever asked for the mailing, a sender sends none of it while the settings are placeholders,
+unless the relay is `newsroom dev-smtp` (readiness.py): `send` and a worker ask first, and
+`run()` asks again before its first message.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from sqlalchemy import func, select
 
 from newsroom import segments, tokens
 from newsroom.database import transaction
-from newsroom.delivery import journal, mailings, verp
+from newsroom.delivery import journal, mailings, readiness
 from newsroom.delivery.changes import Changes
 from newsroom.delivery.mailings import Claimed, Result
 from newsroom.delivery.senders import SenderLock
 from newsroom.errors import NewsroomError
-from newsroom.mail.dkim import Signer
+from newsroom.mail import verp
+from newsroom.mail.dkim import signer
 from newsroom.mail.messages import (
     Clock,
     Recipient,
@@ -62,24 +67,6 @@ from newsroom.settings import Config
 from newsroom.site import Site
 
 D = DeliveryStatus
-
-
-def signer(config: Config) -> Signer | None:
-    """The DKIM signer the settings ask for, or None when `dkim.domain` is empty."""
-    domain = config.text("dkim.domain")
-    if not domain:
-        return None
-    if not config.text("dkim.selector") or not config.text("dkim.key_file"):
-        raise NewsroomError("dkim.domain is set, so dkim.selector and dkim.key_file must be too")
-    path = config.path("dkim.key_file")
-    try:
-        key = path.read_bytes()
-    except OSError as exc:
-        raise NewsroomError(f"dkim.key_file: cannot read {path}: {exc.strerror}") from None
-    try:
-        return Signer(domain, config.text("dkim.selector"), key)
-    except NewsroomError as exc:
-        raise NewsroomError(f"dkim.key_file: {path}: {exc}") from None
 
 
 def list_id(config: Config, expression: str) -> str:
@@ -185,6 +172,8 @@ class Sender:
         encoded = templates(
             self.config, mailing.expression, mailings.variants(self.engine, mailing_id)
         )
+        if readiness.blocking(self.config):  # the last word, whoever asked for the mailing
+            readiness.check_relay(self.config, await self.pool.check())
         self.reconcile(mailing_id)  # a dead sender's claims: sent, to do, or uncertain
         written: journal.Journal | journal.Off = journal.Off()
         if self.config["sending.journal"]:
@@ -275,7 +264,11 @@ class _Job:
         )
         self.base_url = self.config.text("site.base_url").rstrip("/")
         with transaction(sender.engine) as session:
-            self.list_ids = selection.unsubscribe_lists(session, mailing.expression)
+            list_ids = selection.unsubscribe_lists(session, mailing.expression)
+        # What the unsubscribe link names besides the person: the lists it leaves (none: every
+        # list), and this mailing, so that the ledger says which mailing an unsubscribe came
+        # from and `newsroom mailings show` can count them (signed: nobody can point it elsewhere).
+        self.leaving: dict[str, object] = {"m": mailing.id, **({"l": list_ids} if list_ids else {})}
 
     def close(self, settled: bool = True) -> None:
         self.changes.close()
@@ -355,7 +348,7 @@ class _Job:
     def _outgoing(self, claimed: Claimed, named: mailings.Named) -> Outgoing:
         now = self.sender.clock()
         person = tokens.for_subscriber(claimed.subscriber_id or 0, claimed.email, named.token_key)
-        unsubscribe = dict(person, l=self.list_ids) if self.list_ids else person
+        unsubscribe = {**person, **self.leaving}
         envelope = verp.envelope_sender(self.config, claimed.id)
         recipient = Recipient(
             claimed.email,

@@ -15,6 +15,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from newsroom.errors import NewsroomError
 
+# How `newsroom dev-smtp` greets: the one relay a real mailing with placeholder settings may go
+# to (delivery/readiness.py asks).
+DEV_SMTP_NAME = "newsroom-dev-smtp"
+
 
 class MaildirHandler:
     """Stores each accepted message, with its envelope in Return-Path and X-Envelope-To."""
@@ -75,7 +79,7 @@ class DevSMTP:
 
 class _Controller(Controller):
     def factory(self) -> Any:
-        # SMTPUTF8 (RFC 6531), as a modern relay offers it: mail to a UTF-8 local part is kept
-        return SMTP(
-            self.handler, hostname="newsroom-dev-smtp", decode_data=False, enable_SMTPUTF8=True
-        )
+        # SMTPUTF8 (RFC 6531), as a modern relay offers it: mail to a UTF-8 local part is kept.
+        # The name it greets with tells a real mailing with placeholder settings (readiness.py)
+        # that nothing leaves this machine.
+        return SMTP(self.handler, hostname=DEV_SMTP_NAME, decode_data=False, enable_SMTPUTF8=True)

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from newsroom.errors import NewsroomError
+from newsroom.settings import Config
 
 # RFC 6376 §5.4: the headers a DKIM signature covers (the issue's list, plus MIME structure).
 SIGNED_HEADERS = (
@@ -77,6 +78,25 @@ class Signer:
         value = base64.b64encode(signature)
         folded = b"\r\n ".join(value[i : i + 72] for i in range(0, len(value), 72))
         return b"DKIM-Signature: " + unsigned + folded + b"\r\n"
+
+
+def signer(config: Config) -> Signer | None:
+    """The DKIM signer the settings ask for, or None when `dkim.domain` is empty: the one
+    every message newsroom sends is signed with (bulk, confirmation, test copy)."""
+    domain = config.text("dkim.domain")
+    if not domain:
+        return None
+    if not config.text("dkim.selector") or not config.text("dkim.key_file"):
+        raise NewsroomError("dkim.domain is set, so dkim.selector and dkim.key_file must be too")
+    path = config.path("dkim.key_file")
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise NewsroomError(f"dkim.key_file: cannot read {path}: {exc.strerror}") from None
+    try:
+        return Signer(domain, config.text("dkim.selector"), key)
+    except NewsroomError as exc:
+        raise NewsroomError(f"dkim.key_file: {path}: {exc}") from None
 
 
 def _folded(separator: bytes, items: list[bytes], width: int = 76, start: int = 1) -> bytes:

@@ -1,5 +1,9 @@
 """SMTP connections: single messages (confirmations) and a pool that sends bulk messages fast.
 
+A single message is an `EmailMessage`, flattened here to the bytes that go out so that it can
+be DKIM-signed like the bulk messages (`dkim.signer`), and sent with the envelope sender its
+caller gives (a VERP address: `verp.py`), never the From address.
+
 The pool opens `smtp.connections` connections with aiosmtplib (TLS with certificate checks,
 STARTTLS, login), then drives each one with a small protocol of its own: the message bytes from
 `messages.py` are already dot-safe with CRLF line ends, so they go out as they are, and when the
@@ -18,13 +22,15 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
 from typing import Any, Protocol
 
 import aiosmtplib
+from aiosmtplib.email import extract_recipients
 
 from newsroom.errors import NewsroomError
-from newsroom.mail import asyncrun
+from newsroom.mail import asyncrun, dkim
 from newsroom.mail.ratelimit import RateLimiter
 from newsroom.settings import Config
 
@@ -90,34 +96,63 @@ async def connect(config: Config) -> aiosmtplib.SMTP:
     return client
 
 
-def send_message(config: Config, message: EmailMessage, envelope_from: str | None = None) -> str:
-    """Send one message (a confirmation, a test copy) and wait for the relay's answer."""
+def send_message(config: Config, message: EmailMessage, envelope_from: str) -> str:
+    """Send one message (a confirmation) and wait for the relay's answer."""
     with OneConnection(config) as relay:
         return relay.send(message, envelope_from)
 
 
+def flatten(message: EmailMessage, envelope: list[str]) -> tuple[bytes, bool]:
+    """MESSAGE as the bytes to sign and send (CRLF line ends), and whether they need SMTPUTF8.
+
+    RFC 6531 §3.4: SMTPUTF8 when an address of the envelope (ENVELOPE) or of a header field is
+    not ASCII (recipients come in wire form, so it is their local part); then the header fields
+    go as raw UTF-8 (RFC 6532 §3.2). The body is always 7-bit (cte_type: 8-bit parts become
+    base64), so the bytes signed are the bytes any relay takes without converting them, which
+    would break the signature.
+    """
+    addresses = list(envelope)
+    for name in ("From", "Sender", "Reply-To", "To", "Cc"):
+        for field in message.get_all(name, []):
+            addresses += [address.addr_spec for address in getattr(field, "addresses", ())]
+    utf8 = not all(address.isascii() for address in addresses)
+    chosen = (policy.SMTPUTF8 if utf8 else policy.SMTP).clone(cte_type="7bit")
+    return message.as_bytes(policy=chosen), utf8
+
+
 class OneConnection:
     """Single messages one after another on one connection, opened when first needed and
-    reopened if the relay drops it: the confirmations an import leaves to send."""
+    reopened if the relay drops it: the confirmations an import leaves to send. Each is signed
+    with the site's DKIM key when one is set, as every bulk message is."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.signer = dkim.signer(config)  # a bad DKIM setting stops us before any message
         self.runner = asyncio.Runner()
         self.client: aiosmtplib.SMTP | None = None
 
-    def send(self, message: EmailMessage, envelope_from: str | None = None) -> str:
+    def send(self, message: EmailMessage, envelope_from: str) -> str:
         return asyncrun.run(self._send(message, envelope_from), self.runner)
 
-    async def _send(self, message: EmailMessage, envelope_from: str | None) -> str:
+    async def _send(self, message: EmailMessage, envelope_from: str) -> str:
+        recipients = extract_recipients(message)
+        data, utf8 = flatten(message, [envelope_from, *recipients])
+        if self.signer is not None:
+            data = self.signer.sign(data) + data
         if self.client is None or not self.client.is_connected:
             self.client = await connect(self.config)
+        options = []
+        if utf8:
+            if not self.client.supports_extension("smtputf8"):
+                raise NotOffered(no_smtputf8(self.config))  # never offered: RFC 6531 §3.4
+            # RFC 6531 §3.1: a relay offering SMTPUTF8 offers 8BITMIME (RFC 6152) too, and the
+            # UTF-8 header fields are 8-bit data
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
         try:
-            _errors, answer = await self.client.send_message(message, sender=envelope_from)
+            _errors, answer = await self.client.sendmail(
+                envelope_from, recipients, data, mail_options=options
+            )
             return answer
-        except aiosmtplib.SMTPNotSupported:
-            # aiosmtplib refuses before sending anything when an address needs SMTPUTF8 and the
-            # relay does not offer it (RFC 6531 §3.4); when it does, it sends with SMTPUTF8.
-            raise NotOffered(no_smtputf8(self.config)) from None
         except aiosmtplib.SMTPException as exc:
             raise NewsroomError(
                 f"the SMTP relay {relay_name(self.config)} refused the message: {exc}"
@@ -280,6 +315,7 @@ class Connection:
         self.closing: list[_Wire] = []  # closed, their sockets perhaps not yet released
         self.pipelining = False
         self.smtputf8 = False
+        self.greeting = ""  # the relay's EHLO answer: its name first (RFC 5321 §4.1.1.1)
         self.sent = 0
 
     async def open(self) -> None:
@@ -289,6 +325,8 @@ class Connection:
             raise ConnectionLost(str(exc)) from None
         self.pipelining = client.supports_extension("pipelining")
         self.smtputf8 = client.supports_extension("smtputf8")
+        answer = client.last_ehlo_response or client.last_helo_response
+        self.greeting = answer.message if answer is not None else ""
         transport = client.transport
         assert isinstance(transport, asyncio.Transport)
         # aiosmtplib did the handshake, TLS and login; this session's messages go through _Wire.
@@ -431,12 +469,17 @@ class Pool:
         self.stopping = False
         self.journal: Journal = NoJournal()
 
-    async def check(self) -> None:
-        """Preflight: one connection opens (raises NewsroomError saying why when it cannot)."""
+    async def check(self) -> str:
+        """Preflight: one connection opens (raises NewsroomError saying why when it cannot);
+        returns the relay's EHLO answer, which names it (readiness.is_dev_smtp). A connection
+        already open is kept and asked no more."""
+        first = self.connections[0]
         try:
-            await self.connections[0].open()
+            if first.wire is None or first.wire.lost:
+                await first.open()
         except ConnectionLost as exc:
             raise NewsroomError(str(exc)) from None
+        return first.greeting
 
     async def send_all(
         self,

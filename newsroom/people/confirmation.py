@@ -1,7 +1,13 @@
-"""The double opt-in email: MJML + text templates, a signed link, one message for all lists."""
+"""The double opt-in email: MJML + text templates, a signed link, one message for all lists.
+
+It is DKIM-signed like every message (smtp.OneConnection) and goes out with an envelope sender
+of its own (`verp.confirmation_sender`), so its bounces come back to `newsroom bounces process`
+and name the subscriber: a dead address is not mailed again.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -15,7 +21,7 @@ from sqlalchemy.orm import Session
 from newsroom import tokens
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
-from newsroom.mail import smtp
+from newsroom.mail import smtp, verp
 from newsroom.mail.messages import wire_address
 from newsroom.models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from newsroom.people import consent
@@ -42,7 +48,15 @@ def link(config: Config, value: str) -> str:
     return f"{config.text('site.base_url').rstrip('/')}/confirm/{value}"
 
 
-def build(session: Session, config: Config, person_id: int, now: datetime) -> EmailMessage:
+@dataclass(frozen=True)
+class Confirmation:
+    """A confirmation email and its envelope sender (RFC 5321 §4.5.5: where bounces go)."""
+
+    message: EmailMessage
+    envelope_from: str
+
+
+def build(session: Session, config: Config, person_id: int, now: datetime) -> Confirmation:
     """The confirmation email for every pending subscription of one subscriber."""
     person = session.get_one(Subscriber, person_id)
     pending = session.scalars(
@@ -74,7 +88,8 @@ def build(session: Session, config: Config, person_id: int, now: datetime) -> Em
     }
     html = mjml2html(TEMPLATES.get_template("confirm.mjml").render(context))
     plain = TEMPLATES.get_template("confirm.txt").render(context)
-    return _message(config, person.email, str(context["subject"]), plain, html, now)
+    message = _message(config, person.email, str(context["subject"]), plain, html, now)
+    return Confirmation(message, verp.confirmation_sender(config, person.id, person.token_key))
 
 
 def _message(
@@ -90,13 +105,14 @@ def _message(
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
     if config.text("site.reply_to"):
         message["Reply-To"] = config.text("site.reply_to")
-    message.set_content(plain)
-    message.add_alternative(html, subtype="html")
+    # quoted-printable as the bulk messages are (RFC 2045): 7-bit, so signed bytes travel as is
+    message.set_content(plain, cte="quoted-printable")
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
     return message
 
 
-def send(config: Config, message: EmailMessage) -> None:
-    smtp.send_message(config, message)
+def send(config: Config, confirmation: Confirmation) -> None:
+    smtp.send_message(config, confirmation.message, confirmation.envelope_from)
 
 
 def send_due(site: Site, now: datetime, *, touched_at: datetime | None = None) -> int:
@@ -135,10 +151,10 @@ def send_due(site: Site, now: datetime, *, touched_at: datetime | None = None) -
     with smtp.OneConnection(site.config) as relay:
         for person_id in people:
             with transaction(site.engine) as session:
-                message = build(session, site.config, person_id, now)
+                built = build(session, site.config, person_id, now)
                 email = session.get_one(Subscriber, person_id).email
             try:
-                relay.send(message)
+                relay.send(built.message, built.envelope_from)
             except smtp.NotOffered as exc:
                 passed_over.append(email)
                 why = str(exc)

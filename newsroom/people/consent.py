@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import ColumnElement, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from newsroom.models import Base, ConsentEvent, ConsentKind, ConsentText, MailingList
@@ -111,6 +111,21 @@ def event_row(
         "consent_text_id": consent_text_id,
         "detail": detail,
     }
+
+
+def from_mailing(mailing_id: int, more: str = "") -> str:
+    """The detail of an unsubscribe that came through a mailing's own links (one-click, the
+    unsubscribe page, the mailto address): "mailing 12", then MORE. It is the ledger's link from
+    a change to the mailing behind it, which `newsroom mailings show` counts (`came_from`);
+    written in the detail, which the subject access export shows, rather than a column of its
+    own, so that no migration is needed."""
+    return f"mailing {mailing_id} {more}" if more else f"mailing {mailing_id}"
+
+
+def came_from(mailing_id: int) -> ColumnElement[bool]:
+    """Events whose detail `from_mailing` wrote for MAILING_ID ("mailing 1" is not "mailing 12")."""
+    marker = from_mailing(mailing_id)
+    return or_(ConsentEvent.detail == marker, ConsentEvent.detail.startswith(f"{marker} "))
 
 
 # Every change of a subscription appends an event, so an event is the sign that a mailing's

@@ -6,12 +6,13 @@ Names are resolved first, so an unknown list or tag is an error pointing at its 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
+from newsroom import segments
 from newsroom.models import MailingList, Subscriber, SubscriberTag, Subscription
 from newsroom.models import SubscriptionStatus as Status
 from newsroom.segments import (
@@ -101,14 +102,14 @@ def resolve(session: Session, expression: str) -> Segment:
         )
     )
     list_ids = {slug: id_ for slug, id_ in rows}
-    names = {a.name for a in found if isinstance(a, TagRef)}
-    known_tags = set(
-        session.scalars(select(SubscriberTag.tag).where(SubscriberTag.tag.in_(names)).distinct())
-    )
+    known_tags = tags_in_use(session, {a.name for a in found if isinstance(a, TagRef)})
     for atom in found:
         if isinstance(atom, ListRef) and atom.slug not in list_ids:
             raise SegmentError(
-                expression, atom.position, f"unknown list {atom.slug!r}", _known_lists(session)
+                expression,
+                atom.position,
+                f"unknown list {atom.slug!r}",
+                segments.lists_hint(atom.slug, _known_lists(session)),
             )
         if isinstance(atom, TagRef) and atom.name not in known_tags:
             raise SegmentError(
@@ -117,11 +118,18 @@ def resolve(session: Session, expression: str) -> Segment:
     return Segment(expression, node, list_ids)
 
 
-def _known_lists(session: Session) -> str:
-    known: Sequence[str] = session.scalars(
+def _known_lists(session: Session) -> Sequence[str]:
+    return session.scalars(
         select(MailingList.slug).where(MailingList.retired_at.is_(None)).order_by(MailingList.slug)
     ).all()
-    return f"lists: {', '.join(known) or 'none'}"
+
+
+def tags_in_use(session: Session, names: Collection[str]) -> set[str]:
+    """Those of NAMES that some subscriber has as a tag."""
+    if not names:
+        return set()
+    query = select(SubscriberTag.tag).where(SubscriberTag.tag.in_(names)).distinct()
+    return set(session.scalars(query))
 
 
 def unsubscribe_lists(session: Session, expression: str) -> list[int] | None:

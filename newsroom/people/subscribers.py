@@ -245,8 +245,8 @@ def _send_confirmation(
     """Send after the commit; if the relay refuses, allow another try at once and say so."""
     try:
         with transaction(site.engine) as session:
-            message = confirmation.build(session, site.config, person_id, now)
-        confirmation.send(site.config, message)
+            built = confirmation.build(session, site.config, person_id, now)
+        confirmation.send(site.config, built)
     except NewsroomError:
         with transaction(site.engine) as session:
             person = session.get(Subscriber, person_id)
@@ -379,15 +379,24 @@ def _requested_text(session: Session, person_id: int, list_id: int) -> int | Non
 
 
 def unsubscribe_token(
-    site: Site, person_id: int, email: str, list_ids: Sequence[int] | None, *, now: datetime
+    site: Site,
+    person_id: int,
+    email: str,
+    list_ids: Sequence[int] | None,
+    *,
+    now: datetime,
+    mailing_id: int | None = None,
 ) -> str:
-    """A link token that unsubscribes from LIST_IDS (None: every list). It does not expire: an
+    """A link token that unsubscribes from LIST_IDS (None: every list), naming MAILING_ID if
+    it is in a mailing's message (as sending.py makes them). It does not expire: an
     unsubscribe link in an old email must keep working (RFC 8058), until erasure."""
     with transaction(site.engine) as session:
         key = session.scalar(select(Subscriber.token_key).where(Subscriber.id == person_id))
     payload = tokens.for_subscriber(person_id, email, key or "")
     if list_ids is not None:
         payload["l"] = list(list_ids)
+    if mailing_id is not None:
+        payload["m"] = mailing_id
     return tokens.make(site.config, "unsubscribe", payload, now=now)
 
 
@@ -476,7 +485,7 @@ def unsubscribe_by_tokens(
 def _leave(site: Site, raw: Raw, request: Leaving) -> list[str]:
     now = request.now
     payload = tokens.read(site.config, "unsubscribe", request.token, now=now)
-    person, chosen = payload.get("s"), payload.get("l")
+    person, chosen, mailing = payload.get("s"), payload.get("l"), payload.get("m")
     # The digest of address and token key: a subscriber id can be reused after an erasure,
     # even by the same address, its old links not.
     found = raw.execute(_PERSON, {"s": person}) if isinstance(person, int) else []
@@ -493,9 +502,11 @@ def _leave(site: Site, raw: Raw, request: Leaving) -> list[str]:
     if changed:
         if raw.dialect.name == "postgresql":
             raw.cursor.execute(consent.NOTIFY_CHANGED)  # senders stop at once (changes.py)
+        # A mailing's links name it ("m", signed): the event says which mailing it came from.
+        detail = consent.from_mailing(mailing) if isinstance(mailing, int) else ""
         raw.execute_many(_EVENT, [
             consent.event_row(ConsentKind.UNSUBSCRIBED, subscriber_id=person,
-                              list_id=list_id, origin=request.origin, now=now)
+                              list_id=list_id, origin=request.origin, now=now, detail=detail)
             for list_id, _slug in changed
         ])  # fmt: skip
     return sorted(slug for _id, slug in changed)

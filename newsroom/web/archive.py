@@ -1,8 +1,9 @@
 """The public archive: which issues are published, their public pages, feeds and calendar files,
 and `newsroom build`, which writes all of it as static files for any web host.
 
-An issue is published once its date has come (in the site's time zone): an issue dated later is
-a draft and appears nowhere. Only the public variant is ever used (rendering.py leaves out
+An issue is published once its publication instant has come (`Issue.published`: its date at
+noon in the site's time zone, or the time its front matter gives): an issue dated later is a
+draft and appears nowhere. Only the public variant is ever used (rendering.py leaves out
 `private` and `only` blocks, join links and merge fields).
 """
 
@@ -14,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -78,17 +78,14 @@ class Archive:
         self._signature: tuple[tuple[str, int, int], ...] | None = None
         self._all: list[Published] = []
 
-    def today(self) -> date:
-        return self.clock().astimezone(ZoneInfo(self.site.config.text("site.timezone"))).date()
-
     def issues(self) -> list[Published]:
         """Published issues, newest first."""
         signature = self._files()
         if signature != self._signature:
             self._all = self._load()
             self._signature = signature
-        today = self.today()
-        return [p for p in self._all if p.date <= today]
+        now = self.clock()
+        return [p for p in self._all if p.issue.published <= now]
 
     def get(self, slug: str) -> Published | None:
         return next((p for p in self.issues() if p.slug == slug), None)
@@ -129,7 +126,7 @@ class Archive:
                 log.warning("not published: %s", str(exc).splitlines()[0])
             except Exception:  # a bug of ours: the rest of the archive is still served
                 log.exception("not published: %s", shown_path(path, config))
-        return sorted(found, key=lambda p: (p.date, p.slug), reverse=True)
+        return sorted(found, key=lambda p: (p.issue.published, p.slug), reverse=True)
 
 
 def sent_to(site: Site, list_slug: str) -> set[str]:

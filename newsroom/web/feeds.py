@@ -2,16 +2,16 @@
 GUIDs that never change (the issue's web address, which its slug fixes), one feed per site and
 one per public list.
 
-Dates are the issues' publication dates, and the feed's own `updated` is the newest of them, so
-the same issues always give the same bytes (static hosts and caches see no false changes).
+Dates are the issues' publication instants (`Issue.published`: noon in the site's time zone for
+a date alone, so the day is right for readers east and west), and the feed's own `updated` is
+the newest of them, so the same issues always give the same bytes (static hosts and caches see
+no false changes).
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from datetime import datetime, time
-from zoneinfo import ZoneInfo
 
 from feedgen.feed import FeedGenerator
 
@@ -26,7 +26,6 @@ def _generator(
     config: Config, issues: Sequence[Published], path: str, title: str, kind: str
 ) -> FeedGenerator:
     base = config.text("site.base_url").rstrip("/")
-    zone = ZoneInfo(config.text("site.timezone"))
     feed = FeedGenerator()
     feed.id(f"{base}{path}")
     feed.title(title)
@@ -39,9 +38,9 @@ def _generator(
     feed.author({"name": config.text("site.name"), "uri": f"{base}/"})
     feed.language(config.text("site.lang"))
     feed.generator(GENERATOR)
-    newest = max((p.issue.date for p in issues), default=None)
+    newest = max((p.issue.published for p in issues), default=None)
     if newest is not None:
-        feed.updated(datetime.combine(newest, time(0, 0), zone))
+        feed.updated(newest)
     for published in issues:  # newest first, as given
         entry = feed.add_entry(order="append")
         url = f"{base}/issues/{published.issue.slug}/"
@@ -49,9 +48,8 @@ def _generator(
         entry.guid(url, permalink=True)
         entry.title(published.title)
         entry.link(href=url, rel="alternate")
-        when = datetime.combine(published.issue.date, time(0, 0), zone)
-        entry.published(when)
-        entry.updated(when)
+        entry.published(published.issue.published)
+        entry.updated(published.issue.published)
         summary = published.summary or published.title  # plain text from the front matter
         # RSS readers show <description> as HTML (RSS 2.0 allows entity-encoded HTML there), so
         # the text is escaped to stay text; Atom's <summary> with no type is text already
