@@ -18,7 +18,7 @@ from newsroom.compose.issues import load_all
 from newsroom.compose.rendering import render
 from newsroom.mail import messages
 from newsroom.mail.dkim import SIGNED_HEADERS, Signer
-from newsroom.mail.messages import Recipient, Template
+from newsroom.mail.messages import MessageTemplate, Recipient
 from newsroom.site import Site
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def built_messages() -> list[bytes]:
     site = Site.open(ROOT)
     issue = next(i for i in load_all(site) if i.slug == "sln-bulletin")
     variant = render(issue, site.config).variants["email"]
-    template = Template(
+    template = MessageTemplate(
         subject=variant.subject,
         text=variant.text,
         html=variant.html,
@@ -51,7 +51,7 @@ def built_messages() -> list[bytes]:
         list_id="Campaign News <news.example.org>",
         message_id_domain="example.org",
     )
-    date = messages.Clock().date()
+    date = messages.DateHeader().date()
     return [
         template.build(
             Recipient(f"member{n}@example.net", f"Member {n}", f"https://x.org/unsubscribe/{n}"),

@@ -39,7 +39,7 @@ from newsroom import site as sites  # noqa: E402
 from newsroom.database import transaction  # noqa: E402
 from newsroom.delivery import outbox  # noqa: E402
 from newsroom.delivery.sending import templates  # noqa: E402
-from newsroom.mail.messages import Clock, Recipient, new_message_id  # noqa: E402
+from newsroom.mail.messages import DateHeader, Recipient, new_message_id  # noqa: E402
 from newsroom.models import (  # noqa: E402
     MailingList,
     Subscriber,
@@ -145,7 +145,7 @@ def sample_message(folder: Path) -> bytes:
     recipient = Recipient(
         "p1@example.net", "Person 1", "https://news.example.org/unsubscribe/" + "x" * 90
     )
-    data = template.build(recipient, new_message_id("example.org"), Clock().date())
+    data = template.build(recipient, new_message_id("example.org"), DateHeader().date())
     site.close()
     return data
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 
 class NewsroomError(Exception):
     """An error a volunteer can act on. The CLI prints it as one line and exits 1."""
+
+
+# report(line, message): how the readers of a file (blocks, Markdown) hand each problem they find
+# to the caller that knows the file's name, so that every one is reported, not just the first.
+Reporter = Callable[[int, str], None]
 
 
 @dataclass(frozen=True)

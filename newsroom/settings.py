@@ -27,9 +27,23 @@ def _url(value: Any) -> str | None:
     return None
 
 
+RATE = re.compile(r"\s*(\d+)\s*/\s*(second|minute|hour)\s*")
+UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+
+
+def parse_rate(text: str) -> tuple[int, float] | None:
+    """`N/second|minute|hour` as (N, the window in seconds); None unless N is above 0. The one
+    reading of a rate: sending.rate, sending.domain_rates and web.subscribe_rate all use it, so
+    that a setting this accepts is never refused later (`0/minute` once passed here)."""
+    match = RATE.fullmatch(text)
+    if not match or int(match.group(1)) == 0:
+        return None
+    return int(match.group(1)), UNITS[match.group(2)]
+
+
 def _rate(value: Any) -> str | None:
-    if not re.fullmatch(r"\s*\d+\s*/\s*(second|minute|hour)\s*", str(value)):
-        return "must look like 600/minute (a number, then /second, /minute or /hour)"
+    if parse_rate(str(value)) is None:
+        return "must look like 600/minute (a number above 0, then /second, /minute or /hour)"
     return None
 
 

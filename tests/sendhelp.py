@@ -16,7 +16,7 @@ from newsroom.database import transaction
 from newsroom.delivery import mailings
 from newsroom.delivery.mailings import Content, Member, Result
 from newsroom.delivery.senders import SenderLock
-from newsroom.delivery.sending import Report, Sender
+from newsroom.delivery.sending import Sender, SenderReport
 from newsroom.models import MailingList, Subscriber, Subscription, SubscriptionStatus, utcnow
 from newsroom.people import lists
 from newsroom.site import Site
@@ -110,8 +110,8 @@ def run(
     clock: Callable[[], datetime] = utcnow,
     on_result: Callable[[Result], object] | None = None,
     lock: SenderLock | None = None,
-) -> Report:
-    async def go() -> Report:
+) -> SenderReport:
+    async def go() -> SenderReport:
         sender = Sender(site, held, clock=clock, on_result=on_result)
         try:
             return await sender.run(mailing_id)

@@ -12,7 +12,7 @@ import pytest
 
 from newsroom.mail import messages
 from newsroom.mail.dkim import Signer
-from newsroom.mail.messages import HeaderError, Recipient, Template
+from newsroom.mail.messages import HeaderError, MessageTemplate, Recipient
 from newsroom.mail.ratelimit import RateLimiter
 from newsroom.mail.smtp import (
     FAIL,
@@ -20,9 +20,9 @@ from newsroom.mail.smtp import (
     RETRY,
     SENT,
     UNSENDABLE,
-    Outcome,
     Outgoing,
     Pool,
+    RelayAnswer,
     classify,
 )
 from newsroom.site import Site
@@ -32,7 +32,7 @@ HTML = '<html><body><p>Dear {{first_name|friend}},</p>\n<p>Café society — “
 TEXT = "Dear {{first_name|friend}},\n\n.a line starting with a dot\n.\nÇa va? {{email}}\nLeave: {{unsubscribe_url}}\n"
 
 
-def template(**kwargs: object) -> Template:
+def template(**kwargs: object) -> MessageTemplate:
     defaults: dict[str, object] = {
         "subject": "Save our socialists — “now”",
         "text": TEXT,
@@ -43,19 +43,19 @@ def template(**kwargs: object) -> Template:
         "message_id_domain": "example.org",
     }
     defaults.update(kwargs)
-    return Template(**defaults)  # type: ignore[arg-type]
+    return MessageTemplate(**defaults)  # type: ignore[arg-type]
 
 
 def recipient(email: str = "ann@example.net", name: str = "Ann Émile Smith") -> Recipient:
     return Recipient(email, name, f"https://news.example.org/unsubscribe/TOKEN-{email}", "")
 
 
-def build(t: Template, r: Recipient) -> bytes:
-    return t.build(r, messages.new_message_id("example.org"), messages.Clock().date())
+def build(t: MessageTemplate, r: Recipient) -> bytes:
+    return t.build(r, messages.new_message_id("example.org"), messages.DateHeader().date())
 
 
-def send(site: Site, items: list[Outgoing], connections: int = 2) -> list[Outcome]:
-    outcomes: list[Outcome] = []
+def send(site: Site, items: list[Outgoing], connections: int = 2) -> list[RelayAnswer]:
+    outcomes: list[RelayAnswer] = []
 
     async def run() -> None:
         pool = Pool(site.config, connections=connections, limiter=RateLimiter(1e6))
@@ -78,7 +78,7 @@ def test_received_message_has_every_header(relay: tuple[TestSMTPServer, Site]) -
     t = template()
     data = build(t, recipient())
     outcomes = send(site, [Outgoing(1, "bounces+tok@example.org", "ann@example.net", data)])
-    assert outcomes == [Outcome(1, SENT, 250, "OK queued")]
+    assert outcomes == [RelayAnswer(1, SENT, 250, "OK queued")]
     [received] = server.messages
     assert received.mail_from == "bounces+tok@example.org"
     assert received.rcpt_tos == ["ann@example.net"]
@@ -113,7 +113,7 @@ def test_received_message_has_every_header(relay: tuple[TestSMTPServer, Site]) -
 
 def test_the_date_is_utc_as_plus_0000() -> None:
     """RFC 5322 section 3.3: "+0000" for UTC; "GMT" is an obsolete form, never generated."""
-    clock = messages.Clock(lambda: 1_795_000_000.7)
+    clock = messages.DateHeader(lambda: 1_795_000_000.7)
     assert clock.date() == "Wed, 18 Nov 2026 11:06:40 +0000"
     assert b"\r\nDate: Wed, 18 Nov 2026 11:06:40 +0000\r\n" in template().build(
         recipient(), "<id@example.org>", clock.date()
@@ -173,7 +173,7 @@ def test_addresses_must_be_addresses_and_from_ascii_before_the_at() -> None:
         build(template(), Recipient("ann@münchen..de", "Ann", "https://u/"))
 
 
-def utf8_outgoing(email: str, name: str, t: Template | None = None) -> Outgoing:
+def utf8_outgoing(email: str, name: str, t: MessageTemplate | None = None) -> Outgoing:
     data = build(t or template(), Recipient(email, name, "https://u/"))
     return Outgoing(1, "b@example.org", messages.wire_address(email), data)
 
@@ -221,14 +221,14 @@ def test_a_utf8_local_part_is_not_offered_to_a_relay_without_smtputf8(
     ascii_one = Outgoing(2, "b@example.org", "ann@example.net", build(template(), recipient()))
     outcomes = send(site, [utf8_outgoing("josé@example.net", "José"), ascii_one], connections=1)
     assert outcomes == [
-        Outcome(
+        RelayAnswer(
             1,
             UNSENDABLE,
             0,
             f"the relay 127.0.0.1:{server.port} does not offer SMTPUTF8 (RFC 6531), needed for "
             "an address with non-ASCII characters before the @",
         ),
-        Outcome(2, SENT, 250, "OK queued"),
+        RelayAnswer(2, SENT, 250, "OK queued"),
     ]
     assert [m.rcpt_tos for m in server.messages] == [["ann@example.net"]]
     assert not any("josé" in command for command in server.commands)  # never offered
@@ -264,7 +264,7 @@ def test_dkim_signature_verifies(
     assert not dkim.verify(tampered, dnsfunc=dns)
 
 
-def items(n: int, t: Template | None = None) -> list[Outgoing]:
+def items(n: int, t: MessageTemplate | None = None) -> list[Outgoing]:
     t = t or template()
     return [
         Outgoing(

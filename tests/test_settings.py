@@ -173,3 +173,17 @@ def test_files_that_are_not_utf8_or_name_no_time_zone_are_one_line(site_dir: Pat
         1,
         "subscribers/lists.toml:2: not UTF-8 (byte 0xE9 at column 9): save the file as UTF-8\n",
     )
+
+
+@pytest.mark.parametrize("name", ["sending.rate", "web.subscribe_rate"])
+def test_a_rate_of_nothing_is_refused_where_it_is_set(tmp_path: Path, name: str) -> None:
+    """One reading of `N/minute` for every rate (issue #13): `0/minute` used to pass the
+    settings and fail only when a sender or the web side read it."""
+    section, key = name.split(".")
+    write(tmp_path, f'[{section}]\n{key} = "0/minute"\n')
+    with pytest.raises(ConfigError) as info:
+        settings.load(tmp_path, {})
+    assert str(info.value) == (
+        f"newsroom.toml:2: {name} must look like 600/minute (a number above 0, then /second, "
+        "/minute or /hour)"
+    )

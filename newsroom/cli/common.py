@@ -5,28 +5,22 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from newsroom.cli.console import check, interrupted, pressed
+from newsroom.clock import Clock, utcnow
 from newsroom.errors import NewsroomError, ProblemsError
 
 if TYPE_CHECKING:
     from newsroom.site import Site
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-Clock = Callable[[], datetime]
-
-
-def wall_clock() -> datetime:
-    """The real time, in UTC: the CLI's clock. The library never reads the time itself, so a
-    test gives the CLI another clock (as click's `obj`) and no test depends on today's date."""
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -35,7 +29,7 @@ class State:
 
     site_dir: Path
     debug: bool = False
-    clock: Clock = wall_clock
+    clock: Clock = utcnow  # a test gives the CLI another (click's `obj`)
     _site: Site | None = field(default=None, repr=False)
 
     @property

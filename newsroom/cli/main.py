@@ -18,8 +18,8 @@ from newsroom.cli.common import (
     echo_json,
     json_option,
     pass_state,
-    wall_clock,
 )
+from newsroom.clock import utcnow
 
 COMMANDS = {
     "bounces": Lazy(
@@ -117,7 +117,7 @@ def main(ctx: click.Context, site_dir: Path, debug: bool) -> None:
       newsroom init my-site && cd my-site && newsroom settings
     """
     given = ctx.obj  # a clock, when a test runs the CLI in-process at a time of its choosing
-    ctx.obj = State(site_dir, debug, clock=given if callable(given) else wall_clock)
+    ctx.obj = State(site_dir, debug, clock=given if callable(given) else utcnow)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -24,7 +24,7 @@ from newsroom.cli.common import Group, State, confirm, echo_json, json_option, p
 from newsroom.delivery import journal, mailings, outbox, readiness, reputation
 from newsroom.delivery.processes import Helpers
 from newsroom.delivery.senders import SenderLock
-from newsroom.delivery.sending import Report, Sender
+from newsroom.delivery.sending import Sender, SenderReport
 from newsroom.errors import NewsroomError
 from newsroom.mail.messages import parse_sender
 from newsroom.mail.smtp import Pool
@@ -167,7 +167,7 @@ def _run(
     _say(report, mailings.counts(site.engine, mailing_id))
 
 
-def _send_with_progress(site: Site, mailing_id: int, lock: SenderLock) -> Report:
+def _send_with_progress(site: Site, mailing_id: int, lock: SenderLock) -> SenderReport:
     to_do = mailings.counts(site.engine, mailing_id).to_do
     helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
     console = Console(stderr=True)
@@ -190,7 +190,7 @@ def _send_with_progress(site: Site, mailing_id: int, lock: SenderLock) -> Report
             rate = done / max(time.monotonic() - started, 1e-6)
             progress.update(task, completed=done, rate=rate)
 
-        async def go() -> Report:
+        async def go() -> SenderReport:
             sender = Sender(site, lock, on_result=show)
             sender.share(helpers.senders)
             loop = asyncio.get_running_loop()
@@ -214,7 +214,7 @@ def _send_with_progress(site: Site, mailing_id: int, lock: SenderLock) -> Report
     return report
 
 
-def _say(report: Report, counts: mailings.Counts) -> None:
+def _say(report: SenderReport, counts: mailings.Counts) -> None:
     """The outcome of a run, its tally the mailing's deliveries as the database holds them: the
     same counts as `newsroom mailings show`, whichever sender or run did the work."""
     m = report.mailing_id
@@ -443,7 +443,7 @@ async def _work(site: Site, lock: SenderLock, once: bool, poll: float) -> int:
 
 async def _work_on(
     site: Site, lock: SenderLock, sender: Sender, mailing_id: int, helping: list[Helpers]
-) -> Report:
+) -> SenderReport:
     to_do = mailings.counts(site.engine, mailing_id).to_do
     helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
     helping[:] = [helpers]

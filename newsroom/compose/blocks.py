@@ -19,10 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsroom import segments, textfiles
 from newsroom.compose import markup
-from newsroom.errors import NewsroomError, ProblemsError
+from newsroom.errors import NewsroomError, ProblemsError, Reporter
 
 Keys = dict[str, tuple[str, int]]  # key -> (value, line)
-Report = Callable[[int, str], None]  # report(line, message)
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ class Private:
 Data = Statement | Meeting | Supporters | Motion | Action | Only | Private
 
 
-def check_keys(type_: str, keys: Keys, line: int, report: Report) -> None:
+def check_keys(type_: str, keys: Keys, line: int, report: Reporter) -> None:
     """Unknown and missing keys, each naming the keys the block allows."""
     spec = SPECS[type_]
     allowed = ", ".join(spec.keys) if spec.keys else "none"
@@ -150,7 +149,7 @@ class Where:
     report_file: Callable[[str, int, str], None]  # a problem in a named file: (file, line, text)
 
 
-def build(type_: str, title: str, keys: Keys, body: str, at: Where, report: Report) -> Data:
+def build(type_: str, title: str, keys: Keys, body: str, at: Where, report: Reporter) -> Data:
     """Typed data of one block whose keys were checked; problems go to `report`."""
     value = {k: v for k, (v, _) in keys.items()}
     where = {k: ln for k, (_, ln) in keys.items()}
@@ -179,7 +178,7 @@ def build(type_: str, title: str, keys: Keys, body: str, at: Where, report: Repo
 
 
 def _date(
-    text: str, key: str, line: int, report: Report, month_ok: bool = False
+    text: str, key: str, line: int, report: Reporter, month_ok: bool = False
 ) -> tuple[date | None, bool]:
     if not text:
         return None, False
@@ -194,7 +193,7 @@ def _date(
         return None, False
 
 
-def _url(url: str, key: str, line: int, report: Report) -> bool:
+def _url(url: str, key: str, line: int, report: Reporter) -> bool:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         report(
@@ -205,7 +204,7 @@ def _url(url: str, key: str, line: int, report: Report) -> bool:
     return True
 
 
-def _segment(expression: str, line: int, report: Report) -> None:
+def _segment(expression: str, line: int, report: Reporter) -> None:
     if not expression:
         report(
             line,
@@ -219,7 +218,7 @@ def _segment(expression: str, line: int, report: Report) -> None:
 
 
 def _meeting(
-    value: dict[str, str], where: dict[str, int], line: int, report: Report, site_zone: str
+    value: dict[str, str], where: dict[str, int], line: int, report: Reporter, site_zone: str
 ) -> Meeting:
     zone: ZoneInfo | None = None
     zone_name = value.get("timezone", "") or site_zone
@@ -249,7 +248,7 @@ def _meeting(
 
 
 def _datetime(
-    text: str, key: str, line: int, zone: ZoneInfo | None, report: Report
+    text: str, key: str, line: int, zone: ZoneInfo | None, report: Reporter
 ) -> datetime | None:
     if not text:
         return None
@@ -272,7 +271,7 @@ def _datetime(
 
 
 def _until(
-    text: str, start: datetime, line: int, zone: ZoneInfo | None, report: Report
+    text: str, start: datetime, line: int, zone: ZoneInfo | None, report: Reporter
 ) -> datetime | None:
     if re.fullmatch(r"\d{1,2}:\d{2}", text.strip()):
         try:
@@ -301,7 +300,7 @@ def _supporters(
     where: dict[str, int],
     body: str,
     at: Where,
-    report: Report,
+    report: Reporter,
 ) -> Supporters:
     source, line = value.get("source", ""), at.line
     if source:
@@ -323,7 +322,7 @@ def _supporters(
     return Supporters(names, source, intro)
 
 
-def named_file(name: str, what: str, at: Where, line: int, report: Report) -> Path | None:
+def named_file(name: str, what: str, at: Where, line: int, report: Reporter) -> Path | None:
     """The file NAME (relative to the issue) resolved, symlinks and all, if it lies inside the
     site's issues/ folder; else a problem at LINE and None. Anything an issue names is
     published, so `../.env`, an absolute path or a symlink pointing out would publish it."""

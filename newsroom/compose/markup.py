@@ -21,7 +21,8 @@ import nh3
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-Report = Callable[[int, str], None]
+from newsroom.errors import Reporter
+
 T = TypeVar("T")
 
 # Possessive runs, spaces stripped afterwards (`field_parts`): lazy runs beside \s* are quadratic
@@ -87,7 +88,7 @@ def field_parts(match: re.Match[str]) -> tuple[str, str | None]:
     return match.group(1).strip(), fallback.strip() if fallback is not None else None
 
 
-def check_fields(text: str, first_line: int, report: Report) -> None:
+def check_fields(text: str, first_line: int, report: Reporter) -> None:
     for match in FIELD.finditer(text):
         problem = field_problem(field_parts(match)[0])
         if problem:
@@ -115,7 +116,7 @@ def url_problem(url: str, what: str) -> str | None:
     )
 
 
-def check(text: str, first_line: int, report: Report) -> None:
+def check(text: str, first_line: int, report: Reporter) -> None:
     """Report bad links, images without alt text and unknown merge fields in one Markdown text."""
     check_fields(text, first_line, report)
     lines = _Locator(text)

@@ -21,7 +21,7 @@ _CACHE_LIMIT = 64
 
 
 @dataclass(frozen=True)
-class Template:
+class MergeTemplate:
     """A template split at its placeholders: literals[0], slot 0, literals[1], slot 1, …"""
 
     literals: tuple[str, ...]
@@ -46,7 +46,7 @@ class Template:
         return frozenset(name for name, _ in self.slots)
 
 
-def compile_template(template: str, html: bool) -> Template:
+def compile_template(template: str, html: bool) -> MergeTemplate:
     literals: list[str] = []
     slots: list[tuple[str, str]] = []
     position = 0
@@ -55,13 +55,13 @@ def compile_template(template: str, html: bool) -> Template:
         slots.append((match.group(1), match.group(2) or ""))
         position = match.end()
     literals.append(template[position:])
-    return Template(tuple(literals), tuple(slots), html)
+    return MergeTemplate(tuple(literals), tuple(slots), html)
 
 
-_compiled: dict[tuple[str, bool], Template] = {}
+_compiled: dict[tuple[str, bool], MergeTemplate] = {}
 
 
-def compiled(template: str, html: bool) -> Template:
+def compiled(template: str, html: bool) -> MergeTemplate:
     """The template compiled once and kept (a mailing uses a handful of templates)."""
     key = (template, html)
     found = _compiled.get(key)

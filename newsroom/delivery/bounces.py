@@ -60,7 +60,7 @@ MAILTO = Origin("email", "mailto")
 
 
 @dataclass
-class Report:
+class BounceReport:
     """What one message turned out to be."""
 
     message_id: str
@@ -88,15 +88,15 @@ class Outcome:
         self.ignored[reason] = self.ignored.get(reason, 0) + 1
 
 
-def read_report(config: Config, raw: bytes) -> Report:
+def read_report(config: Config, raw: bytes) -> BounceReport:
     """Classify one raw message and find the delivery it is about."""
     if len(raw) > MAX_REPORT_BYTES:
-        return Report(_fallback_id(raw), ignored=f"larger than {MAX_REPORT_BYTES} bytes")
+        return BounceReport(_fallback_id(raw), ignored=f"larger than {MAX_REPORT_BYTES} bytes")
     try:
         message = email.message_from_bytes(raw)
     except Exception:  # the parser is lenient; this is for input it still cannot take
-        return Report(_fallback_id(raw), ignored="malformed")
-    report = Report(_message_id(message, raw))
+        return BounceReport(_fallback_id(raw), ignored="malformed")
+    report = BounceReport(_message_id(message, raw))
     report.kind, report.diagnostic = _classify(message)
     if report.kind is None:
         report.ignored = report.diagnostic or "not a bounce, complaint or unsubscribe"
@@ -281,7 +281,7 @@ def _return_paths(part: email.message.Message) -> list[str]:
 
 
 def apply(
-    session: Session, config: Config, report: Report, outcome: Outcome, now: datetime
+    session: Session, config: Config, report: BounceReport, outcome: Outcome, now: datetime
 ) -> None:
     """Act on one report inside the caller's transaction, remembering it by Message-ID."""
     if session.get(ProcessedReport, report.message_id) is not None:
@@ -308,7 +308,9 @@ def apply(
     )
 
 
-def _act(session: Session, config: Config, report: Report, outcome: Outcome, now: datetime) -> str:
+def _act(
+    session: Session, config: Config, report: BounceReport, outcome: Outcome, now: datetime
+) -> str:
     """Act on a report that names a delivery or a confirmation; returns why nothing was done,
     if nothing was."""
     assert report.kind is not None
@@ -337,7 +339,7 @@ _CONFIRMATION_REPORTS: dict[ReportKind, tuple[str, SubscriptionStatus | None]] =
 
 
 def _confirmation_report(
-    session: Session, config: Config, report: Report, outcome: Outcome, now: datetime
+    session: Session, config: Config, report: BounceReport, outcome: Outcome, now: datetime
 ) -> str:
     """A report about a confirmation email: checked against its subscriber's token key (an id
     erased and given to someone new has a new key), then acted on; returns why not, if not."""

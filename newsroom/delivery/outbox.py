@@ -26,7 +26,7 @@ from newsroom.delivery.mailings import AlreadyHad, Content, Member
 from newsroom.delivery.sending import signer, templates
 from newsroom.errors import NewsroomError, ProblemsError
 from newsroom.mail import asyncrun, verp
-from newsroom.mail.messages import Clock, Recipient, new_message_id, parse_sender, wire_address
+from newsroom.mail.messages import DateHeader, Recipient, new_message_id, parse_sender, wire_address
 from newsroom.mail.ratelimit import RateLimiter, domain_rates, per_second
 from newsroom.mail.smtp import SENT, UNSENDABLE, Outgoing, Pool, relay_name
 from newsroom.models import Mailing, MailingStatus
@@ -188,7 +188,9 @@ def send_test(site: Site, planned: Plan, address: str, expression: str, now: dat
         f"{base}/unsubscribe/{tokens.make(config, 'unsubscribe', person, now=now)}",
         f"{base}/preferences/{tokens.make(config, 'preferences', person, now=now)}",
     )
-    data = template.build(recipient, new_message_id(template.message_id_domain), Clock().date())
+    data = template.build(
+        recipient, new_message_id(template.message_id_domain), DateHeader().date()
+    )
     sender = verp.sender_for_test_copy(config)  # ours, naming no delivery: its bounces do nothing
     outcomes: list[Any] = []
 

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from newsroom.delivery.senders import SenderLock
-from newsroom.delivery.sending import Report, Sender
+from newsroom.delivery.sending import Sender, SenderReport
 from newsroom.site import Site
 
 PR_SET_PDEATHSIG = 1
@@ -53,7 +53,7 @@ def _helper(
         with done.get_lock():
             done.value += 1
 
-    async def go() -> Report:
+    async def go() -> SenderReport:
         sender = Sender(site, lock, on_result=counted)
         sender.share(senders)
         loop = asyncio.get_running_loop()
@@ -110,7 +110,9 @@ class Helpers:
     def count(self) -> int:
         return int(self.done.value)
 
-    def finish(self, report: Report, waiting: Callable[[], None] = lambda: None) -> Report:
+    def finish(
+        self, report: SenderReport, waiting: Callable[[], None] = lambda: None
+    ) -> SenderReport:
         """Wait for the helpers and add their reports to REPORT."""
         for process, reader in self.processes:
             while process.is_alive():
@@ -122,7 +124,7 @@ class Helpers:
         return report
 
 
-def _merge(report: Report, other: Report) -> None:
+def _merge(report: SenderReport, other: SenderReport) -> None:
     report.sent += other.sent
     report.failed += other.failed
     report.deferred += other.deferred

@@ -41,9 +41,9 @@ from newsroom.errors import NewsroomError
 from newsroom.mail import verp
 from newsroom.mail.dkim import signer
 from newsroom.mail.messages import (
-    Clock,
+    DateHeader,
+    MessageTemplate,
     Recipient,
-    Template,
     new_message_id,
     parse_sender,
     wire_address,
@@ -56,9 +56,9 @@ from newsroom.mail.smtp import (
     SENT,
     UNSENDABLE,
     NoJournal,
-    Outcome,
     Outgoing,
     Pool,
+    RelayAnswer,
     relay_name,
 )
 from newsroom.models import Delivery, DeliveryStatus, Mailing, MailingStatus, utcnow
@@ -78,13 +78,13 @@ def list_id(config: Config, expression: str) -> str:
 
 def templates(
     config: Config, expression: str, variants: dict[str, mailings.Content]
-) -> dict[str, Template]:
+) -> dict[str, MessageTemplate]:
     """The mailing's variants encoded once each (raises NewsroomError on a bad setting)."""
     sender = parse_sender(config.text("site.sender"))
     dkim_signer = signer(config)
     ident = list_id(config, expression)
     return {
-        key: Template(
+        key: MessageTemplate(
             subject=content.subject,
             text=content.text,
             html=content.html,
@@ -111,7 +111,7 @@ def batch_size(config: Config) -> int:
 
 
 @dataclass
-class Report:
+class SenderReport:
     """What one sender did to one mailing."""
 
     mailing_id: int
@@ -153,7 +153,7 @@ class Sender:
         self._stopped = asyncio.Event()  # set by stop(): wakes any wait, before or after run()
         self.journals = journal.folder(site.root)
         self.consecutive = 0
-        self.dates = Clock()
+        self.dates = DateHeader()
 
     def share(self, processes: int) -> None:
         """This sender is one of PROCESSES sending the next mailing together (itself and its
@@ -166,7 +166,7 @@ class Sender:
         self.pool.stop()
         self._stopped.set()
 
-    async def run(self, mailing_id: int) -> Report:
+    async def run(self, mailing_id: int) -> SenderReport:
         """Work on MAILING_ID until it is done, paused, waiting for retries, or stopped."""
         mailing = mailings.get(self.engine, mailing_id)
         encoded = templates(
@@ -188,9 +188,9 @@ class Sender:
         job.close()
         return report
 
-    async def _batches(self, job: _Job) -> Report:
+    async def _batches(self, job: _Job) -> SenderReport:
         mailing_id = job.mailing.id
-        report = Report(mailing_id)
+        report = SenderReport(mailing_id)
         size = batch_size(self.config)
         while not self.stopping and not report.paused:
             current = mailings.get(self.engine, mailing_id)
@@ -209,7 +209,7 @@ class Sender:
         """Settle dead senders' claims in MAILING_ID from their journals (mailings.reconcile)."""
         return mailings.reconcile(self.engine, mailing_id, self.lock, self.journals, self.clock())
 
-    async def _idle(self, mailing_id: int, report: Report) -> bool:
+    async def _idle(self, mailing_id: int, report: SenderReport) -> bool:
         """Nothing to claim now: finish the mailing, or wait for a retry. True: look again."""
         self.reconcile(mailing_id)  # another sender may have died since we began
         counts = mailings.counts(self.engine, mailing_id, self.lock)
@@ -249,7 +249,7 @@ class _Job:
         self,
         sender: Sender,
         mailing: Mailing,
-        encoded: dict[str, Template],
+        encoded: dict[str, MessageTemplate],
         written: journal.Journal | journal.Off,
         changes: Changes,
     ) -> None:
@@ -275,7 +275,7 @@ class _Job:
         self.journal.close(discard=settled)
         self.sender.pool.journal = NoJournal()
 
-    async def send(self, batch: list[Claimed], report: Report) -> None:
+    async def send(self, batch: list[Claimed], report: SenderReport) -> None:
         sender = self.sender
         self.changes.changed()  # from here on, a commit by anyone else shows
         keep = self._audience(batch)
@@ -295,7 +295,7 @@ class _Job:
                 self._skip(rest, keep, results)
             return message.key not in results
 
-        def heard(outcome: Outcome) -> None:
+        def heard(outcome: RelayAnswer) -> None:
             results[outcome.key] = self._result(by_id[outcome.key], outcome, now, report)
             if sender.on_result is not None:
                 sender.on_result(results[outcome.key])
@@ -332,7 +332,7 @@ class _Job:
         batch: list[Claimed],
         people: dict[int, mailings.Named],
         results: dict[int, Result],
-        report: Report,
+        report: SenderReport,
     ) -> Iterator[Outgoing]:
         for claimed in batch:
             if claimed.id in results:
@@ -363,7 +363,9 @@ class _Job:
         )
         return Outgoing(claimed.id, envelope, wire_address(claimed.email), data)
 
-    def _result(self, claimed: Claimed, outcome: Outcome, now: datetime, report: Report) -> Result:
+    def _result(
+        self, claimed: Claimed, outcome: RelayAnswer, now: datetime, report: SenderReport
+    ) -> Result:
         sender = self.sender
         if outcome.kind == SENT:
             sender.consecutive = 0
@@ -399,13 +401,13 @@ class _Job:
         report.failed += 1
         return Result(claimed, D.FAILED, outcome.answer, outcome.code)
 
-    def _unsent(self, claimed: Claimed, reason: str, report: Report) -> Result:
+    def _unsent(self, claimed: Claimed, reason: str, report: SenderReport) -> Result:
         """A delivery that could not be offered to the relay: failed, with the reason, and
         counted like every other outcome (no bounce is scored: no server refused it)."""
         report.failed += 1
         return Result(claimed, D.FAILED, f"not sent: {reason}")
 
-    def _pause(self, reason: str, report: Report) -> None:
+    def _pause(self, reason: str, report: SenderReport) -> None:
         if not report.paused:
             report.paused = reason
             self.sender.pool.stop()

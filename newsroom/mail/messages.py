@@ -250,7 +250,7 @@ class Recipient:
 
 
 @dataclass
-class Template:
+class MessageTemplate:
     """One variant of a mailing, encoded once; `build()` makes one recipient's message."""
 
     subject: str
@@ -332,7 +332,7 @@ def new_message_id(domain: str) -> str:
     return f"<{secrets.token_hex(12)}@{domain}>"
 
 
-class Clock:
+class DateHeader:
     """RFC 5322 Date values, formatted at most once a second. In UTC as `+0000`: RFC 5322
     section 3.3 makes "GMT" an obsolete form that must not be generated."""
 

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
 
 from newsroom.errors import ConfigError
-from newsroom.settings import Config
-
-UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+from newsroom.settings import Config, parse_rate
 
 
 def per_second(rate: str, where: str = "sending.rate") -> float:
     """`N/second|minute|hour` as messages per second."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(second|minute|hour)\s*", rate)
-    if not match or int(match.group(1)) == 0:
+    parsed = parse_rate(rate)
+    if parsed is None:
         raise ConfigError(f"{where}: {rate!r} must look like 600/minute (a number above 0)")
-    return int(match.group(1)) / UNITS[match.group(2)]
+    count, window = parsed
+    return count / window
 
 
 def domain_rates(text: str) -> dict[str, float]:

@@ -8,7 +8,7 @@ The pool opens `smtp.connections` connections with aiosmtplib (TLS with certific
 STARTTLS, login), then drives each one with a small protocol of its own: the message bytes from
 `messages.py` are already dot-safe with CRLF line ends, so they go out as they are, and when the
 relay offers PIPELINING (RFC 2920) MAIL, RCPT and DATA travel in one write. Each answer is
-classified (`Outcome.kind`) for the mailing to act on.
+classified (`RelayAnswer.kind`) for the mailing to act on.
 
 Recipients come in their wire form (`messages.wire_address`: the domain as an IDNA A-label). One
 whose local part is still non-ASCII needs SMTPUTF8 (RFC 6531): it goes with that when the relay
@@ -38,7 +38,13 @@ SENT, RETRY, FAIL, POLICY = "sent", "retry", "fail", "policy"
 UNSENDABLE = "unsendable"  # not offered to the relay at all: the relay is not at fault
 
 
-class NotOffered(NewsroomError):
+class RelayError(NewsroomError):
+    """The relay could not be reached, refused the login, or refused a single message: the
+    message was not sent, and the words say why. What the web side catches when a
+    confirmation cannot go (the person's answer has gone already; the log says it)."""
+
+
+class NotOffered(RelayError):
     """The relay lacks an SMTP extension this one message needs (SMTPUTF8)."""
 
 
@@ -76,7 +82,7 @@ def no_smtputf8(config: Config) -> str:
 
 async def connect(config: Config) -> aiosmtplib.SMTP:
     """A client connected to the relay, greeted (EHLO), through TLS and logged in; raises
-    NewsroomError saying why when it cannot be."""
+    RelayError saying why when it cannot be."""
     client = smtp_client(config)
     try:
         await client.connect()
@@ -85,14 +91,14 @@ async def connect(config: Config) -> aiosmtplib.SMTP:
             await client.login(config.text("smtp.username"), config.text("smtp.password"))
     except aiosmtplib.SMTPAuthenticationError as exc:
         await _closed(client)
-        raise NewsroomError(
+        raise RelayError(
             f"the SMTP relay {relay_name(config)} refused the login of smtp.username "
             f"{config.text('smtp.username')!r}: {exc.code} {exc.message} "
             "(check NEWSROOM_SMTP_PASSWORD)"
         ) from None
     except (aiosmtplib.SMTPException, OSError) as exc:
         await _closed(client)
-        raise NewsroomError(unreachable(config, exc)) from None
+        raise RelayError(unreachable(config, exc)) from None
     return client
 
 
@@ -154,11 +160,11 @@ class OneConnection:
             )
             return answer
         except aiosmtplib.SMTPException as exc:
-            raise NewsroomError(
+            raise RelayError(
                 f"the SMTP relay {relay_name(self.config)} refused the message: {exc}"
             ) from None
         except OSError as exc:
-            raise NewsroomError(unreachable(self.config, exc)) from None
+            raise RelayError(unreachable(self.config, exc)) from None
 
     def close(self) -> None:
         if self.client is not None and self.client.is_connected:
@@ -191,7 +197,7 @@ class Outgoing:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RelayAnswer:
     """What the relay said about one message, and what that means (`kind`)."""
 
     key: int
@@ -321,7 +327,7 @@ class Connection:
     async def open(self) -> None:
         try:
             client = await connect(self.config)
-        except NewsroomError as exc:
+        except RelayError as exc:
             raise ConnectionLost(str(exc)) from None
         self.pipelining = client.supports_extension("pipelining")
         self.smtputf8 = client.supports_extension("smtputf8")
@@ -335,7 +341,7 @@ class Connection:
         self.wire = _Wire(transport)
         transport.set_protocol(self.wire)
 
-    async def send(self, message: Outgoing, journal: Journal | None = None) -> Outcome:
+    async def send(self, message: Outgoing, journal: Journal | None = None) -> RelayAnswer:
         try:
             if self.wire is None or self.wire.lost:
                 await self.open()
@@ -348,12 +354,12 @@ class Connection:
                 timer.cancel()
         except ConnectionLost as exc:
             self.close()
-            return Outcome(message.key, RETRY, 0, str(exc))
+            return RelayAnswer(message.key, RETRY, 0, str(exc))
 
-    async def _transaction(self, wire: _Wire, message: Outgoing, journal: Journal) -> Outcome:
+    async def _transaction(self, wire: _Wire, message: Outgoing, journal: Journal) -> RelayAnswer:
         utf8 = not message.recipient.isascii()
         if utf8 and not self.smtputf8:
-            return Outcome(message.key, UNSENDABLE, 0, no_smtputf8(self.config))
+            return RelayAnswer(message.key, UNSENDABLE, 0, no_smtputf8(self.config))
         # RFC 6531 §3.4: SMTPUTF8 on MAIL lets RCPT and the header fields (RFC 6532) carry UTF-8
         option = " SMTPUTF8" if utf8 else ""
         commands = (
@@ -375,7 +381,7 @@ class Connection:
         if failed is not None or answers[-1][0] != 354:
             code, text = failed or answers[-1]
             await self._reset(wire, code)
-            return Outcome(message.key, classify(code, text), code, text)
+            return RelayAnswer(message.key, classify(code, text), code, text)
         journal.handed(message.key)
         wire.write(message.data + b".\r\n")
         code, text = await wire.answer()
@@ -383,7 +389,7 @@ class Connection:
         self.sent += 1
         if code == 421:
             self.close()
-        return Outcome(message.key, classify(code, text), code, text)
+        return RelayAnswer(message.key, classify(code, text), code, text)
 
     async def _reset(self, wire: _Wire, code: int) -> None:
         if code == 421:  # RFC 5321 §3.8: the server is closing the session
@@ -470,7 +476,7 @@ class Pool:
         self.journal: Journal = NoJournal()
 
     async def check(self) -> str:
-        """Preflight: one connection opens (raises NewsroomError saying why when it cannot);
+        """Preflight: one connection opens (raises RelayError saying why when it cannot);
         returns the relay's EHLO answer, which names it (readiness.is_dev_smtp). A connection
         already open is kept and asked no more."""
         first = self.connections[0]
@@ -478,13 +484,13 @@ class Pool:
             if first.wire is None or first.wire.lost:
                 await first.open()
         except ConnectionLost as exc:
-            raise NewsroomError(str(exc)) from None
+            raise RelayError(str(exc)) from None
         return first.greeting
 
     async def send_all(
         self,
         messages: Iterator[Outgoing],
-        on_outcome: Callable[[Outcome], Any],
+        on_outcome: Callable[[RelayAnswer], Any],
         ready: Callable[[Outgoing], bool] = lambda _message: True,
     ) -> None:
         """Send MESSAGES over every connection until they run out or `stop()` is called;
@@ -497,7 +503,7 @@ class Pool:
         self,
         connection: Connection,
         messages: Iterator[Outgoing],
-        on_outcome: Callable[[Outcome], Any],
+        on_outcome: Callable[[RelayAnswer], Any],
         ready: Callable[[Outgoing], bool],
     ) -> None:
         while not self.stopping:

@@ -159,8 +159,8 @@ def send_due(site: Site, now: datetime, *, touched_at: datetime | None = None) -
                 passed_over.append(email)
                 why = str(exc)
                 continue
-            except NewsroomError as exc:
-                raise NewsroomError(
+            except smtp.RelayError as exc:
+                raise smtp.RelayError(
                     f"{exc}; {sent} of {len(people)} confirmation emails sent: send the rest "
                     "with `newsroom subscribers send-confirmations`"
                 ) from None

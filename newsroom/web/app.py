@@ -33,17 +33,17 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
 from newsroom import tokens
-from newsroom.errors import NewsroomError
-from newsroom.models import utcnow
+from newsroom.clock import Clock, utcnow
+from newsroom.errors import ConfigError
+from newsroom.mail.smtp import RelayError
 from newsroom.people import consent, lists, preferences, subscribers
 from newsroom.site import Site
 from newsroom.web import feeds
 from newsroom.web.archive import Archive, Published
 from newsroom.web.groupcommit import GroupCommit
-from newsroom.web.security import CSP, CSP_HEADER, FormGuard, RateLimiter, SecurityHeaders
+from newsroom.web.security import CSP, CSP_HEADER, ClientLimit, FormGuard, SecurityHeaders
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 T = TypeVar("T")
 TEMPLATES = Environment(
     loader=PackageLoader("newsroom", "templates"),
@@ -95,7 +95,7 @@ class Web:
         self.clock = clock
         self.pages = Pages(site)
         self.guard = FormGuard(site.config)
-        self.limiter = RateLimiter(site.config.text("web.subscribe_rate"))
+        self.limiter = ClientLimit(site.config.text("web.subscribe_rate"))
         self.style = stylesheet()
         self.archive = Archive(site, clock)
         # One-click unsubscribes arriving together share a transaction; on SQLite in the event
@@ -217,9 +217,10 @@ class Web:
                 user_agent=user_agent,
                 now=now,
             )
-        except NewsroomError as exc:
-            # The relay failed (the library let the address try again at once), or lists.toml
-            # changed since the check: the answer has gone, so the log is the one place to say.
+        except (RelayError, ConfigError, subscribers.InvalidInput) as exc:
+            # The relay failed or the DKIM key cannot be read (the library let the address try
+            # again at once), or lists.toml changed since the check: the answer has gone, so the
+            # log is the one place to say.
             log.warning("subscribe: not carried out: %s", exc)
 
     def _check_inbox(self) -> Response:
@@ -292,7 +293,7 @@ class Web:
             await self.write(subscribers.resend_confirmation, self.site, token, now=now)
         except tokens.TokenError:
             return self._invalid()
-        except NewsroomError as exc:
+        except (RelayError, ConfigError) as exc:  # the relay, or the DKIM key
             log.warning("confirm: new confirmation email not sent: %s", exc)
         return self._check_inbox()
 
@@ -365,7 +366,7 @@ class Web:
                 return await self._preferences_page(token, now, 400, error=str(exc))
             except tokens.TokenError:
                 raise
-            except NewsroomError as exc:
+            except (RelayError, ConfigError) as exc:  # the relay, or the DKIM key
                 log.warning("preferences: confirmation email not sent: %s", exc)
                 return await self._preferences_page(
                     token, now, notice="Saved, but the confirmation email could not be sent."

@@ -16,8 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsroom import tokens
 from newsroom.errors import ConfigError
-from newsroom.mail.ratelimit import UNITS
-from newsroom.settings import Config
+from newsroom.settings import Config, parse_rate
 
 # No inline script or style anywhere: pages load one stylesheet from the site itself.
 CSP = (
@@ -142,18 +141,17 @@ async def _too_large(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class RateLimiter:
+class ClientLimit:
     """At most N requests per window per client (a sliding window of times). Memory is bounded:
     past MAX_CLIENTS the client seen least recently is forgotten."""
 
     MAX_CLIENTS = 10_000
 
     def __init__(self, rate: str, where: str = "web.subscribe_rate") -> None:
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(second|minute|hour)\s*", rate)
-        if not match or int(match.group(1)) == 0:
+        parsed = parse_rate(rate)
+        if parsed is None:
             raise ConfigError(f"{where}: {rate!r} must look like 10/hour (a number above 0)")
-        self.limit = int(match.group(1))
-        self.window = UNITS[match.group(2)]
+        self.limit, self.window = parsed
         self.seen: OrderedDict[str, deque[float]] = OrderedDict()
 
     def allow(self, client: str, now: float) -> bool:
