@@ -144,3 +144,20 @@ def _canonical_part(part: str) -> bool:
         return base64_encode(base64_decode(part)).decode() == part
     except BadData:
         return False
+
+
+def links(
+    config: Config,
+    person: Mapping[str, Any],
+    *,
+    now: datetime,
+    leaving: Mapping[str, Any] | None = None,
+) -> tuple[str, str]:
+    """The unsubscribe and preferences links of one message to PERSON (`for_subscriber`): the
+    one place they are made, for a mailing's messages, `send --test` and `preview --as`.
+    LEAVING is what the unsubscribe link names besides the person (the lists it leaves, the
+    mailing: sending.py). Neither expires: a link in an old email must keep working (RFC 8058)."""
+    base = config.text("site.base_url").rstrip("/")
+    unsubscribe = make(config, "unsubscribe", {**person, **(leaving or {})}, now=now)
+    preferences = make(config, "preferences", dict(person), now=now)
+    return f"{base}/unsubscribe/{unsubscribe}", f"{base}/preferences/{preferences}"

@@ -11,21 +11,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from newsroom import database, segments, tokens
+from newsroom import database, segments
 from newsroom.cli.common import State, echo_json, json_option, pass_state
 from newsroom.compose import calendar, issues, preflight
 from newsroom.compose.personalise import personalise
-from newsroom.compose.rendering import Rendered, render, web_page
+from newsroom.compose.rendering import render, web_page
 from newsroom.database import transaction
-from newsroom.delivery import readiness
+from newsroom.delivery import outbox, readiness
 from newsroom.errors import NewsroomError, Problem, ProblemsError
-from newsroom.models import MailingList, Subscriber, SubscriberTag, Subscription
-from newsroom.models import SubscriptionStatus as Status
 from newsroom.people import lists, selection
 from newsroom.settings import CONFIG_FILE
 from newsroom.site import Site
@@ -266,7 +262,7 @@ def preview(state: State, path: Path, address: str | None, out: Path | None) -> 
     rendered = render(issue, site.config)
     out = out or site.root / "out" / "preview" / issue.slug
     out.mkdir(parents=True, exist_ok=True)
-    key, fields = _recipient(site, rendered, address, state.now())
+    key, fields = outbox.preview_for(site, rendered, address, state.now())
     variant = rendered.variants[key]
     files = {
         "email.html": personalise(variant.html, fields, html=True),
@@ -288,46 +284,3 @@ def preview(state: State, path: Path, address: str | None, out: Path | None) -> 
     click.echo(f"subject: {personalise(variant.subject, fields, html=False)} (variant {key})")
     for name in files:
         click.echo(str(out / name))
-
-
-def _recipient(
-    site: Site, rendered: Rendered, address: str | None, now: datetime
-) -> tuple[str, dict[str, str]]:
-    """The variant and merge fields for ADDRESS (a subscriber), or for nobody in particular."""
-    base = site.config.text("site.base_url").rstrip("/")
-    if address is None:
-        fields = {
-            "unsubscribe_url": f"{base}/unsubscribe/PREVIEW",
-            "preferences_url": f"{base}/preferences/PREVIEW",
-        }
-        return rendered.variant_for(lambda _: False), fields
-    with Session(site.engine) as session:
-        person = session.scalar(
-            select(Subscriber).where(Subscriber.email == address.strip().lower())
-        )
-        if person is None:
-            raise NewsroomError(f"{address} is not a subscriber: see `newsroom subscribers show`")
-        lists = set(
-            session.scalars(
-                select(MailingList.slug)
-                .join(Subscription, Subscription.list_id == MailingList.id)
-                .where(
-                    Subscription.subscriber_id == person.id, Subscription.status == Status.CONFIRMED
-                )
-            )
-        )
-        tags = set(
-            session.scalars(
-                select(SubscriberTag.tag).where(SubscriberTag.subscriber_id == person.id)
-            )
-        )
-        token = tokens.for_subscriber(person.id, person.email, person.token_key)
-        fields = {
-            "name": person.name,
-            "first_name": person.name.split()[0] if person.name.strip() else "",
-            "email": person.email,
-            "unsubscribe_url": f"{base}/unsubscribe/{tokens.make(site.config, 'unsubscribe', token, now=now)}",
-            "preferences_url": f"{base}/preferences/{tokens.make(site.config, 'preferences', token, now=now)}",
-        }
-    key = rendered.variant_for(lambda e: segments.matches(segments.parse(e), lists, tags))
-    return key, fields

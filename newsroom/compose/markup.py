@@ -21,6 +21,7 @@ import nh3
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from newsroom.compose.personalise import AUTHOR_FIELDS, FOOTER_FIELDS
 from newsroom.errors import Reporter
 
 T = TypeVar("T")
@@ -28,9 +29,6 @@ T = TypeVar("T")
 # Possessive runs, spaces stripped afterwards (`field_parts`): lazy runs beside \s* are quadratic
 # in a long run of spaces after "{{".
 FIELD = re.compile(r"\{\{([^{}|]*+)(?:\|([^{}]*+))?\}\}")
-# The merge fields a volunteer may use, with what the public variant (web, feeds) says instead.
-FIELDS = {"first_name": "friend", "name": "friend", "email": ""}
-RESERVED = ("unsubscribe_url", "preferences_url")  # filled by the sender for the footer
 # mjml-python writes the sentinels in attribute values (the footer's href) as \u{e000}.
 # In text a sentinel is padded (\ue002) to about the width of a name, so lines wrap near 72.
 SENTINEL = re.compile(r"(?:\ue000|\\u\{e000\})(\d+)\ue002*(?:\ue001|\\u\{e001\})")
@@ -70,14 +68,14 @@ def sanitise(html: str) -> str:
 
 
 def field_problem(name: str) -> str | None:
-    if name in FIELDS:
+    if name in AUTHOR_FIELDS:
         return None
-    if name in RESERVED:
+    if name in FOOTER_FIELDS:
         return (
             f"{{{{{name}}}}} is filled in by newsroom for the footer: it cannot be used in an issue"
         )
     return (
-        f"unknown merge field {{{{{name}}}}}: use one of {', '.join(FIELDS)}"
+        f"unknown merge field {{{{{name}}}}}: use one of {', '.join(AUTHOR_FIELDS)}"
         " (with a fallback if you like: {{first_name|friend}})"
     )
 
@@ -461,6 +459,6 @@ def fill_public(text: str) -> str:
 
     def fallback(match: re.Match[str]) -> str:
         name, value = field_parts(match)
-        return value if value is not None else FIELDS.get(name, "")
+        return value if value is not None else AUTHOR_FIELDS.get(name, "")
 
     return FIELD.sub(fallback, text)

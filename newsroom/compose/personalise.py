@@ -2,6 +2,10 @@
 
     personalise(variant.html, {"first_name": "Ann", "unsubscribe_url": url}, html=True)
 
+This module is the one vocabulary of merge fields (`FIELDS`): markup.py checks an author's fields
+against it, rendering.py and the web page say their public fallbacks, messages.py splices them
+into encoded messages, and `values` fills them for one recipient, whoever sends or previews.
+
 Placeholders are `{{name}}` or `{{name|fallback}}` for the fields in `FIELDS`; a missing or empty
 value takes the fallback (already escaped for the part it sits in). Values are HTML-escaped in the
 HTML part and never scanned again, so a name such as `<script>` or `{{email}}` is shown as typed,
@@ -15,9 +19,25 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-FIELDS = ("first_name", "name", "email", "unsubscribe_url", "preferences_url")
+# The merge fields a volunteer may use, with what the public variant (web, feeds) says instead.
+AUTHOR_FIELDS = {"first_name": "friend", "name": "friend", "email": ""}
+# The footer's, filled by the sender for each recipient; not for authors.
+FOOTER_FIELDS = ("unsubscribe_url", "preferences_url")
+FIELDS = (*AUTHOR_FIELDS, *FOOTER_FIELDS)
 PLACEHOLDER = re.compile(r"\{\{(" + "|".join(FIELDS) + r")(?:\|([^{}]*))?\}\}")
 _CACHE_LIMIT = 64
+
+
+def values(email: str, name: str, unsubscribe_url: str, preferences_url: str) -> dict[str, str]:
+    """Every merge field's value for one recipient: the one filling, for the messages a mailing
+    sends, `send --test` and `preview --as` alike."""
+    return {
+        "first_name": name.split()[0] if name.strip() else "",
+        "name": name,
+        "email": email,
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+    }
 
 
 @dataclass(frozen=True)

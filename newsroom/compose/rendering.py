@@ -27,7 +27,7 @@ import css_inline
 import jinja2
 import mjml
 
-from newsroom.compose import blocks, calendar, markup, plaintext
+from newsroom.compose import blocks, calendar, markup, personalise, plaintext
 from newsroom.compose.issues import Block, Issue, Markdown, Node
 from newsroom.compose.personalise import placeholder
 from newsroom.settings import Config
@@ -170,7 +170,7 @@ def _finish(text: str, fields: markup.FieldTable, public: bool, html: bool) -> s
     def swap(match: re.Match[str]) -> str:
         name, fallback = fields.fields[int(match.group(1))]
         if public:
-            value = fallback if fallback is not None else markup.FIELDS.get(name, "")
+            value = fallback if fallback is not None else personalise.AUTHOR_FIELDS.get(name, "")
             return htmllib.escape(value) if html else value
         if fallback is not None and html:
             fallback = htmllib.escape(fallback)

@@ -17,9 +17,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from newsroom import tokens
-from newsroom.compose import issues, rendering
+from newsroom import segments, tokens
+from newsroom.compose import issues, personalise, rendering
 from newsroom.compose.preflight import unknown_lists
+from newsroom.compose.rendering import Rendered
 from newsroom.database import transaction
 from newsroom.delivery import audience, mailings, readiness
 from newsroom.delivery.mailings import AlreadyHad, Content, Member
@@ -30,7 +31,7 @@ from newsroom.mail.messages import DateHeader, Recipient, new_message_id, parse_
 from newsroom.mail.ratelimit import RateLimiter, domain_rates, per_second
 from newsroom.mail.smtp import SENT, UNSENDABLE, Outgoing, Pool, relay_name
 from newsroom.models import Mailing, MailingStatus
-from newsroom.people import lists, selection
+from newsroom.people import lists, selection, subscribers
 from newsroom.site import Site
 
 
@@ -173,6 +174,32 @@ def create(
     )
 
 
+def preview_for(
+    site: Site, rendered: Rendered, address: str | None, now: datetime
+) -> tuple[str, dict[str, str]]:
+    """The variant and merge fields of ADDRESS's message (`newsroom preview --as`), with the
+    links their message would carry; for nobody in particular (None), the variant without any
+    `only` block and links that lead nowhere."""
+    if address is None:
+        base = site.config.text("site.base_url").rstrip("/")
+        fields = {
+            "unsubscribe_url": f"{base}/unsubscribe/PREVIEW",
+            "preferences_url": f"{base}/preferences/PREVIEW",
+        }
+        return rendered.variant_for(lambda _: False), fields
+    with transaction(site.engine) as session:
+        found = subscribers.profile(session, address)
+    person = found.subscriber
+    named = tokens.for_subscriber(person.id, person.email, person.token_key)
+    fields = personalise.values(
+        person.email, person.name, *tokens.links(site.config, named, now=now)
+    )
+    key = rendered.variant_for(
+        lambda only: segments.matches(segments.parse(only), found.lists, found.tags)
+    )
+    return key, fields
+
+
 def send_test(site: Site, planned: Plan, address: str, expression: str, now: datetime) -> str:
     """One copy of the issue to ADDRESS with `[TEST]` before the subject; returns the answer."""
     config = site.config
@@ -180,14 +207,8 @@ def send_test(site: Site, planned: Plan, address: str, expression: str, now: dat
     content = planned.variants[key]
     content = Content(f"[TEST] {content.subject}", content.html, content.text)
     template = templates(config, expression or planned.default_to, {key: content})[key]
-    base = config.text("site.base_url").rstrip("/")
     person = tokens.for_subscriber(0, address, "")  # names no subscriber: the links do nothing
-    recipient = Recipient(
-        address,
-        "",
-        f"{base}/unsubscribe/{tokens.make(config, 'unsubscribe', person, now=now)}",
-        f"{base}/preferences/{tokens.make(config, 'preferences', person, now=now)}",
-    )
+    recipient = Recipient(address, "", *tokens.links(config, person, now=now))
     data = template.build(
         recipient, new_message_id(template.message_id_domain), DateHeader().date()
     )

@@ -262,7 +262,6 @@ class _Job:
         self.deadline = mailing.created_at + timedelta(
             hours=self.config.number("sending.retry_hours")
         )
-        self.base_url = self.config.text("site.base_url").rstrip("/")
         with transaction(sender.engine) as session:
             list_ids = selection.unsubscribe_lists(session, mailing.expression)
         # What the unsubscribe link names besides the person: the lists it leaves (none: every
@@ -348,15 +347,10 @@ class _Job:
     def _outgoing(self, claimed: Claimed, named: mailings.Named) -> Outgoing:
         now = self.sender.clock()
         person = tokens.for_subscriber(claimed.subscriber_id or 0, claimed.email, named.token_key)
-        unsubscribe = {**person, **self.leaving}
+        unsubscribe, preferences = tokens.links(self.config, person, now=now, leaving=self.leaving)
         envelope = verp.envelope_sender(self.config, claimed.id)
-        recipient = Recipient(
-            claimed.email,
-            named.name,
-            f"{self.base_url}/unsubscribe/{tokens.make(self.config, 'unsubscribe', unsubscribe, now=now)}",
-            f"{self.base_url}/preferences/{tokens.make(self.config, 'preferences', person, now=now)}",
-            f"{envelope}?subject={verp.UNSUBSCRIBE_SUBJECT}",
-        )
+        mailto = f"{envelope}?subject={verp.UNSUBSCRIBE_SUBJECT}"
+        recipient = Recipient(claimed.email, named.name, unsubscribe, preferences, mailto)
         template = self.templates[claimed.variant_key]
         data = template.build(
             recipient, new_message_id(template.message_id_domain), self.sender.dates.date()

@@ -239,14 +239,7 @@ class Recipient:
     unsubscribe_mailto: str = ""  # RFC 2369 mailto (without "mailto:"), e.g. the VERP address
 
     def fields(self) -> dict[str, str]:
-        first = self.name.split()[0] if self.name.strip() else ""
-        return {
-            "first_name": first,
-            "name": self.name,
-            "email": self.email,
-            "unsubscribe_url": self.unsubscribe_url,
-            "preferences_url": self.preferences_url,
-        }
+        return personalise.values(self.email, self.name, self.unsubscribe_url, self.preferences_url)
 
 
 @dataclass

@@ -134,6 +134,30 @@ def require(session: Session, raw_email: str) -> Subscriber:
     return person
 
 
+@dataclass(frozen=True)
+class Profile:
+    """A subscriber as their messages see them: who, the lists they are confirmed on, their
+    tags (what a segment expression or an `only` block asks of them)."""
+
+    subscriber: Subscriber
+    lists: set[str]
+    tags: set[str]
+
+
+def profile(session: Session, address: str) -> Profile:
+    """The subscriber with ADDRESS (raises NewsroomError when there is none)."""
+    person = get(session, address.strip().lower())
+    if person is None:
+        raise NewsroomError(f"{address} is not a subscriber: see `newsroom subscribers show`")
+    confirmed = (
+        select(MailingList.slug)
+        .join(Subscription, Subscription.list_id == MailingList.id)
+        .where(Subscription.subscriber_id == person.id, Subscription.status == Status.CONFIRMED)
+    )
+    tagged = select(SubscriberTag.tag).where(SubscriberTag.subscriber_id == person.id)
+    return Profile(person, set(session.scalars(confirmed)), set(session.scalars(tagged)))
+
+
 @dataclass
 class AddReport:
     email: str
