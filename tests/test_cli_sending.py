@@ -686,7 +686,7 @@ def interrupt_at(site_dir: Path, delay: float, *args: str) -> tuple[int, list[st
         def read(stream: IO[str]) -> None:
             for line in stream:
                 lines.append(line.rstrip("\n"))
-                if line.rstrip().endswith("| newsroom.console"):
+                if line.rstrip().endswith("| newsroom.cli.console"):
                     started.set()
 
         reader = threading.Thread(target=read, args=(process.stderr,), daemon=True)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +19,9 @@ from rich.progress import (
 )
 
 from newsroom.cli.common import Group, State, confirm, echo_json, json_option, pass_state
-from newsroom.delivery import journal, mailings, outbox, readiness, reputation
-from newsroom.delivery.processes import Helpers
-from newsroom.delivery.senders import SenderLock
-from newsroom.delivery.sending import Sender, SenderReport
+from newsroom.delivery import dispatch, mailings, outbox, readiness, reputation
 from newsroom.errors import NewsroomError
-from newsroom.mail.messages import parse_sender
-from newsroom.mail.smtp import Pool
 from newsroom.models import DeliveryStatus, MailingStatus
-from newsroom.people import lists
 from newsroom.site import Site
 
 D = DeliveryStatus
@@ -76,51 +68,37 @@ def send(
     if resume_id is not None:
         if issue or expression or dry_run or test_address or again:
             raise NewsroomError("--resume ID takes no ISSUE, --to, --dry-run, --test or --again")
-        _run(site, resume_id, state.now(), resend_uncertain=resend_uncertain, resuming=True)
+        with _Shown() as shown:
+            outcome = dispatch.resume(
+                site, resume_id, now=state.now(), resend_uncertain=resend_uncertain, watch=shown
+            )
+        _say(outcome)
         return
     if not issue:
         raise NewsroomError("give an ISSUE to send (or --resume ID)")
-    planned = outbox.plan(site, issue)
-    lists.sync(site, state.now())  # lists.toml is the truth about which lists exist
-    target = expression or planned.default_to
-    if not target:
-        raise NewsroomError(f"{planned.path.name}: no `to:` in the issue; say who with --to EXPR")
-    outbox.preflight(site, target)
-    outbox.check_history(site, planned)
+    prepared = dispatch.prepare(site, issue, expression, state.now())
+    planned, target = prepared.planned, prepared.target
     if dry_run:
         _dry_run(site, planned, target, again)
         return
-    relay = outbox.check_relay(site, mailing=not test_address)
     if test_address:
+        outbox.check_relay(site, mailing=False)
         answer = outbox.send_test(site, planned, test_address, target, state.now())
         click.echo(f"sent a [TEST] copy of {planned.slug} to {test_address} ({answer})")
         return
-    from newsroom.delivery import audience
-
-    total, had, sentence = audience.size(site.engine, target, planned.slug)
-    going = total if again else total - had
-    if going == 0:
-        raise NewsroomError(
-            f"nobody to send to: {target!r} selects {total} subscriber(s)"
-            + (f"; {sentence}" if had else "")
-        )
-    if had and not again:
-        click.echo(sentence)
-    sender = parse_sender(site.config.text("site.sender"))[1]
+    proposal = dispatch.propose(site, prepared, again=again)
+    if proposal.had:
+        click.echo(proposal.had)
     question = (
-        f"Send {planned.title!r} to {target!r}: {going} recipient(s), from {sender} "
-        f"through {relay}?"
+        f"Send {planned.title!r} to {target!r}: {proposal.going} recipient(s), from "
+        f"{proposal.sender} through {proposal.relay}?"
     )
     if not yes and not confirm(question):
         click.echo("Nothing sent.")  # the person chose so: not an error, status 0
         return
-    lock = SenderLock(site.engine).acquire()  # before creating: a second sender stops here
-    try:
-        created = outbox.create(site, planned, target, again=again, now=state.now())
-        click.echo(f"mailing {created.mailing_id}: {created.count} deliveries frozen")
-        _run(site, created.mailing_id, state.now(), lock=lock)
-    finally:
-        lock.release()
+    with _Shown() as shown:
+        outcome = dispatch.send(site, proposal, again=again, now=state.now(), watch=shown)
+    _say(outcome)
 
 
 def _dry_run(site: Site, planned: outbox.Plan, target: str, again: bool) -> None:
@@ -138,85 +116,50 @@ def _dry_run(site: Site, planned: outbox.Plan, target: str, again: bool) -> None
     click.echo(f"dry run: {planned.slug} to {target!r}: {summary}; nothing sent", err=True)
 
 
-def _run(
-    site: Site,
-    mailing_id: int,
-    now: datetime,
-    *,
-    lock: SenderLock | None = None,
-    resend_uncertain: bool = False,
-    resuming: bool = False,
-) -> None:
-    held = lock or SenderLock(site.engine).acquire()
-    try:
-        mailing = mailings.get(site.engine, mailing_id)
-        if resuming:
-            if mailing.status == MailingStatus.CANCELLED:
-                raise NewsroomError(f"mailing {mailing_id} was cancelled; it cannot be resumed")
-            outbox.check_relay(site)
-            if resend_uncertain:
-                # Only those handed to the relay without an answer are uncertain (journal.py).
-                mailings.reconcile(site.engine, mailing_id, held, journal.folder(site.root), now)
-                n = mailings.resend_uncertain(site.engine, mailing_id, held)
-                click.echo(f"{n} uncertain deliveries will be sent again")
-            mailings.resume(site.engine, mailing_id)
-        report = _send_with_progress(site, mailing_id, held)
-    finally:
-        if lock is None:
-            held.release()
-    _say(report, mailings.counts(site.engine, mailing_id))
+class _Shown(dispatch.Quiet):
+    """A run as a volunteer sees it: a progress bar on a terminal (on stderr), and a line for
+    each thing that happens along the way."""
 
-
-def _send_with_progress(site: Site, mailing_id: int, lock: SenderLock) -> SenderReport:
-    to_do = mailings.counts(site.engine, mailing_id).to_do
-    helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
-    console = Console(stderr=True)
-    columns = (
+    COLUMNS = (
         TextColumn("sending"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:.0f}/s"),
         TimeRemainingColumn(),
     )
-    started = time.monotonic()
-    own = 0
-    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
-        task = progress.add_task("send", total=to_do, rate=0.0)
 
-        def show(_result: object = None) -> None:
-            nonlocal own
-            own += _result is not None
-            done = own + helpers.count()
-            rate = done / max(time.monotonic() - started, 1e-6)
-            progress.update(task, completed=done, rate=rate)
+    progress: Progress | None = None
 
-        async def go() -> SenderReport:
-            sender = Sender(site, lock, on_result=show)
-            sender.share(helpers.senders)
-            loop = asyncio.get_running_loop()
+    def __enter__(self) -> _Shown:
+        return self
 
-            def stop() -> None:
-                sender.stop()
-                helpers.stop()
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
 
-            loop.add_signal_handler(signal.SIGINT, stop)
-            loop.add_signal_handler(signal.SIGTERM, stop)
-            try:
-                return await sender.run(mailing_id)
-            finally:
-                await sender.close()
-                loop.remove_signal_handler(signal.SIGINT)
-                loop.remove_signal_handler(signal.SIGTERM)
+    def frozen(self, mailing_id: int, count: int) -> None:
+        click.echo(f"mailing {mailing_id}: {count} deliveries frozen")
 
-        report = helpers.finish(asyncio.run(go()), waiting=show)
-    if report.interrupted:
-        mailings.pause(site.engine, mailing_id, "paused with Ctrl-C")
-    return report
+    def resending(self, count: int) -> None:
+        click.echo(f"{count} uncertain deliveries will be sent again")
+
+    def started(self, to_do: int) -> None:
+        console = Console(stderr=True)
+        self.progress = Progress(*self.COLUMNS, console=console, disable=not console.is_terminal)
+        self.progress.__enter__()
+        self.task = self.progress.add_task("send", total=to_do, rate=0.0)
+        self.began = time.monotonic()
+
+    def progressed(self, done: int) -> None:
+        if self.progress is not None:
+            rate = done / max(time.monotonic() - self.began, 1e-6)
+            self.progress.update(self.task, completed=done, rate=rate)
 
 
-def _say(report: SenderReport, counts: mailings.Counts) -> None:
+def _say(outcome: dispatch.Outcome) -> None:
     """The outcome of a run, its tally the mailing's deliveries as the database holds them: the
     same counts as `newsroom mailings show`, whichever sender or run did the work."""
+    report, counts = outcome.report, outcome.counts
     m = report.mailing_id
     tally = ", ".join(f"{counts[s]} {s}" for s in (D.SENT, D.FAILED, D.DEFERRED, D.SKIPPED))
     if report.interrupted:
@@ -400,90 +343,24 @@ def worker(state: State, once: bool, poll: float) -> None:
     Example:
       NEWSROOM_DATABASE_URL=postgresql+psycopg://newsroom@db/newsroom newsroom worker
     """
-    site = state.site
-    with SenderLock(site.engine) as lock:
-        click.echo(f"worker {lock.name} started (Ctrl-C to stop)", err=True)
-        sent = asyncio.run(_work(site, lock, once, poll))
+    sent = dispatch.work(state.site, once=once, poll=poll, watch=_WorkerShown())
     click.echo(f"worker stopped: {sent} sent")
 
 
-async def _work(site: Site, lock: SenderLock, once: bool, poll: float) -> int:
-    sender = Sender(site, lock, wait_for_retries=False)
-    helping: list[Helpers] = []  # the helper processes of the mailing under way, if any
+class _WorkerShown(dispatch.Quiet):
+    """A worker's lines on stderr: what it holds, the relay down and back, a mailing paused."""
 
-    def stop() -> None:
-        sender.stop()
-        for helpers in helping:
-            helpers.stop()
+    def worker_started(self, name: str) -> None:
+        click.echo(f"worker {name} started (Ctrl-C to stop)", err=True)
 
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, stop)
-    loop.add_signal_handler(signal.SIGTERM, stop)
-    relay = _Relay(site, once, poll)
-    total = 0
-    try:
-        while not sender.stopping:
-            busy = False
-            under_way = mailings.under_way(site.engine)
-            if under_way and await relay.up():
-                for mailing_id in under_way:
-                    if sender.stopping:
-                        break
-                    report = await _work_on(site, lock, sender, mailing_id, helping)
-                    total += report.sent
-                    busy = busy or report.sent + report.failed + report.deferred > 0
-            if once and not busy:
-                break
-            if not busy:
-                await sender._sleep(poll)
-    finally:
-        await sender.close()
-    return total
+    def relay_down(self, reason: str, poll: float) -> None:
+        click.echo(f"worker: {reason}; trying again every {poll:g} s", err=True)
 
+    def relay_up(self) -> None:
+        click.echo("worker: the relay answers again", err=True)
 
-async def _work_on(
-    site: Site, lock: SenderLock, sender: Sender, mailing_id: int, helping: list[Helpers]
-) -> SenderReport:
-    to_do = mailings.counts(site.engine, mailing_id).to_do
-    helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
-    helping[:] = [helpers]
-    sender.share(helpers.senders)
-    report = await sender.run(mailing_id)
-    report = await asyncio.to_thread(helpers.finish, report)  # the loop hears signals
-    helping.clear()
-    if report.paused and not report.interrupted:
-        click.echo(f"mailing {mailing_id} paused: {report.paused}", err=True)
-    return report
-
-
-class _Relay:
-    """Whether the relay answers before a worker claims anything: while it is down the worker
-    waits (saying so once) instead of deferring every delivery and pausing the mailing."""
-
-    def __init__(self, site: Site, once: bool, poll: float) -> None:
-        self.site, self.once, self.poll = site, once, poll
-        self.down = False
-
-    async def up(self) -> bool:
-        pool = Pool(self.site.config, connections=1)
-        try:
-            greeting = await pool.check()
-        except NewsroomError as exc:
-            if self.once:
-                raise
-            if not self.down:
-                click.echo(f"worker: {exc}; trying again every {self.poll:g} s", err=True)
-            self.down = True
-            return False
-        finally:
-            await pool.close()
-        if self.down:
-            click.echo("worker: the relay answers again", err=True)
-        self.down = False
-        # A mailing is waiting: never with placeholder settings through a real relay. The
-        # settings are read once, so waiting would not help: stop, saying what to set.
-        readiness.check_relay(self.site.config, greeting)
-        return True
+    def paused(self, mailing_id: int, reason: str) -> None:
+        click.echo(f"mailing {mailing_id} paused: {reason}", err=True)
 
 
 @click.command(name="dev-smtp")

@@ -126,12 +126,20 @@ def create(
                 session.execute(insert(deliveries), rows)
             count += len(rows)
         if count == 0:
-            raise NewsroomError(
-                f"nobody to send to: {had.sentence(session)}"
-                if had.count
-                else f"nobody to send to: {expression!r} matches no confirmed subscriber"
-            )
+            sentence = had.sentence(session) if had.count else ""
+            raise NewsroomError(nobody_to_send_to(expression, sentence))
         return Created(mailing.id, count, had.count)
+
+
+def nobody_to_send_to(expression: str, had: str, selected: int | None = None) -> str:
+    """The words for a mailing with nobody to send to, asked before it is made (SELECTED: how
+    many the expression selects) or found when its recipients are frozen; HAD says who
+    already had the issue (`AlreadyHad.sentence`), if anybody did."""
+    if selected is not None:
+        said = f"{expression!r} selects {selected} subscriber(s)"
+    else:
+        said = "" if had else f"{expression!r} matches no confirmed subscriber"
+    return "nobody to send to: " + "; ".join(part for part in (said, had) if part)
 
 
 @dataclass
@@ -538,10 +546,14 @@ def pause(engine: Engine, mailing_id: int, reason: str) -> bool:
     )
 
 
-def resume(engine: Engine, mailing_id: int) -> None:
-    mailing = get(engine, mailing_id)
-    if mailing.status == MailingStatus.CANCELLED:
+def check_resumable(engine: Engine, mailing_id: int) -> None:
+    """Raise NewsroomError unless MAILING_ID exists and was not cancelled."""
+    if get(engine, mailing_id).status == MailingStatus.CANCELLED:
         raise NewsroomError(f"mailing {mailing_id} was cancelled; it cannot be resumed")
+
+
+def resume(engine: Engine, mailing_id: int) -> None:
+    check_resumable(engine, mailing_id)
     set_status(engine, mailing_id, MailingStatus.SENDING)
 
 

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from newsroom.delivery.senders import SenderLock
-from newsroom.delivery.sending import Sender, SenderReport
+from newsroom.delivery.sending import Sender, SenderReport, drive
 from newsroom.site import Site
 
 PR_SET_PDEATHSIG = 1
@@ -56,13 +56,7 @@ def _helper(
     async def go() -> SenderReport:
         sender = Sender(site, lock, on_result=counted)
         sender.share(senders)
-        loop = asyncio.get_running_loop()
-        for number in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(number, sender.stop)
-        try:
-            return await sender.run(mailing_id)
-        finally:
-            await sender.close()
+        return await drive(sender, mailing_id)
 
     try:
         out.send(asyncio.run(go()))

@@ -23,7 +23,8 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Callable, Iterator
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import formataddr
@@ -230,16 +231,49 @@ class Sender:
         if not self.wait_for_retries or report.next_retry is None:
             return counts[D.PENDING] > 0
         wait = (report.next_retry - self.clock()).total_seconds()
-        await self._sleep(min(max(wait, 0.05), 30.0))
+        await self.sleep(min(max(wait, 0.05), 30.0))
         return True
 
-    async def _sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> None:
         """Wait SECONDS, or less if stop() is called."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), seconds)
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.asynccontextmanager
+async def running(sender: Sender, also: Callable[[], None] = lambda: None) -> AsyncIterator[Sender]:
+    """SENDER at work, then closed: until then SIGINT and SIGTERM stop it (and call ALSO: the
+    helpers it started), so that the messages in flight are finished and nothing more is
+    claimed. The one way a sender is started and stopped, by `newsroom send`, the worker and
+    each helper process alike."""
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        sender.stop()
+        also()
+
+    for number in STOPPING_SIGNALS:
+        loop.add_signal_handler(number, stop)
+    try:
+        yield sender
+    finally:
+        await sender.close()
+        for number in STOPPING_SIGNALS:
+            loop.remove_signal_handler(number)
+
+
+async def drive(
+    sender: Sender, mailing_id: int, also: Callable[[], None] = lambda: None
+) -> SenderReport:
+    """SENDER's run on MAILING_ID (see `running`)."""
+    async with running(sender, also):
+        return await sender.run(mailing_id)
 
 
 class _Job:

@@ -1,0 +1,268 @@
+"""Sending as use cases, one library call each: `newsroom send` (`prepare`, `propose`, `send`),
+`send --resume` (`resume`) and `newsroom worker` (`work`), for the CLI, the demo and tests alike.
+
+The rules live here and below; whoever calls gets what happened as values and as events on a
+`Watch` (progress, a frozen mailing, the relay down or back), and words them itself. Ctrl-C or
+SIGTERM finishes the messages in flight and pauses (sending.running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from newsroom.delivery import audience, journal, mailings, outbox, readiness
+from newsroom.delivery.processes import Helpers
+from newsroom.delivery.senders import SenderLock
+from newsroom.delivery.sending import Sender, SenderReport, drive, running
+from newsroom.errors import NewsroomError
+from newsroom.mail.messages import parse_sender
+from newsroom.mail.smtp import Pool, RelayError
+from newsroom.people import lists
+from newsroom.site import Site
+
+INTERRUPTED = "paused with Ctrl-C"
+
+
+class Watch(Protocol):
+    """What a run tells whoever started it, as it happens."""
+
+    def frozen(self, mailing_id: int, count: int) -> None:
+        """The mailing exists, its COUNT deliveries frozen."""
+
+    def resending(self, count: int) -> None:
+        """COUNT uncertain deliveries go again (`--resend-uncertain`)."""
+
+    def started(self, to_do: int) -> None:
+        """Sending begins, with TO_DO deliveries left."""
+
+    def progressed(self, done: int) -> None:
+        """DONE deliveries settled so far, by this sender and its helpers."""
+
+    def worker_started(self, name: str) -> None:
+        """A worker holds the sender lock NAME."""
+
+    def relay_down(self, reason: str, poll: float) -> None:
+        """The relay does not answer; the worker looks again every POLL seconds."""
+
+    def relay_up(self) -> None:
+        """The relay answers again."""
+
+    def paused(self, mailing_id: int, reason: str) -> None:
+        """A mailing the worker was sending paused itself (not by Ctrl-C)."""
+
+
+class Quiet:
+    """A Watch that shows nothing."""
+
+    def frozen(self, mailing_id: int, count: int) -> None:
+        pass
+
+    def resending(self, count: int) -> None:
+        pass
+
+    def started(self, to_do: int) -> None:
+        pass
+
+    def progressed(self, done: int) -> None:
+        pass
+
+    def worker_started(self, name: str) -> None:
+        pass
+
+    def relay_down(self, reason: str, poll: float) -> None:
+        pass
+
+    def relay_up(self) -> None:
+        pass
+
+    def paused(self, mailing_id: int, reason: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An issue rendered and checked for sending to TARGET (the expression)."""
+
+    planned: outbox.Plan
+    target: str
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a real send would do, for the question asked before it."""
+
+    prepared: Prepared
+    going: int  # recipients
+    had: str  # who already had the issue and is left out (empty: nobody, or --again)
+    sender: str  # the From address
+    relay: str  # the relay's name, "(newsroom dev-smtp)" after it when it is that
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run did (the sender's report) and the mailing's deliveries as the database holds
+    them, whichever sender or run did the work."""
+
+    report: SenderReport
+    counts: mailings.Counts
+
+
+def prepare(site: Site, issue: str, expression: str | None, now: datetime) -> Prepared:
+    """ISSUE rendered, the lists in step with lists.toml, and every preflight check passed for
+    sending it to EXPRESSION (default: its `to:`); raises NewsroomError saying what to fix."""
+    planned = outbox.plan(site, issue)
+    lists.sync(site, now)  # lists.toml is the truth about which lists exist
+    target = expression or planned.default_to
+    if not target:
+        raise NewsroomError(f"{planned.path.name}: no `to:` in the issue; say who with --to EXPR")
+    outbox.preflight(site, target)
+    outbox.check_history(site, planned)
+    return Prepared(planned, target)
+
+
+def propose(site: Site, prepared: Prepared, *, again: bool) -> Proposal:
+    """Check the relay takes a real mailing and count who it goes to (raises when nobody)."""
+    relay = outbox.check_relay(site, mailing=True)
+    target, slug = prepared.target, prepared.planned.slug
+    total, had, sentence = audience.size(site.engine, target, slug)
+    going = total if again else total - had
+    if going == 0:
+        raise NewsroomError(mailings.nobody_to_send_to(target, sentence, selected=total))
+    sender = parse_sender(site.config.text("site.sender"))[1]
+    return Proposal(prepared, going, "" if again else sentence, sender, relay)
+
+
+def send(site: Site, proposal: Proposal, *, again: bool, now: datetime, watch: Watch) -> Outcome:
+    """Freeze the mailing and send it, with helper processes when it is big."""
+    with SenderLock(site.engine) as lock:  # before creating: a second sender stops here
+        prepared = proposal.prepared
+        created = outbox.create(site, prepared.planned, prepared.target, again=again, now=now)
+        watch.frozen(created.mailing_id, created.count)
+        return _run(site, lock, created.mailing_id, watch)
+
+
+def resume(
+    site: Site, mailing_id: int, *, now: datetime, resend_uncertain: bool, watch: Watch
+) -> Outcome:
+    """Carry on MAILING_ID; with RESEND_UNCERTAIN, send again what was in flight when a sender
+    stopped (only those handed to the relay without an answer: journal.py)."""
+    with SenderLock(site.engine) as lock:
+        mailings.check_resumable(site.engine, mailing_id)
+        outbox.check_relay(site)
+        if resend_uncertain:
+            mailings.reconcile(site.engine, mailing_id, lock, journal.folder(site.root), now)
+            watch.resending(mailings.resend_uncertain(site.engine, mailing_id, lock))
+        mailings.resume(site.engine, mailing_id)
+        return _run(site, lock, mailing_id, watch)
+
+
+def _run(site: Site, lock: SenderLock, mailing_id: int, watch: Watch) -> Outcome:
+    to_do = mailings.counts(site.engine, mailing_id).to_do
+    helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
+    watch.started(to_do)
+    own = 0
+
+    def settled(_result: object) -> None:
+        nonlocal own
+        own += 1
+        watch.progressed(own + helpers.count())
+
+    async def go() -> SenderReport:
+        sender = Sender(site, lock, on_result=settled)
+        sender.share(helpers.senders)
+        return await drive(sender, mailing_id, also=helpers.stop)
+
+    waiting = lambda: watch.progressed(own + helpers.count())  # noqa: E731
+    report = helpers.finish(asyncio.run(go()), waiting=waiting)
+    if report.interrupted:
+        mailings.pause(site.engine, mailing_id, INTERRUPTED)
+    return Outcome(report, mailings.counts(site.engine, mailing_id))
+
+
+def work(site: Site, *, once: bool, poll: float, watch: Watch) -> int:
+    """`newsroom worker`: send every mailing under way, as one of any number of workers, until
+    stopped (or, ONCE, until nothing is due); returns how many messages it sent."""
+    with SenderLock(site.engine) as lock:
+        watch.worker_started(lock.name)
+        return asyncio.run(_work(site, lock, once, poll, watch))
+
+
+async def _work(site: Site, lock: SenderLock, once: bool, poll: float, watch: Watch) -> int:
+    sender = Sender(site, lock, wait_for_retries=False)
+    helping: list[Helpers] = []  # the helper processes of the mailing under way, if any
+    relay = _Relay(site, once, poll, watch)
+    total = 0
+
+    def stop_helpers() -> None:
+        for helpers in helping:
+            helpers.stop()
+
+    async with running(sender, also=stop_helpers):
+        while not sender.stopping:
+            busy = False
+            under_way = mailings.under_way(site.engine)
+            if under_way and await relay.up():
+                for mailing_id in under_way:
+                    if sender.stopping:
+                        break
+                    report = await _work_on(site, lock, sender, mailing_id, helping, watch)
+                    total += report.sent
+                    busy = busy or report.sent + report.failed + report.deferred > 0
+            if once and not busy:
+                break
+            if not busy:
+                await sender.sleep(poll)
+    return total
+
+
+async def _work_on(
+    site: Site,
+    lock: SenderLock,
+    sender: Sender,
+    mailing_id: int,
+    helping: list[Helpers],
+    watch: Watch,
+) -> SenderReport:
+    to_do = mailings.counts(site.engine, mailing_id).to_do
+    helpers = Helpers(site, lock, mailing_id, Helpers.wanted(site, to_do)).start()
+    helping[:] = [helpers]
+    sender.share(helpers.senders)
+    report = await sender.run(mailing_id)
+    report = await asyncio.to_thread(helpers.finish, report)  # the loop hears signals
+    helping.clear()
+    if report.paused and not report.interrupted:
+        watch.paused(mailing_id, report.paused)
+    return report
+
+
+class _Relay:
+    """Whether the relay answers before a worker claims anything: while it is down the worker
+    waits (saying so once) instead of deferring every delivery and pausing the mailing."""
+
+    def __init__(self, site: Site, once: bool, poll: float, watch: Watch) -> None:
+        self.site, self.once, self.poll, self.watch = site, once, poll, watch
+        self.down = False
+
+    async def up(self) -> bool:
+        pool = Pool(self.site.config, connections=1)
+        try:
+            greeting = await pool.check()
+        except RelayError as exc:
+            if self.once:
+                raise
+            if not self.down:
+                self.watch.relay_down(str(exc), self.poll)
+            self.down = True
+            return False
+        finally:
+            await pool.close()
+        if self.down:
+            self.watch.relay_up()
+        self.down = False
+        # A mailing is waiting: never with placeholder settings through a real relay. The
+        # settings are read once, so waiting would not help: stop, saying what to set.
+        readiness.check_relay(self.site.config, greeting)
+        return True
