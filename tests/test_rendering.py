@@ -241,3 +241,17 @@ def test_web_page_is_accessible(site: Site) -> None:
     assert ":focus" in page
     assert "Dear friend," in page and "For secretaries only" not in page
     assert "— Diane Abbott MP, 16 December 2020" in page
+
+
+def test_every_block_type_has_its_renderings() -> None:
+    """One table drives a block's email, text and web renderings (docs/blocks.md): every block
+    type that is not a container has its view, its email template and its web branch."""
+    from newsroom.compose import blocks, views
+
+    templates = ROOT / "newsroom" / "templates"
+    web = (templates / "web" / "content.html.j2").read_text(encoding="utf-8")
+    shown = {name for name, spec in blocks.SPECS.items() if not spec.container}
+    assert set(views.VIEWS) == shown
+    for name in shown:
+        assert (templates / "email" / f"{name}.mjml.j2").is_file(), name
+        assert f'item.kind == "{name}"' in web, name

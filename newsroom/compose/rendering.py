@@ -27,9 +27,10 @@ import css_inline
 import jinja2
 import mjml
 
-from newsroom.compose import blocks, calendar, markup, personalise, plaintext
+from newsroom.compose import blocks, markup, personalise, plaintext
 from newsroom.compose.issues import Block, Issue, Markdown, Node
 from newsroom.compose.personalise import placeholder
+from newsroom.compose.views import VIEWS, Audience, PrivateNote, Seen, walk
 from newsroom.settings import Config
 
 DARK_MODE_META = (
@@ -63,22 +64,6 @@ class Rendered:
         return "+".join(["email", *chosen])
 
 
-@dataclass(frozen=True)
-class Audience:
-    """Who a variant is for: the public, or email recipients matching some only expressions."""
-
-    email: bool
-    matched: frozenset[str] = frozenset()
-
-    def includes(self, block: Block) -> bool:
-        if block.type == "private":
-            return self.email
-        if block.type == "only":
-            return isinstance(block.data, blocks.Only) and block.data.expression in self.matched
-        return True
-
-
-@cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("newsroom", "templates"),
@@ -208,73 +193,25 @@ def _items(
     fields: markup.FieldTable,
     outline: markup.Outline,
 ) -> Iterable[dict[str, Any]]:
-    for node in nodes:
-        if isinstance(node, Markdown):
+    seen = Seen(issue, config, audience, fields)
+    for node in walk(nodes, audience):
+        if isinstance(node, PrivateNote):
+            yield {"kind": "private", "note": node.html}
+        elif isinstance(node, Markdown):
             yield {"kind": "markdown", "html": markup.to_html(node.text, fields, outline)}
-        elif audience.includes(node):
-            if node.type == "private":
-                yield {
-                    "kind": "private",
-                    "note": "For subscribers only: this part is not on the website. Please do not forward it.",
-                }
-            if node.type in ("private", "only"):
-                yield from _items(node.children, issue, config, audience, fields, outline)
-            else:
-                yield _block_item(node, issue, config, audience, fields, outline)
+        elif isinstance(node, Block):
+            yield _block_item(node, seen, outline)
 
 
-def _block_item(
-    block: Block,
-    issue: Issue,
-    config: Config,
-    audience: Audience,
-    fields: markup.FieldTable,
-    outline: markup.Outline,
-) -> dict[str, Any]:
-    item: dict[str, Any] = {"kind": block.type, "title": fields.protect(block.title)}
+def _block_item(block: Block, seen: Seen, outline: markup.Outline) -> dict[str, Any]:
+    """What a block's email and web templates get: its own values (views.VIEWS) and these."""
+    view = VIEWS[block.type]
+    item: dict[str, Any] = {"kind": block.type, "title": seen.fields.protect(block.title)}
     item["level"] = outline.level(2, 2) if block.title else outline.last
-    data = block.data
-    body = data.intro if isinstance(data, blocks.Supporters) else block.body
-    if not isinstance(data, blocks.Motion):
-        item["html"] = markup.to_html(body, fields, outline, base=3) if body.strip() else ""
-    if isinstance(data, blocks.Statement):
-        item["attribution"] = data.attribution
-    elif isinstance(data, blocks.Meeting):
-        item.update(
-            when=data.when_words,
-            where=data.where,
-            register=data.register,
-            join=data.join if audience.email else "",
-            ics_url=calendar.ics_url(issue, block, config),
-        )
-    elif isinstance(data, blocks.Supporters):
-        names = [fields.protect(name) for name in data.names]  # merge fields as in the body
-        half = (len(names) + 1) // 2
-        item["columns"] = [names[:half], names[half:]] if half else []
-        item["count_words"] = supporters_count(len(data.names))
-    elif isinstance(data, blocks.Motion):
-        item["byline"] = motion_byline(data)
-        item["parts"] = [
-            {"marker": p.marker, "level": p.level, "html": markup.inline_html(p.text, fields)}
-            for p in data.parts
-        ]
-    elif isinstance(data, blocks.Action):
-        item.update(url=data.url, button=data.button)
-    return item
-
-
-def supporters_count(count: int) -> str:
-    return f"{count} supporter{'s' if count != 1 else ''}"
-
-
-def motion_byline(data: blocks.Motion) -> str:
-    parts = []
-    if data.by:
-        parts.append(f"Moved by {data.by}")
-    if data.passed:
-        parts.append(f"passed {blocks.date_words(data.passed)}")
-    text = ", ".join(parts)
-    return text[:1].upper() + text[1:]
+    body = view.body(block)
+    if body is not None:
+        item["html"] = markup.to_html(body, seen.fields, outline, base=3) if body.strip() else ""
+    return item | view.item(block, seen)
 
 
 def web_page(issue: Issue, config: Config) -> str:
