@@ -1,4 +1,4 @@
-"""DKIM signing per message: newsroom's signer (signing.py) next to dkimpy's `dkim.sign` as the
+"""DKIM signing per message: newsroom's signer (mail/dkim.py) next to dkimpy's `dkim.sign` as the
 reference, on the same messages in the same run: the sln-bulletin issue built for different
 recipients (about 30 KB each), 2048-bit RSA, relaxed/relaxed. Both signatures are checked with
 dkimpy's verify first. Run: .venv/bin/python bench/bench_dkim.py"""
@@ -54,7 +54,7 @@ def built_messages() -> list[bytes]:
     date = messages.DateHeader().date()
     return [
         template.build(
-            Recipient(f"member{n}@example.net", f"Member {n}", f"https://x.org/unsubscribe/{n}"),
+            Recipient(f"member{n}@example.net", f"Addressee {n}", f"https://x.org/unsubscribe/{n}"),
             messages.new_message_id("example.org"),
             date,
         )

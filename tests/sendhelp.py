@@ -14,7 +14,7 @@ from sqlalchemy import insert, select, update
 
 from newsroom.database import transaction
 from newsroom.delivery import mailings
-from newsroom.delivery.mailings import Content, Member, Result
+from newsroom.delivery.mailings import Addressee, Content, Result
 from newsroom.delivery.senders import SenderLock
 from newsroom.delivery.sending import Sender, SenderReport
 from newsroom.models import MailingList, Subscriber, Subscription, SubscriptionStatus, utcnow
@@ -97,7 +97,7 @@ def make_mailing(
         subject="Save our socialists",
         expression=expression,
         variants={"main": Content("Save our socialists", HTML, TEXT)},
-        members=[Member(sid, email, "main") for sid, email in rows],
+        addressees=[Addressee(sid, email, "main") for sid, email in rows],
         again=again,
         now=now or utcnow(),
     )

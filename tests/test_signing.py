@@ -1,4 +1,4 @@
-"""DKIM signatures (signing.py), checked by an independent implementation: dkimpy."""
+"""DKIM signatures (mail/dkim.py), checked by an independent implementation: dkimpy."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ spaces in front of ":::" to use one of these (merge fields: {{{{first_name}}}}, 
 
   ::: statement A statement from Diane Abbott
   by: Diane Abbott MP
-  role: Member for Hackney North
+  role: Addressee for Hackney North
   date: 2020-12-16
 
   “I fully support this important campaign.”

@@ -1,4 +1,4 @@
-"""The `newsroom` command: a thin shell over the library. Each command group lives in cli_*.py
+"""The `newsroom` command: a thin shell over the library. Each command group lives in a
 and is imported only when it runs: `newsroom --help` loads no database, web, MJML or feed
 library (issue #13)."""
 

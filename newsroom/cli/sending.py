@@ -105,9 +105,9 @@ def _dry_run(site: Site, planned: outbox.Plan, target: str, again: bool) -> None
     """Who a real send would freeze, leaving out (unless --again) the same people it would."""
     counts: dict[str, int] = {}
     had = None if again else mailings.AlreadyHad(planned.slug)
-    for member in outbox.dry_run(site, planned, target, had):
-        click.echo(f"{member.email}\t{member.variant_key}")
-        counts[member.variant_key] = counts.get(member.variant_key, 0) + 1
+    for addressee in outbox.dry_run(site, planned, target, had):
+        click.echo(f"{addressee.email}\t{addressee.variant_key}")
+        counts[addressee.variant_key] = counts.get(addressee.variant_key, 0) + 1
     summary = ", ".join(f"{n} get {key}" for key, n in sorted(counts.items())) or "nobody"
     if had is not None and had.count:
         click.echo(outbox.already_had(site, had), err=True)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from newsroom.database import transaction
-from newsroom.delivery.mailings import AlreadyHad, Member
+from newsroom.delivery.mailings import Addressee, AlreadyHad
 from newsroom.models import Subscriber
 from newsroom.people import selection
 
@@ -21,9 +21,9 @@ Matches = Callable[[str], bool]
 Choose = Callable[[Matches], str]  # given "does this person match EXPRESSION?", a variant key
 
 
-def members(
+def addressees(
     engine: Engine, expression: str, choose: Choose, chunk: int = 25_000
-) -> Iterator[Member]:
+) -> Iterator[Addressee]:
     """Every subscriber EXPRESSION selects, in id order, with the variant CHOOSE picks."""
     last = 0
     while True:
@@ -34,7 +34,7 @@ def members(
                 return
             found = _Chunk(session, [row[0] for row in rows])
             for subscriber_id, email, _name in rows:
-                yield Member(subscriber_id, email, choose(found.predicate(subscriber_id)))
+                yield Addressee(subscriber_id, email, choose(found.predicate(subscriber_id)))
         last = rows[-1][0]
 
 
@@ -69,11 +69,11 @@ def size(engine: Engine, expression: str, issue_slug: str) -> tuple[int, int, st
 
 
 def fresh(
-    engine: Engine, members: Iterable[Member], had: AlreadyHad, chunk: int = 5000
-) -> Iterator[Member]:
-    """MEMBERS without those who already had the issue, left out (and counted in HAD) as
+    engine: Engine, addressees: Iterable[Addressee], had: AlreadyHad, chunk: int = 5000
+) -> Iterator[Addressee]:
+    """ADDRESSEES without those who already had the issue, left out (and counted in HAD) as
     `mailings.create` leaves them out."""
-    iterator = iter(members)
+    iterator = iter(addressees)
     while batch := list(islice(iterator, chunk)):
         with transaction(engine) as session:
             yield from had.sift(session, batch)

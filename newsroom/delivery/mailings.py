@@ -60,8 +60,8 @@ class Content:
 
 
 @dataclass(frozen=True)
-class Member:
-    """One address of the audience and the variant it gets."""
+class Addressee:
+    """One address of a mailing's audience and the variant it gets: a delivery to be."""
 
     subscriber_id: int | None
     email: str
@@ -83,7 +83,7 @@ def create(
     subject: str,
     expression: str,
     variants: Mapping[str, Content],
-    members: Iterable[Member],
+    addressees: Iterable[Addressee],
     again: bool = False,
     now: datetime,
     chunk: int = 5000,
@@ -116,7 +116,7 @@ def create(
         deliveries = Base.metadata.tables[
             Delivery.__tablename__
         ]  # Core: the ORM bulk path costs more
-        iterator = iter(members)
+        iterator = iter(addressees)
         while batch := list(islice(iterator, chunk)):
             going = (
                 had.sift(session, batch) if check else list({m.email: m for m in batch}.values())
@@ -153,7 +153,7 @@ class AlreadyHad:
     count: int = 0
     mailing_ids: set[int] = field(default_factory=set)
 
-    def sift(self, session: Session, batch: Iterable[Member]) -> list[Member]:
+    def sift(self, session: Session, batch: Iterable[Addressee]) -> list[Addressee]:
         """BATCH, one per address, without those who already had the issue (counted here)."""
         unique = {m.email: m for m in batch}
         rows = session.execute(
@@ -221,12 +221,12 @@ def _sent_before(session: Session, issue_slug: str, mailing_id: int) -> bool:
     return session.scalar(query) is not None
 
 
-def _row(mailing_id: int, member: Member) -> dict[str, Any]:
+def _row(mailing_id: int, addressee: Addressee) -> dict[str, Any]:
     return {
         "mailing_id": mailing_id,
-        "subscriber_id": member.subscriber_id,
-        "email": member.email,
-        "variant_key": member.variant_key,
+        "subscriber_id": addressee.subscriber_id,
+        "email": addressee.email,
+        "variant_key": addressee.variant_key,
         "status": D.PENDING,
         "attempts": 0,
         "last_response": "",

@@ -23,7 +23,7 @@ from newsroom.compose.preflight import unknown_lists
 from newsroom.compose.rendering import Rendered
 from newsroom.database import transaction
 from newsroom.delivery import audience, mailings, readiness
-from newsroom.delivery.mailings import AlreadyHad, Content, Member
+from newsroom.delivery.mailings import Addressee, AlreadyHad, Content
 from newsroom.delivery.sending import signer, templates
 from newsroom.errors import NewsroomError, ProblemsError
 from newsroom.mail import asyncrun, verp
@@ -118,10 +118,12 @@ def check_relay(site: Site, *, mailing: bool = True) -> str:
     return f"{name} (newsroom dev-smtp)" if readiness.is_dev_smtp(site.config, greeting) else name
 
 
-def dry_run(site: Site, planned: Plan, expression: str, had: AlreadyHad | None) -> Iterator[Member]:
+def dry_run(
+    site: Site, planned: Plan, expression: str, had: AlreadyHad | None
+) -> Iterator[Addressee]:
     """Who a send would freeze, in order: without those in HAD (when not --again)."""
-    members = audience.members(site.engine, expression, planned.choose)
-    return members if had is None else audience.fresh(site.engine, members, had)
+    addressees = audience.addressees(site.engine, expression, planned.choose)
+    return addressees if had is None else audience.fresh(site.engine, addressees, had)
 
 
 def already_had(site: Site, had: AlreadyHad) -> str:
@@ -168,7 +170,7 @@ def create(
         subject=subject,
         expression=expression,
         variants=planned.variants,
-        members=audience.members(site.engine, expression, planned.choose),
+        addressees=audience.addressees(site.engine, expression, planned.choose),
         again=again,
         now=now,
     )

@@ -40,7 +40,7 @@ class SenderLock:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         # A sender's helper processes are named FAMILY/N and live and die with it (processes.py).
         self.family = self.name.split("/")[0]
-        self.member = "/" in self.name
+        self.is_helper = "/" in self.name
         self._fd: int | None = None
         self._connection: Connection | None = None
 
@@ -58,11 +58,11 @@ class SenderLock:
 
     def acquire(self) -> SenderLock:
         if is_sqlite(self.engine):
-            if not self.member:
+            if not self.is_helper:
                 self._lock_file()
         else:
             self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            if not self.member:
+            if not self.is_helper:
                 self._connection.execute(
                     text("SELECT pg_advisory_lock(:k)"), {"k": _advisory_key(self.name)}
                 )

@@ -174,7 +174,7 @@ def wire_address(address: str) -> str:
 def address_header(name: str, display: str, address: str, *, utf8: bool = False) -> bytes:
     """`To:`/`From:` with a display name (encoded if need be) and the address in its wire form.
     A non-ASCII local part is refused unless UTF8; then the field is raw UTF-8, as RFC 6532
-    §3.2 allows in a message that travels with SMTPUTF8 (the mailer sees to that)."""
+    §3.2 allows in a message that travels with SMTPUTF8 (smtp.py sees to that)."""
     check_header(name, display)
     check_header(name, address)
     if "@" not in address:
