@@ -33,7 +33,7 @@ def fails(result: Result, message: str) -> str:
 
 
 @pytest.fixture
-def addressees(cli: Run, tmp_path: Path) -> Run:
+def members(cli: Run, tmp_path: Path) -> Run:
     csv = tmp_path / "members.csv"
     csv.write_text(
         "email,name,tags,lists\n"

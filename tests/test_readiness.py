@@ -170,7 +170,7 @@ def relay(
 
 
 @pytest.fixture
-def addressees(site_dir: Path) -> Iterator[Site]:
+def members(site_dir: Path) -> Iterator[Site]:
     """The site with two members and the issue `bulletin` for all-members."""
     (site_dir / "issues" / "2021-04-01-bulletin.md").write_text(BULLETIN, encoding="utf-8")
     site = Site.open(site_dir)

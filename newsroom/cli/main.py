@@ -1,6 +1,6 @@
-"""The `newsroom` command: a thin shell over the library. Each command group lives in a
-and is imported only when it runs: `newsroom --help` loads no database, web, MJML or feed
-library (issue #13)."""
+"""The `newsroom` command: a thin shell over the library. Each command group lives in a module
+of its own in cli/ and is imported only when it runs: `newsroom --help` loads no database, web,
+MJML or feed library (issue #13)."""
 
 from __future__ import annotations
 
