@@ -198,6 +198,11 @@ HOSTILE = [
         "7: control character U+0002 at column 4: delete it (it is invisible, and often comes "
         "with text pasted from a PDF or a word processor)",
     ),
+    (
+        HEAD + "::: action Sign\nurl: https://[oops/page\n\nSign it.\n:::\n",
+        '6: "url" must be a full https:// address, such as https://example.org/page, not '
+        '"https://[oops/page"',
+    ),
 ]
 
 
@@ -210,6 +215,7 @@ HOSTILE_IDS = [
     "y9999",
     "y1",
     "ctrl",
+    "ipv6-url",
 ]
 
 

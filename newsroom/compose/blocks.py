@@ -194,7 +194,10 @@ def _date(
 
 
 def _url(url: str, key: str, line: int, report: Reporter) -> bool:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # such as "https://[oops/": an unclosed IPv6 bracket
+        parts = urlsplit("")
     if parts.scheme not in ("https", "http") or not parts.netloc:
         report(
             line,

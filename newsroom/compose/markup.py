@@ -101,8 +101,12 @@ def url_problem(url: str, what: str) -> str | None:
         return (
             f'{what} "{typed}" has a merge field in its address: merge fields go in the text only'
         )
-    scheme = urlsplit(url).scheme.lower() if ":" in url else ""
-    if scheme in ("https", "http") and urlsplit(url).netloc:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # such as "https://[oops/": an unclosed IPv6 bracket
+        return f'{what} "{url}" is not a valid address: check it (brackets are for IPv6 only)'
+    scheme = parts.scheme.lower() if ":" in url else ""
+    if scheme in ("https", "http") and parts.netloc:
         return None
     if what == "link" and scheme in ("mailto", "tel"):
         return None
