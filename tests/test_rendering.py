@@ -255,3 +255,38 @@ def test_every_block_type_has_its_renderings() -> None:
     for name in shown:
         assert (templates / "email" / f"{name}.mjml.j2").is_file(), name
         assert f'item.kind == "{name}"' in web, name
+
+
+def test_preview_and_send_fill_merge_fields_alike(
+    example: tuple[Issue, Rendered], site: Site
+) -> None:
+    """Two engines fill merge fields: personalise (preview --as) and the message template a
+    mailing splices encoded values into (messages.py). For the same recipient, with a name that
+    needs escaping and encoding, both must give the same text and the same HTML."""
+    from email import message_from_bytes, policy
+    from email.message import EmailMessage
+
+    from newsroom.delivery.mailings import Content
+    from newsroom.delivery.sending import templates
+    from newsroom.mail.messages import DateHeader, Recipient, new_message_id
+
+    _issue, rendered = example
+    variant = rendered.variants[rendered.variant_for(lambda _: True)]
+    content = Content(variant.subject, variant.html, variant.text)
+    template = templates(site.config, "all-members", {"v": content})["v"]
+    recipient = Recipient(
+        "zoë@example.net", "Zoë <Ó'Brien> & Co", "https://news.example.org/unsubscribe/TOKEN",
+        "https://news.example.org/preferences/TOKEN",
+    )  # fmt: skip
+    sent = message_from_bytes(
+        template.build(recipient, new_message_id("example.org"), DateHeader().date()),
+        policy=policy.default,
+    )
+    assert isinstance(sent, EmailMessage)
+    fields = recipient.fields()
+    for kind, html in (("plain", False), ("html", True)):
+        part = sent.get_body((kind,))
+        assert part is not None
+        body = str(part.get_content()).replace("\r\n", "\n")
+        preview = personalise(variant.html if html else variant.text, fields, html=html)
+        assert body.strip() == preview.replace("\r\n", "\n").strip(), kind

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-from newsroom import database, segments
 from newsroom.cli.common import State, echo_json, json_option, pass_state
-from newsroom.compose import calendar, issues, preflight
+from newsroom.compose import calendar, issues
 from newsroom.compose.personalise import personalise
 from newsroom.compose.rendering import render, web_page
-from newsroom.database import transaction
 from newsroom.delivery import outbox, readiness
 from newsroom.errors import NewsroomError, Problem, ProblemsError
-from newsroom.people import lists, selection
+from newsroom.people import lists
 from newsroom.settings import CONFIG_FILE
 from newsroom.site import Site
 
@@ -169,7 +164,7 @@ def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) ->
     warned: list[Problem] = []
     report: list[dict[str, Any]] = []
     for path in targets:
-        checked = _check_issue(site, path, clashes.get(path.resolve(), []), known)
+        checked = outbox.check_issue(site, path, clashes.get(path.resolve(), []), known)
         errors.extend(checked.errors)
         warned.extend(checked.warnings)
         report.append(checked.report)
@@ -187,58 +182,6 @@ def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) ->
             click.echo(str(problem), err=True)
     if errors or (strict and warned):
         raise SystemExit(1)
-
-
-@dataclass
-class _Checked:
-    """One issue checked: its errors or its warnings, its --json entry, its "ok" line."""
-
-    errors: list[Problem]
-    warnings: list[Problem]
-    report: dict[str, Any]
-    ok: str = ""
-
-
-def _check_issue(site: Site, path: Path, wrong: list[Problem], known: set[str] | None) -> _Checked:
-    """Check one issue; WRONG are its errors found already (a shared slug), KNOWN the site's
-    lists (None when lists.toml itself is wrong)."""
-    shown = issues.shown_path(path, site.config)
-    try:
-        issue = issues.load_issue(path, site.config)
-    except ProblemsError as exc:
-        wrong = [*exc.problems, *wrong]
-    else:
-        if known is not None:
-            wrong = [*preflight.unknown_lists(issue, shown, known), *wrong]
-    if wrong:
-        return _Checked(wrong, [], {"path": str(path), "errors": [str(p) for p in wrong]})
-    rendered = render(issue, site.config)
-    found = preflight.warnings(issue, rendered, shown)
-    named = {r.name for *_, r in preflight.named(issue) if isinstance(r, segments.TagRef)}
-    tags = _tags_in_use(site, named)
-    found += preflight.unknown_tags(issue, shown, tags) if tags is not None else []
-    size = max(len(v.html.encode()) for k, v in rendered.variants.items() if k != "public")
-    report = {"path": str(path), "errors": [], "warnings": [str(w) for w in found],
-              "variants": list(rendered.variants), "html_bytes": size}  # fmt: skip
-    ok = f"{shown}: ok — {len(rendered.variants)} variants, email {size / 1024:.0f} KB"
-    return _Checked([], found, report, ok)
-
-
-def _tags_in_use(site: Site, names: set[str]) -> set[str] | None:
-    """Those of NAMES some subscriber has; None when the database is not set up or cannot be
-    reached, for `check` works on issues alone and then says nothing about tags."""
-    if not names:
-        return set()
-    url = make_url(site.config.database_url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        return None  # connecting would leave an empty newsroom.db behind
-    try:
-        if database.setup_problem(site.engine) is not None:
-            return None
-        with transaction(site.engine) as session:
-            return selection.tags_in_use(session, names)
-    except SQLAlchemyError:
-        return None
 
 
 @click.command()

@@ -5,6 +5,9 @@ key, the rate settings, the issue (all its errors at once, an unknown list in `t
 block among them), the segment expression, and a connection to the relay, which for a real
 mailing must be `newsroom dev-smtp` while the settings are placeholders (readiness.py). Any
 failure stops the send with one line saying what to fix.
+
+`check_issue` is `newsroom check` for one issue (errors, then warnings, the lists and tags it
+names among them), and `preview_for` what one subscriber's message looks like (`preview --as`).
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
-from newsroom import segments, tokens
+from newsroom import database, segments, tokens
 from newsroom.compose import issues, personalise, rendering
-from newsroom.compose.preflight import unknown_lists
+from newsroom.compose import preflight as issue_preflight  # outbox.preflight checks the settings
 from newsroom.compose.rendering import Rendered
 from newsroom.database import transaction
 from newsroom.delivery import audience, mailings, readiness
 from newsroom.delivery.mailings import Addressee, AlreadyHad, Content
 from newsroom.delivery.sending import signer, templates
-from newsroom.errors import NewsroomError, ProblemsError
+from newsroom.errors import NewsroomError, Problem, ProblemsError
 from newsroom.mail import asyncrun, verp
 from newsroom.mail.messages import DateHeader, Recipient, new_message_id, parse_sender, wire_address
 from newsroom.mail.ratelimit import RateLimiter, domain_rates, per_second
@@ -73,7 +78,7 @@ def plan(site: Site, issue: str) -> Plan:
         raise ProblemsError([*exc.problems, *clash]) from None
     shown = issues.shown_path(path, site.config)
     known = lists.read_lists(site.lists_file)  # the site's lists, as `newsroom check` reads them
-    wrong = [*unknown_lists(loaded, shown, known), *clash]
+    wrong = [*issue_preflight.unknown_lists(loaded, shown, known), *clash]
     if wrong:
         raise ProblemsError(wrong)
     rendered = rendering.render(loaded, site.config)
@@ -232,3 +237,55 @@ def send_test(site: Site, planned: Plan, address: str, expression: str, now: dat
     if outcomes[0].kind != SENT:
         raise NewsroomError(f"the relay did not take the test copy: {outcomes[0].answer}")
     return str(outcomes[0].answer)
+
+
+@dataclass
+class Checked:
+    """One issue checked: its errors or its warnings, its --json entry, its "ok" line."""
+
+    errors: list[Problem]
+    warnings: list[Problem]
+    report: dict[str, Any]
+    ok: str = ""
+
+
+def check_issue(site: Site, path: Path, wrong: list[Problem], known: set[str] | None) -> Checked:
+    """`newsroom check` for one issue; WRONG are its errors found already (a shared slug), KNOWN the site's
+    lists (None when lists.toml itself is wrong)."""
+    shown = issues.shown_path(path, site.config)
+    try:
+        issue = issues.load_issue(path, site.config)
+    except ProblemsError as exc:
+        wrong = [*exc.problems, *wrong]
+    else:
+        if known is not None:
+            wrong = [*issue_preflight.unknown_lists(issue, shown, known), *wrong]
+    if wrong:
+        return Checked(wrong, [], {"path": str(path), "errors": [str(p) for p in wrong]})
+    rendered = rendering.render(issue, site.config)
+    found = issue_preflight.warnings(issue, rendered, shown)
+    named = {r.name for *_, r in issue_preflight.named(issue) if isinstance(r, segments.TagRef)}
+    tags = _tags_in_use(site, named)
+    found += issue_preflight.unknown_tags(issue, shown, tags) if tags is not None else []
+    size = max(len(v.html.encode()) for k, v in rendered.variants.items() if k != "public")
+    report = {"path": str(path), "errors": [], "warnings": [str(w) for w in found],
+              "variants": list(rendered.variants), "html_bytes": size}  # fmt: skip
+    ok = f"{shown}: ok — {len(rendered.variants)} variants, email {size / 1024:.0f} KB"
+    return Checked([], found, report, ok)
+
+
+def _tags_in_use(site: Site, names: set[str]) -> set[str] | None:
+    """Those of NAMES some subscriber has; None when the database is not set up or cannot be
+    reached, for `check` works on issues alone and then says nothing about tags."""
+    if not names:
+        return set()
+    url = make_url(site.config.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        return None  # connecting would leave an empty newsroom.db behind
+    try:
+        if database.setup_problem(site.engine) is not None:
+            return None
+        with transaction(site.engine) as session:
+            return selection.tags_in_use(session, names)
+    except SQLAlchemyError:
+        return None
