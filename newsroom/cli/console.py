@@ -13,6 +13,7 @@ import sys
 
 INTERRUPTED = 128 + signal.SIGINT  # the status a shell reports for a command ended by Ctrl-C
 _pressed = False
+_interrupted = False  # said so: what the interpreter's shutdown might add is noise
 
 
 def _on_interrupt(signum: int, frame: object) -> None:
@@ -41,6 +42,8 @@ def interrupted() -> None:
     # by SIGINT at exit: status -2, not ours. The next exec() of a string forgets it.
     exec("")
     print("Interrupted.", file=sys.stderr)
+    global _interrupted
+    _interrupted = True
     sys.exit(INTERRUPTED)
 
 
@@ -93,5 +96,11 @@ def _output_closed() -> None:
 
 def _quiet_exit() -> None:
     """Once the command is over, a late Ctrl-C must not break the interpreter's shutdown
-    (closing files and database connections) with a traceback of its own."""
+    (closing files and database connections) with a traceback of its own. After
+    "Interrupted.", nothing more is said: an interrupt that landed while an event loop was
+    being built leaves it half made, and its finaliser would add a traceback at exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if _interrupted:
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
