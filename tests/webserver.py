@@ -1,4 +1,5 @@
-"""A real `newsroom serve` in a subprocess on a free loopback port, polled until it answers."""
+"""A real `newsroom serve` (or another command that serves pages: `preview --serve`, `inbox`)
+in a subprocess on a free loopback port, polled until it answers."""
 
 from __future__ import annotations
 
@@ -38,11 +39,19 @@ class Server:
         return self.log()
 
 
-def start(site_dir: Path, log_path: Path, port: int = 0, timeout: float = 20.0) -> Server:
+def start(
+    site_dir: Path,
+    log_path: Path,
+    port: int = 0,
+    timeout: float = 20.0,
+    command: tuple[str, ...] = ("serve",),
+    ready: str = "/healthz",
+) -> Server:
+    """`newsroom --site SITE_DIR COMMAND --port PORT`, once READY answers 200."""
     port = port or free_port()
     handle = log_path.open("w", encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "newsroom", "--site", str(site_dir), "serve", "--port", str(port)],
+        [sys.executable, "-m", "newsroom", "--site", str(site_dir), *command, "--port", str(port)],
         stdout=handle,
         stderr=subprocess.STDOUT,
         text=True,
@@ -53,11 +62,13 @@ def start(site_dir: Path, log_path: Path, port: int = 0, timeout: float = 20.0) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"newsroom serve exited {process.returncode}:\n{server.log()}")
+            raise RuntimeError(
+                f"newsroom {command[0]} exited {process.returncode}:\n{server.log()}"
+            )
         try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{server.url}{ready}", timeout=1).status_code == 200:
                 return server
         except httpx.TransportError:
             time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"newsroom serve did not answer within {timeout} s:\n{server.log()}")
+    raise RuntimeError(f"newsroom {command[0]} did not answer within {timeout} s:\n{server.log()}")

@@ -1,4 +1,5 @@
-"""The composing commands: `newsroom new`, `newsroom check` and `newsroom preview`."""
+"""The composing commands: `newsroom new`, `newsroom check` and `newsroom preview` (and its
+local page, `preview --serve`)."""
 
 from __future__ import annotations
 
@@ -192,14 +193,40 @@ def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) ->
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder to write to (default: out/preview/SLUG).",
 )
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Show it on a local web page instead, reloaded whenever the issue or settings change.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address.")
+@click.option("--port", type=int, default=0, help="With --serve: port (default: a free one).")
 @pass_state
-def preview(state: State, path: Path, address: str | None, out: Path | None) -> None:
-    """Write an issue's HTML email, text part and web page to a folder and print their paths.
+def preview(
+    state: State,
+    path: Path,
+    address: str | None,
+    out: Path | None,
+    serve: bool,
+    host: str,
+    port: int,
+) -> None:
+    """Write an issue's HTML email, text part and web page to files, or show them on a local page.
+
+    Without --serve, the files go to a folder and their paths are printed. With --serve, show them on a local web page instead: every variant at phone and desktop
+    width, light and dark, the inbox line (subject and preheader) and the text part, reloaded
+    when the issue, newsroom.toml or templates/ change; and at /inbox/ what `newsroom
+    dev-smtp` received.
 
     \b
     Example:
       newsroom preview issues/2020-12-24-save-our-socialists.md --as ann@example.org
+      newsroom preview issues/2020-12-24-save-our-socialists.md --serve --port 8001
     """
+    if serve:
+        if out is not None:
+            raise NewsroomError("--out writes files and --serve shows a page: choose one")
+        _serve(state, path, address, host, port)
+        return
     site = state.site
     issue = issues.load_issue(path, site.config)
     rendered = render(issue, site.config)
@@ -227,3 +254,19 @@ def preview(state: State, path: Path, address: str | None, out: Path | None) -> 
     click.echo(f"subject: {personalise(variant.subject, fields, html=False)} (variant {key})")
     for name in files:
         click.echo(str(out / name))
+
+
+def _serve(state: State, path: Path, address: str | None, host: str, port: int) -> None:
+    from newsroom.cli.web import run_local  # the web stack, for --serve alone
+    from newsroom.web import preview as previews
+
+    site = state.site
+    found = outbox.find_issue(site, str(path))
+    app, watched = previews.create_app(
+        site.root, found, address=address, clock=state.clock, maildir=site.root / "maildir",
+        host=host,
+    )  # fmt: skip
+    first = watched.shown()  # read once now: its problems are on the page, and said here too
+    for problem in first.problems:
+        click.echo(problem, err=True)
+    run_local(app, host, port, f"preview of {first.path}")

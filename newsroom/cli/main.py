@@ -47,6 +47,11 @@ COMMANDS = {
         "doctor",
         "Check whether the site is ready to send, each check with what to do.",
     ),
+    "inbox": Lazy(
+        "newsroom.cli.web",
+        "inbox",
+        "Show what `newsroom dev-smtp` received on a local web page: HTML, text and headers.",
+    ),
     "lists": Lazy(
         "newsroom.cli.subscribers",
         "list_lists",
@@ -65,7 +70,7 @@ COMMANDS = {
     "preview": Lazy(
         "newsroom.cli.compose",
         "preview",
-        "Write an issue's HTML email, text part and web page to a folder and print their paths.",
+        "Write an issue's HTML email, text part and web page to files, or show them on a local page.",
     ),
     "segment": Lazy(
         "newsroom.cli.subscribers",

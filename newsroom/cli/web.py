@@ -1,4 +1,5 @@
-"""`newsroom serve` (the web side on uvicorn) and `newsroom build` (its public part as files)."""
+"""`newsroom serve` (the web side on uvicorn), `newsroom build` (its public part as files), and
+the local pages a volunteer reads on their own machine: `newsroom inbox` and `preview --serve`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import errno
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,7 +41,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     )  # refuses to start without a secret key, or with bad lists
     host = host or site.config.text("web.host")
     port = port or site.config.integer("web.port")
-    listening = _listen(host, port)
+    listening = listen(host, port)
     config = uvicorn.Config(
         app,
         proxy_headers=True,  # the client's address from X-Forwarded-For of a local proxy
@@ -54,7 +56,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     uvicorn.Server(config).run(sockets=[listening])
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
     """A socket listening on HOST:PORT, or a one-line error saying why not (uvicorn would log
     it among its start-up lines and exit with status 3)."""
     where = f"cannot listen on {host}:{port}"
@@ -82,6 +84,54 @@ def _listen(host: str, port: int) -> socket.socket:
         listening.close()
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise NewsroomError(f"{where}: {reason}" + (f"; {hint}" if hint else "")) from None
+
+
+def run_local(app: Any, host: str, port: int, what: str) -> None:
+    """Serve one of the local pages (the preview, the inbox) on HOST:PORT (0: a free port),
+    printing where; no access log (the page asks for changes once a second)."""
+    import uvicorn
+
+    from newsroom.web.frames import is_loopback
+
+    listening = listen(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{listening.getsockname()[1]}/"
+    click.echo(f"{what} on {url} (Ctrl-C to stop)", err=True)
+    if not is_loopback(host):
+        click.echo(
+            f"warning: listening on {host}: anyone who can reach this machine can read it",
+            err=True,
+        )
+    config = uvicorn.Config(app, access_log=False, server_header=False, log_level="warning")
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+@click.command()
+@click.option(
+    "--maildir",
+    type=click.Path(path_type=Path),
+    help="The Maildir `newsroom dev-smtp` keeps messages in (default: maildir/ in the site).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=0, help="Port to listen on (default: a free one).")
+@pass_state
+def inbox(state: State, maildir: Path | None, host: str, port: int) -> None:
+    """Show what `newsroom dev-smtp` received on a local web page: HTML, text and headers.
+
+    Lists the messages in its Maildir, newest first, and shows each one: its HTML part (run in
+    a sandbox: no script, nothing loaded from elsewhere) at phone or desktop width, light or
+    dark, its text part and its headers. New messages appear as they arrive.
+
+    \b
+    Example:
+      newsroom inbox --port 8002
+    """
+    from newsroom.web import inbox as inboxes
+
+    folder = maildir if maildir is not None else state.site.root / "maildir"
+    if folder.exists() and not folder.is_dir():
+        raise NewsroomError(f"{folder} is a file, not a Maildir folder: give --maildir DIR")
+    run_local(inboxes.create_app(folder, host), host, port, f"the inbox of {folder}")
 
 
 @click.command()
