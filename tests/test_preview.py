@@ -327,3 +327,20 @@ def test_a_volunteer_watches_the_preview_while_editing(
     expect(only).to_contain_text("For the Disability Group only.")
     assert remote == []  # nothing asked of any other host
     context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_preview_and_its_inbox_pass_axe(browser: Any, preview: Server, scheme: str) -> None:
+    """The volunteer's pages themselves (the email in the frames is checked by
+    test_accessibility.py; axe cannot run inside a frame that runs no script)."""
+    from tests.test_accessibility import violations
+
+    page = browser.new_page(color_scheme=scheme)
+    try:
+        for path in ("/", "/?variant=public", "/inbox/"):
+            page.goto(preview.url + path, wait_until="load")
+            rules = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+            assert violations(page, rules) == [], path
+    finally:
+        page.close()
