@@ -67,6 +67,11 @@ class Site:
     def lists_file(self) -> Path:
         return self.root / "subscribers" / "lists.toml"
 
+    @property
+    def segments_file(self) -> Path:
+        """Saved segments (people/savedsegments.py); optional."""
+        return self.root / "subscribers" / "segments.toml"
+
 
 @dataclass
 class InitReport:
