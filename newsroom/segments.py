@@ -201,7 +201,7 @@ class _Parser:
             self.expansion.nodes += 1
             if self.expansion.nodes > MAX_NODES:
                 raise self.fail(
-                    f"more than {MAX_NODES} lists and tags, saved names expanded", token
+                    f"more than {MAX_NODES} lists, tags and names, saved segments expanded", token
                 )
         if token.kind == "tag":
             return TagRef(token.text, token.position)

@@ -65,7 +65,7 @@ def choose(
     ident = list_id(config, first, spec.name if spec else "")
     if wanted is not None:
         chosen = pick(config, specs, wanted)
-    elif spec is not None and (spec.sender or spec.reply_to):
+    elif spec is not None and spec.sender:
         chosen = first or SITE
     else:
         chosen = SITE

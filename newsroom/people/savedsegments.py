@@ -151,6 +151,7 @@ def _check_expressions(
             segments.parse(texts[name], texts)  # the limits, with every name expanded
         except SegmentError as exc:
             problems.append(Problem(label, found[name].line, f"[{name}] expr: {exc.reason}"))
+            broken.add(name)  # those using it are not reported again
 
 
 def _check_list(
