@@ -130,7 +130,9 @@ def test_from_anything_else_is_an_error_listing_the_choices(cli: Run, opened: Si
         f"(Newsroom <newsroom@example.org>); disability-group ({DG}) (a list sends as itself "
         'with sender = "..." in subscribers/lists.toml)'
     )
-    fails(cli("send", "--resume", "1", "--from", "site"), "--resume ID takes no ISSUE, --to, --from")
+    fails(
+        cli("send", "--resume", "1", "--from", "site"), "--resume ID takes no ISSUE, --to, --from"
+    )
 
 
 def test_a_resumed_mailing_keeps_its_sender(
@@ -191,7 +193,9 @@ def test_a_real_mailing_from_a_placeholder_list_sender_is_refused(
         "refused"
     ) in dry.stderr
     ok(cli("send", "news", "--from", "site", "--yes"))  # the site's own sender is real
-    assert smtp_server.to("p0@example.net")[0].message["From"] == "Labour Left <news@labourleft.org>"
+    assert (
+        smtp_server.to("p0@example.net")[0].message["From"] == "Labour Left <news@labourleft.org>"
+    )
 
 
 def test_check_warns_when_dmarc_would_not_align(

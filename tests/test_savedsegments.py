@@ -17,7 +17,7 @@ from newsroom.people import savedsegments
 from newsroom.segments import And, ListRef, Node, Or, SavedRef, SegmentError
 from newsroom.site import Site
 from tests.test_segments import Person, expressions, load, people, resolve, show, wrap
-from tests.test_segments import synced as synced  # noqa: F401 (the fixture)
+from tests.test_segments import synced as synced
 
 FILE = "subscribers/segments.toml"
 SAVED = {
@@ -171,8 +171,7 @@ def test_every_problem_at_its_line(tmp_path: Path) -> None:
         "end (column 9)",
         f"{FILE}:4: [b] leads back to itself: segment:b → segment:c → segment:b (a saved "
         "segment cannot use itself)",
-        f"{FILE}:6: [c] unknown list 'all-membrs' (did you mean 'all-members'? lists: "
-        "all-members)",
+        f"{FILE}:6: [c] unknown list 'all-membrs' (did you mean 'all-members'? lists: all-members)",
         f'{FILE}:7: [d] needs an expr = "..." (such as "tag:north")',
         f"{FILE}:10: [e] unknown saved segment 'nowhere' (saved segments: a, b, c, e, i)",
         f"{FILE}:12: [g] unknown key 'colour'; known: expr, description",
@@ -265,4 +264,3 @@ def test_sql_with_saved_segments_agrees_with_python(
     }
     expression = f"{wrap(outer)} or segment:two"
     assert resolve_saved(synced, expression, saved) == expected, (expression, saved)
-

@@ -411,4 +411,4 @@ def list_segments(state: State, as_json: bool) -> None:
         count = r["problem"] if r["count"] is None else f"{r['count']:>6}"
         click.echo(f"{r['name']:{width}} {count}  {r['expr']}")
         if r["description"]:
-            click.echo(f"{'':{width}}   {r['description']}")
+            click.echo(f"{'':{width + 9}}{r['description']}")  # under the expression
