@@ -197,7 +197,14 @@ class Mailing(Base):
     issue_slug: Mapped[str] = mapped_column(String(200), index=True)
     issue_path: Mapped[str] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(Text)
+    # With saved segments expanded (segments.unparse): it means what it meant when frozen.
     expression: Mapped[str] = mapped_column(Text)
+    # The expression as given, saved names and all, when it differs; "" otherwise.
+    expression_given: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Who it comes from (delivery/letterhead.py), chosen when it is made; "" before 0003.
+    sender: Mapped[str] = mapped_column(Text, default="", server_default="")
+    reply_to: Mapped[str] = mapped_column(Text, default="", server_default="")
+    list_id: Mapped[str] = mapped_column(Text, default="", server_default="")
     status: Mapped[str] = mapped_column(String(20), default=MailingStatus.SENDING)
     paused_reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

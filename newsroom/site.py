@@ -15,7 +15,10 @@ from newsroom.errors import NewsroomError
 
 LISTS_TOML = """\
 # The lists of this site, one table per list slug. `public` lists are offered on the subscribe
-# page; `opt_in = "double"` sends a confirmation email before anyone is subscribed.
+# page; `opt_in = "double"` sends a confirmation email before anyone is subscribed. A list may
+# send as itself: sender = "Disability Group <disability@your-organisation.org>", and reply_to.
+# Name segment expressions in subscribers/segments.toml ([north] expr = "tag:north") and use
+# them as segment:north (see the README, "Saved segments").
 
 [all-members]
 name = "All members"
@@ -66,6 +69,11 @@ class Site:
     @property
     def lists_file(self) -> Path:
         return self.root / "subscribers" / "lists.toml"
+
+    @property
+    def segments_file(self) -> Path:
+        """Saved segments (people/savedsegments.py); optional."""
+        return self.root / "subscribers" / "segments.toml"
 
 
 @dataclass

@@ -261,7 +261,7 @@ x
 """
     assert problems(site, text) == [
         'issues/2020-12-24-save-our-socialists.md:4: bad segment expression in "to": segment: '
-        "expected a list, tag:NAME, 'not' or '(', found the end at column 16",
+        "expected a list, tag:NAME, segment:NAME, 'not' or '(', found the end at column 16",
         'issues/2020-12-24-save-our-socialists.md:6: ":::" closes no block: remove it, or open a '
         'block before it with "::: TYPE"',
         "issues/2020-12-24-save-our-socialists.md:11: a statement block cannot hold other blocks: "

@@ -100,7 +100,11 @@ def test_values_are_bound_parameters_not_sql(synced: Site) -> None:
         ("all-members and foo", "unknown list 'foo'", 17),
         ("tag:nobody", "unknown tag 'nobody'", 1),
         ("", "empty expression", 1),
-        ("all-members and", "expected a list, tag:NAME, 'not' or '(', found the end", 16),
+        (
+            "all-members and",
+            "expected a list, tag:NAME, segment:NAME, 'not' or '(', found the end",
+            16,
+        ),
         ("(all-members", "expected ')' to close the '(' at column 1", 13),
         ("all-members)", "expected 'and', 'or' or the end, found ')'", 12),
         ("all-members disability-group", "expected 'and', 'or' or the end", 13),
@@ -204,6 +208,7 @@ def show(node: Node) -> str:
         return f"tag:{node.name}"
     if isinstance(node, Not):
         return f"not {wrap(node.operand)}"
+    assert isinstance(node, And | Or)  # the strategy makes no saved names
     joiner = " and " if isinstance(node, And) else " or "
     return joiner.join(wrap(o) for o in node.operands)
 

@@ -16,9 +16,9 @@ from newsroom.cli.common import State, echo_json, json_option, pass_state
 from newsroom.compose import calendar, issues
 from newsroom.compose.personalise import personalise
 from newsroom.compose.rendering import render, web_page
-from newsroom.delivery import outbox, readiness
+from newsroom.delivery import letterhead, outbox, readiness
 from newsroom.errors import NewsroomError, Problem, ProblemsError
-from newsroom.people import lists
+from newsroom.people import lists, savedsegments
 from newsroom.settings import CONFIG_FILE
 from newsroom.site import Site
 
@@ -146,8 +146,10 @@ def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) ->
     """Check issues (default: all in issues/): errors, then preflight warnings.
 
     Errors (exit status 1) stop an issue being sent, among them a list in `to:` or `only` that
-    subscribers/lists.toml does not have; warnings are advice: a tag no subscriber has, and
-    placeholder settings a mailing through a real relay refuses (newsroom.toml: ...).
+    subscribers/lists.toml does not have, a segment:NAME subscribers/segments.toml does not
+    name, and the errors of those two files; warnings are advice: a tag no subscriber has,
+    placeholder settings a mailing through a real relay refuses (newsroom.toml: ...), and a
+    list sender DMARC would not align with dkim.domain.
 
     \b
     Example:
@@ -162,10 +164,16 @@ def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) ->
     except ProblemsError as exc:  # lists.toml's own errors, at its lines
         errors.extend(exc.problems)
         known = None
-    warned: list[Problem] = []
+    try:
+        saved: set[str] | None = set(savedsegments.read(site.segments_file, known))
+    except ProblemsError as exc:  # segments.toml's own errors, at its lines
+        errors.extend(exc.problems)
+        saved = None
+    senders = _list_sender_warnings(site)
+    warned: list[Problem] = list(senders)
     report: list[dict[str, Any]] = []
     for path in targets:
-        checked = outbox.check_issue(site, path, clashes.get(path.resolve(), []), known)
+        checked = outbox.check_issue(site, path, clashes.get(path.resolve(), []), known, saved)
         errors.extend(checked.errors)
         warned.extend(checked.warnings)
         report.append(checked.report)
@@ -177,12 +185,23 @@ def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) ->
         if placeholders:
             words = [str(w) for w in placeholders]
             report.append({"path": CONFIG_FILE, "errors": [], "warnings": words})
+        if senders:
+            words = [str(w) for w in senders]
+            report.append({"path": "subscribers/lists.toml", "errors": [], "warnings": words})
         echo_json(report)
     else:
         for problem in [*errors, *warned]:
             click.echo(str(problem), err=True)
     if errors or (strict and warned):
         raise SystemExit(1)
+
+
+def _list_sender_warnings(site: Site) -> list[Problem]:
+    """Lists that send as themselves from a placeholder or DMARC-unaligned domain."""
+    try:
+        return letterhead.warnings(site.config, lists.read_lists(site.lists_file))
+    except ProblemsError:
+        return []  # reported as errors already
 
 
 @click.command()

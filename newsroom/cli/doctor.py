@@ -39,7 +39,7 @@ def doctor(
     """
     server = dnsrecords.parse_nameserver(nameserver) if nameserver is not None else None
     config = state.site.config
-    found = checks.site_checks(config)
+    found = checks.site_checks(config) + _list_checks(state)
     records = dnsrecords.records(config)
     if look_up or server:
         found += dnsrecords.dns_checks(records, server)
@@ -55,6 +55,20 @@ def doctor(
         _print(found, records)
     if not checks.ready(found):
         ctx.exit(1)
+
+
+def _list_checks(state: State) -> list[checks.Check]:
+    """The lists that send as themselves; lists.toml's own errors as one problem."""
+    from newsroom.delivery import readiness
+    from newsroom.errors import ProblemsError
+    from newsroom.people import lists
+
+    try:
+        specs = lists.read_lists(state.site.lists_file)
+    except ProblemsError as exc:
+        return [checks.Check("lists", checks.PROBLEM, str(exc), "fix subscribers/lists.toml")]
+    senders = [readiness.ListSender(s.slug, s.sender, s.line) for s in specs.values() if s.sender]
+    return checks.list_sender_checks(config=state.site.config, senders=senders)
 
 
 def _print(found: list[checks.Check], records: list[dnsrecords.Record]) -> None:

@@ -77,6 +77,11 @@ COMMANDS = {
         "segment",
         "Count the subscribers a segment expression selects and show the first few.",
     ),
+    "segments": Lazy(
+        "newsroom.cli.subscribers",
+        "list_segments",
+        "Show each saved segment with the number of subscribers it selects.",
+    ),
     "send": Lazy(
         "newsroom.cli.sending",
         "send",

@@ -30,6 +30,13 @@ D = DeliveryStatus
 @click.command()
 @click.argument("issue", required=False)
 @click.option("--to", "expression", help="Segment expression (default: the issue's `to:`).")
+@click.option(
+    "--from",
+    "sender",
+    metavar="SENDER",
+    help="Send as `site` or as a list with a sender of its own (its slug or address); "
+    "default: the first list's own sender, else the site's.",
+)
 @click.option("--dry-run", is_flag=True, help="List who would get which variant; send nothing.")
 @click.option("--test", "test_address", metavar="ADDRESS", help="Send one copy marked [TEST].")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -45,6 +52,7 @@ def send(
     state: State,
     issue: str | None,
     expression: str | None,
+    sender: str | None,
     dry_run: bool,
     test_address: str | None,
     yes: bool,
@@ -66,8 +74,11 @@ def send(
     if resend_uncertain and resume_id is None:
         raise NewsroomError("--resend-uncertain goes with --resume ID")
     if resume_id is not None:
-        if issue or expression or dry_run or test_address or again:
-            raise NewsroomError("--resume ID takes no ISSUE, --to, --dry-run, --test or --again")
+        if issue or expression or sender or dry_run or test_address or again:
+            raise NewsroomError(
+                "--resume ID takes no ISSUE, --to, --from, --dry-run, --test or --again: "
+                "a mailing goes on as it began"
+            )
         with _Shown() as shown:
             outcome = dispatch.resume(
                 site, resume_id, now=state.now(), resend_uncertain=resend_uncertain, watch=shown
@@ -76,10 +87,12 @@ def send(
         return
     if not issue:
         raise NewsroomError("give an ISSUE to send (or --resume ID)")
-    prepared = dispatch.prepare(site, issue, expression, state.now())
+    prepared = dispatch.prepare(site, issue, expression, state.now(), sender)
     planned, target = prepared.planned, prepared.target
+    for warning in planned.warnings:  # a list's own sender DMARC would not align, and such
+        click.echo(str(warning), err=True)
     if dry_run:
-        _dry_run(site, planned, target, again)
+        _dry_run(site, planned, prepared.expression, again)
         return
     if test_address:
         outbox.check_relay(site, mailing=False)
@@ -113,7 +126,10 @@ def _dry_run(site: Site, planned: outbox.Plan, target: str, again: bool) -> None
         click.echo(outbox.already_had(site, had), err=True)
     for warning in readiness.warnings(site.config):  # a dry run asks no relay: warn, exit 0
         click.echo(str(warning), err=True)
-    click.echo(f"dry run: {planned.slug} to {target!r}: {summary}; nothing sent", err=True)
+    head = planned.letterhead
+    own = head is not None and head.sender != site.config.text("site.sender")
+    sender = f" from {head.sender}" if head is not None and own else ""  # a list's own
+    click.echo(f"dry run: {planned.slug} to {target!r}{sender}: {summary}; nothing sent", err=True)
 
 
 class _Shown(dispatch.Quiet):
@@ -234,7 +250,9 @@ def _row(mailing: mailings.Mailing, counts: mailings.Counts) -> dict[str, Any]:
     return {
         "id": mailing.id,
         "issue": mailing.issue_slug,
-        "to": mailing.expression,
+        "to": mailing.expression_given or mailing.expression,
+        "expression": mailing.expression,  # saved segments expanded, as it was frozen
+        "from": mailing.sender,
         "status": mailing.status,
         "paused_reason": mailing.paused_reason,
         "created_at": mailing.created_at.isoformat(timespec="seconds"),
@@ -266,7 +284,10 @@ def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
         return
     click.echo(f"mailing {mailing.id}: {mailing.issue_slug} ({mailing.issue_path})")
     click.echo(f"subject: {mailing.subject}")
-    click.echo(f"to:      {mailing.expression}")
+    expanded = f" (= {mailing.expression})" if mailing.expression_given else ""
+    click.echo(f"to:      {mailing.expression_given or mailing.expression}{expanded}")
+    if mailing.sender:
+        click.echo(f"from:    {mailing.sender}")
     click.echo(
         f"status:  {mailing.status}"
         + (f" — {mailing.paused_reason}" if mailing.paused_reason else "")

@@ -1,4 +1,5 @@
-"""`newsroom lists`, `newsroom subscribers ...` and `newsroom segment`: thin shells over the library."""
+"""`newsroom lists`, `newsroom subscribers ...`, `newsroom segment` and `newsroom segments`: thin
+shells over the library."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ import click
 from newsroom.cli.common import Group, State, confirm, echo_json, json_option, pass_state
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
-from newsroom.people import confirmation, erasure, imports, lists, selection, subscribers
+from newsroom.people import (
+    confirmation,
+    erasure,
+    imports,
+    lists,
+    savedsegments,
+    selection,
+    subscribers,
+)
 from newsroom.site import Site
 
 SHOWN_MATCHES = 10
@@ -327,20 +336,79 @@ def send_confirmations(state: State) -> None:
 def segment(state: State, expression: str, limit: int, as_json: bool) -> None:
     """Count the subscribers a segment expression selects and show the first few.
 
+    A saved segment of subscribers/segments.toml stands anywhere as segment:NAME.
+
     \b
     Example:
       newsroom segment "all-members and not clp-secretaries"
+      newsroom segment "segment:north-and-access and not tag:press"
     """
     site = _synced(state)
+    saved = savedsegments.expressions(_saved(site))
     with transaction(site.engine) as session:
-        found = selection.resolve(session, expression)
+        found = selection.resolve(session, expression, saved)
         count = found.count(session)
         first = session.execute(found.select().limit(limit)).all()
     if as_json:
-        echo_json({"expression": expression, "count": count, "first": [e for _, e, _ in first]})
+        data: dict[str, Any] = {"expression": expression, "count": count}
+        if found.plain != expression:
+            data["expanded"] = found.plain  # saved segments replaced by what they stand for
+        echo_json(data | {"first": [e for _, e, _ in first]})
         return
     click.echo(f"{count} subscriber{'s' if count != 1 else ''} match {expression!r}")
+    if found.plain != expression:
+        click.echo(f"  (= {found.plain})")
     for _, email, name in first:
         click.echo(f"  {email}  {name}".rstrip())
     if count > len(first):
         click.echo(f"  ... and {count - len(first)} more")
+
+
+def _saved(site: Site) -> dict[str, savedsegments.SavedSegment]:
+    return savedsegments.read(site.segments_file, set(lists.read_lists(site.lists_file)))
+
+
+@click.command(name="segments")
+@json_option
+@pass_state
+def list_segments(state: State, as_json: bool) -> None:
+    """Show each saved segment with the number of subscribers it selects.
+
+    Saved segments are named in subscribers/segments.toml, one table each:
+
+    \b
+      [north-and-access]
+      expr = "tag:north or tag:access-needs"
+      description = "Members in the north, and those who asked for accessible formats"
+
+    and used as segment:NAME wherever an expression goes (to:, only, --to, newsroom segment).
+
+    \b
+    Example:
+      newsroom segments
+    """
+    site = _synced(state)
+    found = _saved(site)
+    saved = savedsegments.expressions(found)
+    rows: list[dict[str, Any]] = []
+    with transaction(site.engine) as session:
+        for name, entry in found.items():
+            row: dict[str, Any] = {"name": name, "expr": entry.expr}
+            row["description"] = entry.description
+            try:
+                row["count"] = selection.resolve(session, f"segment:{name}", saved).count(session)
+            except NewsroomError as exc:  # a tag nobody has yet: say so, list the others
+                row["count"], row["problem"] = None, str(exc).splitlines()[0]
+            rows.append(row)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo(f"no saved segments: name some in {site.segments_file} (see --help)")
+        return
+    width = max(len(r["name"]) for r in rows) + 2
+    for r in rows:
+        count = r["problem"] if r["count"] is None else f"{r['count']:>6}"
+        click.echo(f"{r['name']:{width}} {count}  {r['expr']}")
+        if r["description"]:
+            click.echo(f"{'':{width + 9}}{r['description']}")  # under the expression

@@ -18,7 +18,9 @@ from newsroom.settings import Config
 RULE = "-" * WIDTH
 
 
-def render(issue: Issue, config: Config, audience: Audience, fields: FieldTable) -> str:
+def render(
+    issue: Issue, config: Config, audience: Audience, fields: FieldTable, list_name: str = ""
+) -> str:
     """The text part; merge fields stay as sentinels for rendering to finish."""
     refs = References()
     site = config.text("site.name")
@@ -28,11 +30,13 @@ def render(issue: Issue, config: Config, audience: Audience, fields: FieldTable)
     out = ["\n".join(head), *body]
     if refs.urls:
         out.append("Links:\n" + "\n".join(f"[{n}] {url}" for n, url in enumerate(refs.urls, 1)))
-    out.append(_footer(issue, config, audience, fields))
+    out.append(_footer(issue, config, audience, fields, list_name))
     return "\n\n".join(part for part in out if part) + "\n"
 
 
-def _footer(issue: Issue, config: Config, audience: Audience, fields: FieldTable) -> str:
+def _footer(
+    issue: Issue, config: Config, audience: Audience, fields: FieldTable, list_name: str
+) -> str:
     site = config.text("site.name")
     base = config.text("site.base_url").rstrip("/")
     page = f"{base}/issues/{issue.slug}/"
@@ -44,7 +48,8 @@ def _footer(issue: Issue, config: Config, audience: Audience, fields: FieldTable
         return "\n".join(lines)
     unsubscribe = fields.protect("{{unsubscribe_url}}")
     preferences = fields.protect("{{preferences_url}}")
-    lines.append(wrap(f"You get this email because you subscribed to {site} at {base}."))
+    subscribed = f"{list_name}, a list of {site}," if list_name else site
+    lines.append(wrap(f"You get this email because you subscribed to {subscribed} at {base}."))
     lines += [
         "",
         wrap(f"Unsubscribe: {unsubscribe}"),

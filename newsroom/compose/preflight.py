@@ -3,8 +3,8 @@ non-https links, images without alt text in raw HTML, a missing summary, a very 
 
 Warnings never stop a send on their own; they are printed by `newsroom check` and before a send.
 
-Also the names the issue's audience is made of, against the site's: a list in `to:` or an
-`only` block that the site does not have is an error (the send would fail, the block would
+Also the names the issue's audience is made of, against the site's: a list or a saved segment
+in `to:` or an `only` block that the site does not have is an error (the send would fail, the block would
 never show), a tag that no subscriber has a warning (tags come with imports).
 """
 
@@ -99,8 +99,8 @@ def _text_warnings(text: str, first_line: int, previous: int) -> Iterator[tuple[
         previous = max(level, 2)
 
 
-def named(issue: Issue) -> Iterator[tuple[int, str, ListRef | TagRef]]:
-    """Every list and tag the issue names: (line, `to` or `only`, the name), in reading order."""
+def _expressions(issue: Issue) -> Iterator[tuple[int, str, segments.Node]]:
+    """Each expression of the issue, parsed: (line, `to` or `only`, its tree)."""
     found = [(issue.to_line, "to", issue.to)] if issue.to else []
     found += [
         (node.line, "only", node.data.expression)
@@ -109,11 +109,32 @@ def named(issue: Issue) -> Iterator[tuple[int, str, ListRef | TagRef]]:
     ]
     for line, where, expression in found:
         try:
-            atoms = list(segments.atoms(segments.parse(expression)))
+            yield line, where, segments.parse(expression)
         except NewsroomError:  # reported when the issue was read
             continue
-        for atom in atoms:
+
+
+def named(issue: Issue) -> Iterator[tuple[int, str, ListRef | TagRef]]:
+    """Every list and tag the issue names: (line, `to` or `only`, the name), in reading order
+    (not those of the saved segments it names: segments.toml is checked on its own)."""
+    for line, where, tree in _expressions(issue):
+        for atom in segments.atoms(tree):
             yield line, where, atom
+
+
+def unknown_segments(issue: Issue, shown: str, saved: Collection[str]) -> list[Problem]:
+    """An error for each `segment:NAME` in the issue that subscribers/segments.toml does not
+    name (issue #16, item 2)."""
+    return [
+        Problem(
+            shown,
+            line,
+            f'unknown saved segment {ref.name!r} in "{where}" ({segments.saved_hint(ref.name, saved)})',
+        )
+        for line, where, tree in _expressions(issue)
+        for ref in segments.saved_refs(tree)
+        if ref.name not in saved
+    ]
 
 
 def unknown_lists(issue: Issue, shown: str, lists: Collection[str]) -> list[Problem]:

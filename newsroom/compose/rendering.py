@@ -90,8 +90,10 @@ def only_expressions(issue: Issue) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def render(issue: Issue, config: Config) -> Rendered:
-    """Every variant of ISSUE: the public one and one per combination of only blocks."""
+def render(issue: Issue, config: Config, list_name: str = "") -> Rendered:
+    """Every variant of ISSUE: the public one and one per combination of only blocks. The
+    email footers say the reader subscribed to LIST_NAME (the mailing's first list, issue #16
+    item 4) when one is given."""
     expressions = only_expressions(issue)  # at most issues.MAX_ONLY: load_issue checks
     with markup.reuse():  # each text parsed once for all the variants
         variants = {"public": render_variant(issue, config, Audience(False), "public")}
@@ -99,11 +101,13 @@ def render(issue: Issue, config: Config) -> Rendered:
             for chosen in combinations(range(len(expressions)), size):
                 key = "+".join(["email", *(str(i + 1) for i in chosen)])
                 audience = Audience(True, frozenset(expressions[i] for i in chosen))
-                variants[key] = render_variant(issue, config, audience, key)
+                variants[key] = render_variant(issue, config, audience, key, list_name)
     return Rendered(issue, variants, expressions)
 
 
-def render_variant(issue: Issue, config: Config, audience: Audience, key: str) -> Variant:
+def render_variant(
+    issue: Issue, config: Config, audience: Audience, key: str, list_name: str = ""
+) -> Variant:
     fields = markup.FieldTable()
     unsubscribe = _reserve(fields, "unsubscribe_url")
     preferences = _reserve(fields, "preferences_url")
@@ -120,11 +124,12 @@ def render_variant(issue: Issue, config: Config, audience: Audience, key: str) -
             public=not audience.email,
             unsubscribe_url=unsubscribe,
             preferences_url=preferences,
+            list_name=list_name,
         )
     )
     html = email_html(document)
     content = _environment().get_template("web/content.html.j2").render(items=items)
-    text = plaintext.render(issue, config, audience, fields)
+    text = plaintext.render(issue, config, audience, fields, list_name)
     public = not audience.email
     return Variant(
         key,

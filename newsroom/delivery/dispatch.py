@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parseaddr
 from typing import Protocol
 
-from newsroom.delivery import audience, journal, mailings, outbox, readiness
+from newsroom.delivery import audience, journal, letterhead, mailings, outbox, readiness
 from newsroom.delivery.processes import Helpers
 from newsroom.delivery.senders import SenderLock
 from newsroom.delivery.sending import Sender, SenderReport, drive, running
 from newsroom.errors import NewsroomError
-from newsroom.mail.messages import parse_sender
 from newsroom.mail.smtp import Pool, RelayError
 from newsroom.people import lists
 from newsroom.site import Site
@@ -84,10 +84,18 @@ class Quiet:
 
 @dataclass(frozen=True)
 class Prepared:
-    """An issue rendered and checked for sending to TARGET (the expression)."""
+    """An issue rendered and checked for sending to TARGET (the expression as given), which is
+    EXPRESSION with its saved segments expanded (what the mailing keeps)."""
 
     planned: outbox.Plan
     target: str
+    expression: str = ""
+
+    @property
+    def sender(self) -> str:
+        """The From: of the mailing."""
+        head = self.planned.letterhead
+        return head.sender if head else ""
 
 
 @dataclass(frozen=True)
@@ -110,28 +118,31 @@ class Outcome:
     counts: mailings.Counts
 
 
-def prepare(site: Site, issue: str, expression: str | None, now: datetime) -> Prepared:
+def prepare(
+    site: Site, issue: str, expression: str | None, now: datetime, sender: str | None = None
+) -> Prepared:
     """ISSUE rendered, the lists in step with lists.toml, and every preflight check passed for
-    sending it to EXPRESSION (default: its `to:`); raises NewsroomError saying what to fix."""
-    planned = outbox.plan(site, issue)
+    sending it to EXPRESSION (default: its `to:`) from SENDER (`--from`; default: its first
+    list's own, or the site's); raises NewsroomError saying what to fix."""
+    planned = outbox.plan(site, issue, expression, sender)
     lists.sync(site, now)  # lists.toml is the truth about which lists exist
-    target = expression or planned.default_to
+    target = planned.target
     if not target:
         raise NewsroomError(f"{planned.path.name}: no `to:` in the issue; say who with --to EXPR")
-    outbox.preflight(site, target)
+    plain = outbox.preflight(site, planned)
     outbox.check_history(site, planned)
-    return Prepared(planned, target)
+    return Prepared(planned, target, plain)
 
 
 def propose(site: Site, prepared: Prepared, *, again: bool) -> Proposal:
     """Check the relay takes a real mailing and count who it goes to (raises when nobody)."""
-    relay = outbox.check_relay(site, mailing=True)
-    target, slug = prepared.target, prepared.planned.slug
+    relay = outbox.check_relay(site, mailing=True, sender=prepared.sender)
+    target, slug = prepared.expression, prepared.planned.slug
     total, had, sentence = audience.size(site.engine, target, slug)
     going = total if again else total - had
     if going == 0:
-        raise NewsroomError(mailings.nobody_to_send_to(target, sentence, selected=total))
-    sender = parse_sender(site.config.text("site.sender"))[1]
+        raise NewsroomError(mailings.nobody_to_send_to(prepared.target, sentence, selected=total))
+    sender = parseaddr(prepared.sender)[1]
     return Proposal(prepared, going, "" if again else sentence, sender, relay)
 
 
@@ -139,7 +150,7 @@ def send(site: Site, proposal: Proposal, *, again: bool, now: datetime, watch: W
     """Freeze the mailing and send it, with helper processes when it is big."""
     with SenderLock(site.engine) as lock:  # before creating: a second sender stops here
         prepared = proposal.prepared
-        created = outbox.create(site, prepared.planned, prepared.target, again=again, now=now)
+        created = outbox.create(site, prepared.planned, prepared.expression, again=again, now=now)
         watch.frozen(created.mailing_id, created.count)
         return _run(site, lock, created.mailing_id, watch)
 
@@ -151,7 +162,8 @@ def resume(
     stopped (only those handed to the relay without an answer: journal.py)."""
     with SenderLock(site.engine) as lock:
         mailings.check_resumable(site.engine, mailing_id)
-        outbox.check_relay(site)
+        head = letterhead.of_mailing(site.config, mailings.get(site.engine, mailing_id))
+        outbox.check_relay(site, sender=head.sender)
         if resend_uncertain:
             mailings.reconcile(site.engine, mailing_id, lock, journal.folder(site.root), now)
             watch.resending(mailings.resend_uncertain(site.engine, mailing_id, lock))

@@ -31,7 +31,7 @@ from pathlib import Path
 import aiosmtplib
 
 from newsroom.delivery import readiness, sending
-from newsroom.delivery.readiness import is_loopback
+from newsroom.delivery.readiness import aligned, is_loopback
 from newsroom.errors import ConfigError, NewsroomError
 from newsroom.mail import asyncrun, smtp
 from newsroom.mail.dkim import Signer
@@ -411,13 +411,6 @@ def _key_size(signer: Signer, shown_path: str) -> Check | None:
     return None
 
 
-def aligned(dkim_domain: str, from_domain: str) -> bool:
-    """DMARC relaxed alignment (RFC 7489 §3.1.1), as far as it can be told without the Public
-    Suffix List: the two domains are equal, or one is a parent of the other."""
-    a, b = dkim_domain.lower().rstrip("."), from_domain.lower().rstrip(".")
-    return a == b or a.endswith("." + b) or b.endswith("." + a)
-
-
 def _alignment(config: Config) -> list[Check]:
     dkim_domain, from_domain = (
         config.text("dkim.domain"),
@@ -442,6 +435,40 @@ def _alignment(config: Config) -> list[Check]:
             f'set dkim.domain = "{from_domain}" and publish the key there',
         )
     ]
+
+
+def list_sender_checks(config: Config, senders: list[readiness.ListSender]) -> list[Check]:
+    """The lists that send as themselves (issue #16, item 4), each held to site.sender's rules:
+    a placeholder domain is a problem (their mailings are refused), a domain DMARC does not
+    align with dkim.domain a warning."""
+    found = []
+    dkim_domain = config.text("dkim.domain")
+    for entry in senders:
+        name = f"list {entry.slug}"
+        domain = address_domain(entry.sender)
+        problem = readiness.placeholder_domain(domain)
+        if problem:
+            found.append(
+                Check(
+                    name,
+                    PROBLEM,
+                    f"sender {entry.sender!r}: its domain is {problem}",
+                    "set sender in subscribers/lists.toml to an address at your own domain",
+                )
+            )
+        elif dkim_domain and not aligned(dkim_domain, domain):
+            found.append(
+                Check(
+                    name,
+                    WARNING,
+                    f"sender {entry.sender!r} is not at dkim.domain {dkim_domain} (nor a parent "
+                    "or subdomain of it): DMARC does not count the signature (RFC 7489 §3.1.1)",
+                    f"send from an address at {dkim_domain}, or sign for {domain}",
+                )
+            )
+        else:
+            found.append(Check(name, OK, f"sends as {entry.sender}"))
+    return found
 
 
 def site_checks(config: Config) -> list[Check]:

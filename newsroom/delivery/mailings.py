@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from newsroom.database import transaction
 from newsroom.delivery import bounces, journal
+from newsroom.delivery.letterhead import Letterhead
 from newsroom.delivery.senders import SenderLock, is_sqlite
 from newsroom.errors import NewsroomError
 from newsroom.models import (
@@ -87,6 +88,8 @@ def create(
     again: bool = False,
     now: datetime,
     chunk: int = 5000,
+    expression_given: str = "",
+    letterhead: Letterhead | None = None,
 ) -> Created:
     """Freeze a mailing: its variants and one delivery per address, in one transaction.
 
@@ -99,6 +102,10 @@ def create(
             issue_path=issue_path,
             subject=subject,
             expression=expression,
+            expression_given=expression_given if expression_given != expression else "",
+            sender=letterhead.sender if letterhead else "",
+            reply_to=letterhead.reply_to if letterhead else "",
+            list_id=letterhead.list_id if letterhead else "",
             status=MailingStatus.SENDING,
             paused_reason="",
             created_at=now,

@@ -12,8 +12,8 @@ names among them), and `preview_for` what one subscriber's message looks like (`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from newsroom.compose import issues, personalise, rendering
 from newsroom.compose import preflight as issue_preflight  # outbox.preflight checks the settings
 from newsroom.compose.rendering import Rendered
 from newsroom.database import transaction
-from newsroom.delivery import audience, mailings, readiness
+from newsroom.delivery import audience, letterhead, mailings, readiness
+from newsroom.delivery.letterhead import Letterhead
 from newsroom.delivery.mailings import Addressee, AlreadyHad, Content
 from newsroom.delivery.sending import signer, templates
 from newsroom.errors import NewsroomError, Problem, ProblemsError
@@ -36,13 +37,14 @@ from newsroom.mail.messages import DateHeader, Recipient, new_message_id, parse_
 from newsroom.mail.ratelimit import RateLimiter, domain_rates, per_second
 from newsroom.mail.smtp import SENT, UNSENDABLE, Outgoing, Pool, relay_name
 from newsroom.models import Mailing, MailingStatus
-from newsroom.people import lists, selection, subscribers
+from newsroom.people import lists, savedsegments, selection, subscribers
 from newsroom.site import Site
 
 
 @dataclass
 class Plan:
-    """An issue ready to send: where it is, its subject, its variants, and how to choose one."""
+    """An issue ready to send: where it is, its subject, its variants, and how to choose one;
+    whom to (the target as given, and as a mailing keeps it) and from whom."""
 
     path: Path
     shown: str  # the path as mailings record it: relative to the site when inside it
@@ -51,6 +53,10 @@ class Plan:
     default_to: str
     variants: dict[str, Content]
     choose: Callable[[Callable[[str], bool]], str]
+    target: str = ""  # --to, else the issue's `to:`; may name saved segments
+    letterhead: Letterhead | None = None
+    saved: dict[str, str] = field(default_factory=dict)  # segments.toml: name → expression
+    warnings: list[Problem] = field(default_factory=list)  # about the lists' own senders
 
 
 def find_issue(site: Site, name: str) -> Path:
@@ -68,8 +74,10 @@ def find_issue(site: Site, name: str) -> Path:
     )
 
 
-def plan(site: Site, issue: str) -> Plan:
-    """Load and render ISSUE once per variant (raises ProblemsError listing every error)."""
+def plan(site: Site, issue: str, to: str | None = None, sender: str | None = None) -> Plan:
+    """Load and render ISSUE once per variant for a mailing TO an expression (default: its
+    `to:`) from SENDER (`--from`: default, the first list's or the site's); raises
+    ProblemsError listing every error, SegmentError for a bad TO."""
     path = find_issue(site, issue)
     clash = issues.slug_problems([path], site.config).get(path, [])
     try:
@@ -78,36 +86,62 @@ def plan(site: Site, issue: str) -> Plan:
         raise ProblemsError([*exc.problems, *clash]) from None
     shown = issues.shown_path(path, site.config)
     known = lists.read_lists(site.lists_file)  # the site's lists, as `newsroom check` reads them
-    wrong = [*issue_preflight.unknown_lists(loaded, shown, known), *clash]
+    saved = savedsegments.expressions(savedsegments.read(site.segments_file, known))
+    wrong = [
+        *issue_preflight.unknown_lists(loaded, shown, known),
+        *issue_preflight.unknown_segments(loaded, shown, saved),
+        *clash,
+    ]
     if wrong:
         raise ProblemsError(wrong)
-    rendered = rendering.render(loaded, site.config)
+    target = to or loaded.to or ""
+    node = segments.parse(target, saved) if target else None
+    head = letterhead.choose(site.config, known, node, sender)
+    rendered = rendering.render(loaded, site.config, head.list_name)
     variants = {
         key: Content(variant.subject, variant.html, variant.text)
         for key, variant in rendered.variants.items()
         if key != "public"  # the web's variant: no private content, fields already filled
     }
+    # `only` blocks naming saved segments are matched by what the names stand for today.
+    only = {e: segments.unparse(segments.parse(e, saved)) for e in rendered.only_expressions}
+
+    def choose(matches: Callable[[str], bool]) -> str:
+        return rendered.variant_for(lambda expression: matches(only[expression]))
+
     return Plan(
-        path, shown, loaded.slug, loaded.title, loaded.to or "", variants, rendered.variant_for
+        path,
+        shown,
+        loaded.slug,
+        loaded.title,
+        loaded.to or "",
+        variants,
+        choose,
+        target,
+        head,
+        saved,
+        letterhead.warnings(site.config, known),
     )
 
 
-def preflight(site: Site, expression: str) -> None:
-    """Check the settings sending needs, and EXPRESSION (raises NewsroomError naming the fix)."""
+def preflight(site: Site, planned: Plan) -> str:
+    """Check the settings sending needs, and the target (raises NewsroomError naming the fix);
+    returns the target as a mailing keeps it, saved segments expanded."""
     config = site.config
     _ = config.secret_key  # raises ConfigError saying how to set one
-    parse_sender(config.text("site.sender"))
+    parse_sender(planned.letterhead.sender if planned.letterhead else config.text("site.sender"))
     signer(config)
     per_second(config.text("sending.rate"))
     domain_rates(config.text("sending.domain_rates"))
     with transaction(site.engine) as session:
-        selection.resolve(session, expression)
+        return selection.resolve(session, planned.target, planned.saved).plain
 
 
-def check_relay(site: Site, *, mailing: bool = True) -> str:
+def check_relay(site: Site, *, mailing: bool = True, sender: str = "") -> str:
     """Open one connection to the relay, or raise NewsroomError saying why not. For a real
-    MAILING (not a --test copy) refuse placeholder settings unless the relay is `newsroom
-    dev-smtp` (readiness.NotReady). Returns the relay as the question before a send names it."""
+    MAILING (not a --test copy) from SENDER (default: the site's) refuse placeholder settings
+    unless the relay is `newsroom dev-smtp` (readiness.NotReady). Returns the relay as the
+    question before a send names it."""
 
     async def go() -> str:
         pool = Pool(site.config, connections=1)
@@ -118,7 +152,7 @@ def check_relay(site: Site, *, mailing: bool = True) -> str:
 
     greeting = asyncrun.run(go())
     if mailing:
-        readiness.check_relay(site.config, greeting)
+        readiness.check_relay(site.config, greeting, sender)
     name = relay_name(site.config)
     return f"{name} (newsroom dev-smtp)" if readiness.is_dev_smtp(site.config, greeting) else name
 
@@ -162,6 +196,7 @@ def check_history(site: Site, planned: Plan) -> None:
 def create(
     site: Site, planned: Plan, expression: str, *, again: bool, now: datetime
 ) -> mailings.Created:
+    """Freeze the mailing of PLANNED to EXPRESSION (the target with saved segments expanded)."""
     subject = next(iter(planned.variants.values())).subject if planned.variants else planned.title
     if site.engine.dialect.name == "postgresql":
         # A list imported minutes ago has no planner statistics yet, and a segment's IN
@@ -178,6 +213,8 @@ def create(
         addressees=audience.addressees(site.engine, expression, planned.choose),
         again=again,
         now=now,
+        expression_given=planned.target,
+        letterhead=planned.letterhead,
     )
 
 
@@ -201,8 +238,9 @@ def preview_for(
     fields = personalise.values(
         person.email, person.name, *tokens.links(site.config, named, now=now)
     )
+    saved = savedsegments.expressions(savedsegments.read(site.segments_file))
     key = rendered.variant_for(
-        lambda only: segments.matches(segments.parse(only), found.lists, found.tags)
+        lambda only: segments.matches(segments.parse(only, saved), found.lists, found.tags)
     )
     return key, fields
 
@@ -213,7 +251,8 @@ def send_test(site: Site, planned: Plan, address: str, expression: str, now: dat
     key = planned.choose(lambda _only: True)  # the fullest variant: every `only` block shown
     content = planned.variants[key]
     content = Content(f"[TEST] {content.subject}", content.html, content.text)
-    template = templates(config, expression or planned.default_to, {key: content})[key]
+    target = expression or planned.default_to
+    template = templates(config, target, {key: content}, planned.letterhead)[key]
     person = tokens.for_subscriber(0, address, "")  # names no subscriber: the links do nothing
     recipient = Recipient(address, "", *tokens.links(config, person, now=now))
     data = template.build(
@@ -249,9 +288,16 @@ class Checked:
     ok: str = ""
 
 
-def check_issue(site: Site, path: Path, wrong: list[Problem], known: set[str] | None) -> Checked:
+def check_issue(
+    site: Site,
+    path: Path,
+    wrong: list[Problem],
+    known: set[str] | None,
+    saved: Collection[str] | None = None,
+) -> Checked:
     """`newsroom check` for one issue; WRONG are its errors found already (a shared slug), KNOWN the site's
-    lists (None when lists.toml itself is wrong)."""
+    lists (None when lists.toml itself is wrong), SAVED its saved segments (None when
+    segments.toml is wrong)."""
     shown = issues.shown_path(path, site.config)
     try:
         issue = issues.load_issue(path, site.config)
@@ -260,6 +306,8 @@ def check_issue(site: Site, path: Path, wrong: list[Problem], known: set[str] | 
     else:
         if known is not None:
             wrong = [*issue_preflight.unknown_lists(issue, shown, known), *wrong]
+        if saved is not None:
+            wrong = [*issue_preflight.unknown_segments(issue, shown, saved), *wrong]
     if wrong:
         return Checked(wrong, [], {"path": str(path), "errors": [str(p) for p in wrong]})
     rendered = rendering.render(issue, site.config)

@@ -10,11 +10,16 @@ goes to `newsroom dev-smtp` on this machine, which keeps every message and deliv
 site says it is for local testing only (`site.local = true`: the test suite's sites, a training
 copy). `send`, `send --resume` and a worker ask before a mailing is created or sent, and the
 sender itself asks again before its first message (sending.Sender.run).
+
+A list that sends as itself (`sender` in lists.toml, issue #16 item 4) is held to the same rules:
+a mailing sent from it is refused while its domain is a placeholder, and `check` and `send` warn
+about it at its line, and when its domain is not aligned with `dkim.domain` (DMARC, RFC 7489).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import parseaddr
 from urllib.parse import urlsplit
@@ -27,6 +32,7 @@ from newsroom.settings import Config
 # RFC 2606 and RFC 6761 reserve these names for examples and tests, RFC 6762 .local for mDNS:
 # none of them is anybody's real domain.
 RESERVED_SUFFIXES = (".test", ".invalid", ".localhost", ".example", ".local", ".internal")
+LIST_SENDER = "the list's sender (subscribers/lists.toml)"
 
 
 class NotReady(NewsroomError):
@@ -84,8 +90,9 @@ def placeholder_domain(domain: str) -> str | None:
     return None
 
 
-def problems(config: Config) -> list[Unready]:
-    """Every setting that is still a placeholder for a real mailing; empty when none is."""
+def problems(config: Config, sender: str = "") -> list[Unready]:
+    """Every setting that is still a placeholder for a real mailing, and SENDER, the mailing's
+    From when it is not the site's (a list's own); empty when none is."""
     found = []
     url = config.text("site.base_url")
     parts = urlsplit(url)
@@ -101,11 +108,17 @@ def problems(config: Config) -> list[Unready]:
                 "List-Id, are made from it)",
             )
         )
-    for setting, what in (
-        ("site.sender", "the From: address and the Message-ID domain"),
-        ("sending.bounce_address", "the envelope sender that bounce reports come back to"),
-    ):
-        value = config.text(setting)
+    named = [
+        ("site.sender", config.text("site.sender"), "the From: address and the Message-ID domain"),
+        (
+            "sending.bounce_address",
+            config.text("sending.bounce_address"),
+            "the envelope sender that bounce reports come back to",
+        ),
+    ]
+    if sender and sender != config.text("site.sender"):
+        named.append((LIST_SENDER, sender, "the From: address of the list's mailings"))
+    for setting, value, what in named:
         address = parseaddr(value)[1]
         domain = address.rpartition("@")[2] if "@" in address else ""
         problem = placeholder_domain(domain) if domain else "not an email address"
@@ -118,7 +131,7 @@ def problems(config: Config) -> list[Unready]:
                     f"set it to an address at your own domain ({what}), such as "
                     + (
                         '"Our Campaign <news@your-organisation.org>"'
-                        if setting == "site.sender"
+                        if setting != "sending.bounce_address"
                         else "bounces@your-organisation.org (its mailbox must also take "
                         "bounces+anything@ — plus-addressing — see Going live)"
                     ),
@@ -127,30 +140,31 @@ def problems(config: Config) -> list[Unready]:
     return found
 
 
-def refusal(config: Config) -> str:
+def refusal(config: Config, sender: str = "") -> str:
     """The words of a refused real mailing: every placeholder setting, each on its line."""
     lines = [
         "a real mailing cannot go out with placeholder settings (a --test copy, or a send to "
         "`newsroom dev-smtp`, can):"
     ]
-    lines += [f"  {unready}" for unready in problems(config)]
+    lines += [f"  {unready}" for unready in problems(config, sender)]
     lines.append(
         "Set them in newsroom.toml (or NEWSROOM_* variables); `newsroom doctor` checks the rest."
     )
     return "\n".join(lines)
 
 
-def blocking(config: Config) -> list[Unready]:
-    """The placeholder settings that refuse a real mailing on this site: none on a site that
-    says it is for local testing only (`site.local`)."""
-    return [] if config["site.local"] else problems(config)
+def blocking(config: Config, sender: str = "") -> list[Unready]:
+    """The placeholder settings (and SENDER, a mailing's own From) that refuse a real mailing
+    on this site: none on a site that says it is for local testing only (`site.local`)."""
+    return [] if config["site.local"] else problems(config, sender)
 
 
-def check_relay(config: Config, greeting: str) -> None:
-    """Raise NotReady unless a real mailing may go to the relay that answered with GREETING:
-    settings with no placeholder, the relay `newsroom dev-smtp`, or a local test site."""
-    if blocking(config) and not is_dev_smtp(config, greeting):
-        raise NotReady(refusal(config))
+def check_relay(config: Config, greeting: str, sender: str = "") -> None:
+    """Raise NotReady unless a real mailing from SENDER (default: the site's) may go to the
+    relay that answered with GREETING: settings with no placeholder, the relay `newsroom
+    dev-smtp`, or a local test site."""
+    if blocking(config, sender) and not is_dev_smtp(config, greeting):
+        raise NotReady(refusal(config, sender))
 
 
 def warnings(config: Config) -> list[Problem]:
@@ -175,3 +189,53 @@ def _where(config: Config, name: str) -> tuple[str, int]:
     if source == "default":
         return settings.CONFIG_FILE, 0
     return settings.BY_NAME[name].env, 0  # from .env or the environment: the variable to change
+
+
+def aligned(dkim_domain: str, from_domain: str) -> bool:
+    """DMARC relaxed alignment (RFC 7489 §3.1.1), as far as it can be told without the Public
+    Suffix List: the two domains are equal, or one is a parent of the other."""
+    a, b = dkim_domain.lower().rstrip("."), from_domain.lower().rstrip(".")
+    return a == b or a.endswith("." + b) or b.endswith("." + a)
+
+
+@dataclass(frozen=True)
+class ListSender:
+    """A list's own sender as lists.toml gives it, and where (lists.ListSpec, unimported here)."""
+
+    slug: str
+    sender: str
+    line: int
+
+
+def list_sender_warnings(config: Config, senders: Iterable[ListSender]) -> list[Problem]:
+    """Warnings at `subscribers/lists.toml:LINE` for each list sender a real mailing would
+    refuse (a placeholder domain), and each whose domain DMARC would not count the site's DKIM
+    signature for (`dkim.domain` neither it nor a parent or subdomain: RFC 7489 §3.1.1)."""
+    found = []
+    where = "subscribers/lists.toml"
+    dkim_domain = config.text("dkim.domain")
+    for entry in senders:
+        address = parseaddr(entry.sender)[1]
+        domain = address.rpartition("@")[2]
+        problem = placeholder_domain(domain)
+        if problem and not config["site.local"]:
+            found.append(
+                Problem(
+                    where,
+                    entry.line,
+                    f"warning: [{entry.slug}] sender {entry.sender!r}: its domain is {problem}; "
+                    "a mailing from it through a real relay is refused",
+                )
+            )
+        if dkim_domain and not aligned(dkim_domain, domain):
+            found.append(
+                Problem(
+                    where,
+                    entry.line,
+                    f"warning: [{entry.slug}] sender {entry.sender!r} is not at dkim.domain "
+                    f"{dkim_domain} (nor a parent or subdomain of it): DMARC does not count the "
+                    "signature (RFC 7489 §3.1.1) and receivers may reject or junk its mailings; "
+                    f"send from an address at {dkim_domain}, or sign for {domain}",
+                )
+            )
+    return found

@@ -27,15 +27,14 @@ import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import formataddr
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
-from newsroom import segments, tokens
+from newsroom import tokens
 from newsroom.database import transaction
-from newsroom.delivery import journal, mailings, readiness
+from newsroom.delivery import journal, letterhead, mailings, readiness
 from newsroom.delivery.changes import Changes
+from newsroom.delivery.letterhead import Letterhead
 from newsroom.delivery.mailings import Claimed, Result
 from newsroom.delivery.senders import SenderLock
 from newsroom.errors import NewsroomError
@@ -70,28 +69,25 @@ from newsroom.site import Site
 D = DeliveryStatus
 
 
-def list_id(config: Config, expression: str) -> str:
-    """RFC 2919 List-Id: the site's name and `<first-list.site-host>`."""
-    host = urlsplit(config.text("site.base_url")).hostname or "localhost"
-    slugs = [a.slug for a in segments.atoms(segments.parse(expression)) if hasattr(a, "slug")]
-    return formataddr((config.text("site.name"), f"{slugs[0] if slugs else 'news'}.{host}"))
-
-
 def templates(
-    config: Config, expression: str, variants: dict[str, mailings.Content]
+    config: Config,
+    expression: str,
+    variants: dict[str, mailings.Content],
+    head: Letterhead | None = None,
 ) -> dict[str, MessageTemplate]:
-    """The mailing's variants encoded once each (raises NewsroomError on a bad setting)."""
-    sender = parse_sender(config.text("site.sender"))
+    """The mailing's variants encoded once each, from HEAD (default: the site's letterhead for
+    EXPRESSION); raises NewsroomError on a bad setting."""
+    head = head or letterhead.of_site(config, expression)
+    sender = parse_sender(head.sender)
     dkim_signer = signer(config)
-    ident = list_id(config, expression)
     return {
         key: MessageTemplate(
             subject=content.subject,
             text=content.text,
             html=content.html,
             sender=sender,
-            list_id=ident,
-            reply_to=config.text("site.reply_to"),
+            list_id=head.list_id,
+            reply_to=head.reply_to,
             signer=dkim_signer,
             message_id_domain=sender[1].rpartition("@")[2],
         )
@@ -170,11 +166,12 @@ class Sender:
     async def run(self, mailing_id: int) -> SenderReport:
         """Work on MAILING_ID until it is done, paused, waiting for retries, or stopped."""
         mailing = mailings.get(self.engine, mailing_id)
+        head = letterhead.of_mailing(self.config, mailing)
         encoded = templates(
-            self.config, mailing.expression, mailings.variants(self.engine, mailing_id)
+            self.config, mailing.expression, mailings.variants(self.engine, mailing_id), head
         )
-        if readiness.blocking(self.config):  # the last word, whoever asked for the mailing
-            readiness.check_relay(self.config, await self.pool.check())
+        if readiness.blocking(self.config, head.sender):  # the last word, whoever asked
+            readiness.check_relay(self.config, await self.pool.check(), head.sender)
         self.reconcile(mailing_id)  # a dead sender's claims: sent, to do, or uncertain
         written: journal.Journal | journal.Off = journal.Off()
         if self.config["sending.journal"]:

@@ -1,4 +1,9 @@
-"""Lists: subscribers/lists.toml kept in step with the database, and counts per status."""
+"""Lists: subscribers/lists.toml kept in step with the database, and counts per status.
+
+A list may send as itself (issue #16, item 4): `sender = "Disability Group <dg@example.org>"`
+and `reply_to`, checked as `site.sender` is. They are read from lists.toml when a mailing is
+made and kept on the mailing (delivery/letterhead.py), never in the lists table.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +26,15 @@ from newsroom.site import Site
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 RESERVED = {"and", "or", "not", "tag", "all"}  # words of the segment language
-KEYS = {"name": str, "description": str, "public": bool, "opt_in": str}
+KEYS = {
+    "name": str,
+    "description": str,
+    "public": bool,
+    "opt_in": str,
+    "sender": str,
+    "reply_to": str,
+}
+ROW_KEYS = ("slug", "name", "description", "public", "opt_in")  # what the lists table keeps
 OPT_IN = ("double", "single")
 ACTIVE = (SubscriptionStatus.PENDING, SubscriptionStatus.CONFIRMED)
 
@@ -34,6 +48,13 @@ class ListSpec:
     description: str = ""
     public: bool = False
     opt_in: str = "double"
+    sender: str = ""  # From: of mailings whose first list this is ("": the site's)
+    reply_to: str = ""
+    line: int = field(default=1, compare=False)  # of its sender (or [slug]), for warnings
+
+    def row(self) -> dict[str, Any]:
+        """The values the lists table keeps."""
+        return {key: getattr(self, key) for key in ROW_KEYS}
 
 
 @dataclass
@@ -101,9 +122,31 @@ def _check_list(
                 f'[{slug}] opt_in must be "double" or "single"',
             )
         )
+    for key in ("sender", "reply_to"):
+        problem = address_problem(table.get(key, ""), named=key == "sender")
+        if problem:
+            where = settings.toml_line(text, slug, key)
+            problems.append(Problem(label, where, f"[{slug}] {key}: {problem}"))
     if len(problems) > before:
         return None
-    return ListSpec(slug, **table)
+    if "sender" in table:
+        line = settings.toml_line(text, slug, "sender")
+    return ListSpec(slug, **table, line=line)
+
+
+def address_problem(value: Any, *, named: bool) -> str:
+    """What is wrong with VALUE as a From (NAMED: `Name <a@b.org>`) or Reply-To address, as
+    site.sender is read (mail/messages.parse_sender); "" when nothing is (or it is empty)."""
+    if not isinstance(value, str) or not value:
+        return ""
+    if any(c in value for c in "\r\n\0"):
+        return "must not contain a line break"  # header injection (RFC 5322 §2.2)
+    address = parseaddr(value)[1]
+    local, at, domain = address.rpartition("@")
+    if not at or not local or "." not in domain:
+        example = "Disability Group <disability@your-organisation.org>" if named else "a@b.org"
+        return f"{value!r} has no email address (write {example})"
+    return ""
 
 
 def sync(site: Site, now: datetime | None = None) -> SyncReport:
@@ -121,10 +164,10 @@ def sync_session(
     for slug, spec in specs.items():
         row = existing.get(slug)
         if row is None:
-            session.add(MailingList(**spec.__dict__))
+            session.add(MailingList(**spec.row()))
             report.added.append(slug)
         elif _differs(row, spec):
-            for key, value in spec.__dict__.items():
+            for key, value in spec.row().items():
                 setattr(row, key, value)
             row.retired_at = None
             report.changed.append(slug)
@@ -155,7 +198,7 @@ def sync_session(
 
 def _differs(row: MailingList, spec: ListSpec) -> bool:
     return row.retired_at is not None or any(
-        getattr(row, key) != value for key, value in spec.__dict__.items()
+        getattr(row, key) != value for key, value in spec.row().items()
     )
 
 

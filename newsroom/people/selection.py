@@ -1,12 +1,13 @@
 """A segment expression resolved against the database: the subscribers it selects, as SQL.
 
 Names are resolved first, so an unknown list or tag is an error pointing at its column
-(`segments.SegmentError`), and every value reaches SQL as a bound parameter.
+(`segments.SegmentError`; for one inside a saved segment, at the `segment:NAME` that brought it
+in), and every value reaches SQL as a bound parameter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
@@ -21,9 +22,10 @@ from newsroom.segments import (
     Node,
     Not,
     Or,
+    SavedRef,
     SegmentError,
     TagRef,
-    atoms,
+    atoms_with_origin,
     named_lists,
     parse,
 )
@@ -36,6 +38,11 @@ class Segment:
     expression: str
     node: Node
     list_ids: dict[str, int]
+
+    @property
+    def plain(self) -> str:
+        """The expression with its saved names expanded: what a mailing keeps."""
+        return segments.unparse(self.node) if segments.uses_saved(self.node) else self.expression
 
     @property
     def condition(self) -> ColumnElement[bool]:
@@ -56,6 +63,8 @@ class Segment:
         if isinstance(node, TagRef):
             tagged = select(SubscriberTag.subscriber_id).where(SubscriberTag.tag == node.name)
             return Subscriber.id.in_(tagged)
+        if isinstance(node, SavedRef):
+            return self._compile(segments.expanded(node))
         if isinstance(node, Not):
             return not_(self._compile(node.operand))
         parts = [self._compile(operand) for operand in node.operands]
@@ -84,6 +93,8 @@ def _implies_confirmed(node: Node) -> bool:
     """True when matching NODE already needs a confirmed subscription (skip the extra test)."""
     if isinstance(node, ListRef):
         return True
+    if isinstance(node, SavedRef):
+        return _implies_confirmed(segments.expanded(node))
     if isinstance(node, And):
         return any(_implies_confirmed(o) for o in node.operands)
     if isinstance(node, Or):
@@ -91,29 +102,30 @@ def _implies_confirmed(node: Node) -> bool:
     return False
 
 
-def resolve(session: Session, expression: str) -> Segment:
-    """Parse EXPRESSION and check every list and tag it names exists."""
-    node = parse(expression)
-    found = list(atoms(node))
-    slugs = {a.slug for a in found if isinstance(a, ListRef)}
+def resolve(session: Session, expression: str, saved: Mapping[str, str] | None = None) -> Segment:
+    """Parse EXPRESSION, its `segment:NAME`s with SAVED (name → expression, segments.toml), and
+    check every list and tag it names exists."""
+    node = parse(expression, saved or {})
+    found = list(atoms_with_origin(node))
+    slugs = {a.slug for a, _ in found if isinstance(a, ListRef)}
     rows = session.execute(
         select(MailingList.slug, MailingList.id).where(
             MailingList.slug.in_(slugs), MailingList.retired_at.is_(None)
         )
     )
     list_ids = {slug: id_ for slug, id_ in rows}
-    known_tags = tags_in_use(session, {a.name for a in found if isinstance(a, TagRef)})
-    for atom in found:
+    known_tags = tags_in_use(session, {a.name for a, _ in found if isinstance(a, TagRef)})
+    for atom, origin in found:
+        position = origin.position if origin else atom.position
+        inside = f" in segment:{origin.name} (subscribers/segments.toml)" if origin else ""
         if isinstance(atom, ListRef) and atom.slug not in list_ids:
-            raise SegmentError(
-                expression,
-                atom.position,
-                f"unknown list {atom.slug!r}",
-                segments.lists_hint(atom.slug, _known_lists(session)),
-            )
+            hint = segments.lists_hint(atom.slug, _known_lists(session))
+            if not origin and saved and atom.slug in saved:
+                hint = f"a saved segment has that name: write segment:{atom.slug}"
+            raise SegmentError(expression, position, f"unknown list {atom.slug!r}{inside}", hint)
         if isinstance(atom, TagRef) and atom.name not in known_tags:
             raise SegmentError(
-                expression, atom.position, f"unknown tag {atom.name!r}", "no subscriber has it"
+                expression, position, f"unknown tag {atom.name!r}{inside}", "no subscriber has it"
             )
     return Segment(expression, node, list_ids)
 
