@@ -82,6 +82,17 @@ class ConsentKind(StrEnum):
     ERASED = "erased"
 
 
+class MailingKind(StrEnum):
+    ISSUE = "issue"  # `newsroom send`: an audience frozen when it is made
+    WELCOME = "welcome"  # a list's welcome issue: a delivery added as each person confirms
+
+
+class WelcomeStatus(StrEnum):
+    WAITING = "waiting"  # owed: its list's welcome issue has not been queued for them yet
+    QUEUED = "queued"  # a delivery of the list's welcome mailing (sent, or still to be)
+    DROPPED = "dropped"  # never to be sent: too late, or the list names no welcome issue now
+
+
 class MailingStatus(StrEnum):
     SENDING = "sending"  # deliveries are being worked through (or wait for `--resume`)
     PAUSED = "paused"  # stopped by a person, a policy rejection or a run of errors
@@ -205,6 +216,10 @@ class Mailing(Base):
     sender: Mapped[str] = mapped_column(Text, default="", server_default="")
     reply_to: Mapped[str] = mapped_column(Text, default="", server_default="")
     list_id: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # A welcome mailing (issue #16, item 3) is never frozen: its expression is its list's slug.
+    kind: Mapped[str] = mapped_column(
+        String(20), default=MailingKind.ISSUE, server_default=MailingKind.ISSUE.value
+    )
     status: Mapped[str] = mapped_column(String(20), default=MailingStatus.SENDING)
     paused_reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -246,6 +261,32 @@ class Delivery(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_response: Mapped[str] = mapped_column(Text, default="")
+    # When it joined a mailing made earlier (a welcome); None: when the mailing was made. Its
+    # retries run out `sending.retry_hours` after this.
+    added_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Welcome(Base):
+    """A person's welcome to one list, owed from the moment they were confirmed on it.
+
+    The unique (list, subscriber) pair is the rule that nobody is welcomed to a list twice,
+    whoever confirms them how often (a second confirmation, a re-import); erasure deletes it
+    with the subscriber."""
+
+    __tablename__ = "welcomes"
+    __table_args__ = (
+        UniqueConstraint("list_id", "subscriber_id"),
+        Index("ix_welcomes_status", "status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default=WelcomeStatus.WAITING)
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"), nullable=True, unique=True
+    )
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it waits, or was dropped
 
 
 class BounceEvent(Base):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from newsroom.cli.common import State, echo_json, json_option, pass_state
 from newsroom.delivery import dnsrecords
 from newsroom.delivery import doctor as checks
+
+if TYPE_CHECKING:
+    from newsroom.people.lists import ListSpec
 
 STATUS_WIDTH = 9  # "problem" and "warning", and a space or two
 
@@ -68,7 +73,24 @@ def _list_checks(state: State) -> list[checks.Check]:
     except ProblemsError as exc:
         return [checks.Check("lists", checks.PROBLEM, str(exc), "fix subscribers/lists.toml")]
     senders = [readiness.ListSender(s.slug, s.sender, s.line) for s in specs.values() if s.sender]
-    return checks.list_sender_checks(config=state.site.config, senders=senders)
+    found = checks.list_sender_checks(config=state.site.config, senders=senders)
+    return found + _welcome_checks(state, specs)
+
+
+def _welcome_checks(state: State, specs: dict[str, ListSpec]) -> list[checks.Check]:
+    """Each list's welcome issue: a warning when it cannot be sent (it stops no mailing and no
+    confirmation; its welcomes wait), with its first problem."""
+    from newsroom.delivery import welcomes
+
+    found = []
+    for slug, wrong in welcomes.problems(state.site, specs).items():
+        name, path = f"welcome {slug}", specs[slug].welcome
+        if wrong:
+            words = f"{path} cannot be sent, its welcomes wait: {wrong[0]}"
+            found.append(checks.Check(name, checks.WARNING, words, "see `newsroom check`"))
+        else:
+            found.append(checks.Check(name, checks.OK, f"welcomes with {path}"))
+    return found
 
 
 def _print(found: list[checks.Check], records: list[dnsrecords.Record]) -> None:

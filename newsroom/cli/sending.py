@@ -249,6 +249,7 @@ def list_mailings(state: State, as_json: bool) -> None:
 def _row(mailing: mailings.Mailing, counts: mailings.Counts) -> dict[str, Any]:
     return {
         "id": mailing.id,
+        "kind": mailing.kind,  # issue, or a list's welcome (issue #16, item 3)
         "issue": mailing.issue_slug,
         "to": mailing.expression_given or mailing.expression,
         "expression": mailing.expression,  # saved segments expanded, as it was frozen
@@ -357,14 +358,16 @@ def cancel_mailing(state: State, mailing_id: int) -> None:
 def worker(state: State, once: bool, poll: float) -> None:
     """Send every mailing that is under way, as one of any number of workers.
 
-    On PostgreSQL run as many as you like, on as many machines; on SQLite one at a time. Like
-    `send`, it starts helper processes for a big mailing when sending.processes says so.
+    It also sends the welcome emails owed to people just confirmed on a list that names a
+    welcome issue (each look for work queues them first). On PostgreSQL run as many as you
+    like, on as many machines; on SQLite one at a time. Like `send`, it starts helper
+    processes for a big mailing when sending.processes says so.
 
     \b
     Example:
       NEWSROOM_DATABASE_URL=postgresql+psycopg://newsroom@db/newsroom newsroom worker
     """
-    sent = dispatch.work(state.site, once=once, poll=poll, watch=_WorkerShown())
+    sent = dispatch.work(state.site, once=once, poll=poll, watch=_WorkerShown(), clock=state.clock)
     click.echo(f"worker stopped: {sent} sent")
 
 
@@ -382,6 +385,9 @@ class _WorkerShown(dispatch.Quiet):
 
     def paused(self, mailing_id: int, reason: str) -> None:
         click.echo(f"mailing {mailing_id} paused: {reason}", err=True)
+
+    def welcomes_wait(self, list_slug: str, count: int, reason: str) -> None:
+        click.echo(f"worker: {count} welcome(s) to {list_slug} wait: {reason}", err=True)
 
 
 @click.command(name="dev-smtp")

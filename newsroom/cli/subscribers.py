@@ -40,14 +40,21 @@ def list_lists(state: State, as_json: bool) -> None:
     """Show each list with its number of subscriptions per status.
 
     Brings the database in step with subscribers/lists.toml first: new lists are added; a removed
-    list that people are still on is refused.
+    list that people are still on is refused. A list with a welcome issue shows how many
+    welcomes were queued (sent, or still to be sent), wait or were dropped, and what stops its
+    welcome issue being sent, if anything does.
 
     \b
     Example:
       newsroom lists
     """
+    from newsroom.delivery import welcomes
+    from newsroom.people import welcomes as owed
+
     site = _synced(state)
+    specs = lists.read_lists(site.lists_file)
     with transaction(site.engine) as session:
+        given = owed.counts(session)
         rows: list[dict[str, Any]] = [
             {
                 "slug": row.slug,
@@ -55,10 +62,15 @@ def list_lists(state: State, as_json: bool) -> None:
                 "opt_in": row.opt_in,
                 "public": row.public,
                 "counts": counts,
+                "welcome": specs[row.slug].welcome if row.slug in specs else "",
+                "welcomes": given.get(row.id, {}),
             }
             for row, counts in lists.counts(session)
         ]
+    problems = welcomes.problems(site, specs)
     if as_json:
+        for row in rows:
+            row["welcome_problems"] = [str(p) for p in problems.get(row["slug"], [])]
         echo_json(rows)
         return
     click.echo(
@@ -71,6 +83,16 @@ def list_lists(state: State, as_json: bool) -> None:
             f"{c['confirmed']:9} {c['pending']:7} {c['unsubscribed']:12} {c['bounced']:7} "
             f"{c['complained']:10}"
         )
+    for r in rows:
+        if r["welcome"]:
+            w = r["welcomes"]
+            click.echo(
+                f"{r['slug']} welcomes with {r['welcome']}: {w.get('queued', 0)} queued, "
+                f"{w.get('waiting', 0)} waiting, {w.get('dropped', 0)} dropped"
+            )
+    for found in problems.values():
+        for problem in found:
+            click.echo(str(problem), err=True)
 
 
 @click.group(cls=Group, name="subscribers")
@@ -90,18 +112,32 @@ def subscribers_group() -> None:
 )
 @click.option("--name", default="", help="The person's name.")
 @click.option("--tag", "tags", multiple=True, help="A tag such as access-needs (repeat for more).")
+@click.option(
+    "--welcome",
+    is_flag=True,
+    help="Send the welcome issue of each single opt-in list this confirms at once (`welcome` "
+    "in lists.toml), as the web form does; people who confirm by the link get theirs anyway.",
+)
 @pass_state
 def add(
-    state: State, email: str, list_slugs: tuple[str, ...], name: str, tags: tuple[str, ...]
+    state: State,
+    email: str,
+    list_slugs: tuple[str, ...],
+    name: str,
+    tags: tuple[str, ...],
+    welcome: bool,
 ) -> None:
     """Subscribe EMAIL to lists (double opt-in lists send one confirmation email).
 
     \b
     Example:
       newsroom subscribers add ann@example.org --list all-members --list disability-group
+      newsroom subscribers add bob@example.org --list newsletter --welcome
     """
     site = _synced(state)
-    report = subscribers.add(site, email, list_slugs, now=state.now(), name=name, tags=tags)
+    report = subscribers.add(
+        site, email, list_slugs, now=state.now(), name=name, tags=tags, welcome=welcome
+    )
     for slug, outcome in report.outcomes.items():
         click.echo(f"{report.email} {slug}: {outcome}")
     if report.confirmation_sent:
@@ -109,6 +145,35 @@ def add(
     elif report.confirmation_held:
         click.echo(
             f"no new confirmation email: one was sent to {report.email} less than 24 hours ago"
+        )
+    if report.welcomes:
+        _send_welcomes(state)
+
+
+def _send_welcomes(state: State) -> None:
+    """Send the welcomes just owed now, or say who will."""
+    from newsroom.delivery import welcomes
+    from newsroom.mail.smtp import RelayError
+
+    try:
+        done = welcomes.send_now(state.site, state.now())
+    except (NewsroomError, RelayError) as exc:
+        click.echo(f"welcome email queued, not sent yet ({exc}): `newsroom worker` sends it")
+        return
+    _waiting(done.queued)
+    if done.sent:
+        click.echo(f"sent {done.sent} welcome email(s)")
+
+
+def _waiting(queued: Any) -> None:
+    """The welcomes that wait or were dropped, and why (`welcomes.Queued`)."""
+    for slug, (count, reason) in queued.waiting.items():
+        click.echo(f"{count} welcome(s) to {slug} wait: {reason}", err=True)
+    for mailing_id in queued.paused:
+        click.echo(
+            f"welcome mailing {mailing_id} is paused: `newsroom send --resume {mailing_id}` "
+            "sends the welcomes it holds",
+            err=True,
         )
 
 
@@ -130,6 +195,12 @@ def add(
 @click.option(
     "--no-email", is_flag=True, help="Do not send confirmation emails to pending people now."
 )
+@click.option(
+    "--welcome",
+    is_flag=True,
+    help="With --confirmed: each person confirmed now on a list that names a welcome issue "
+    "(lists.toml) gets it, once; `newsroom worker` sends them.",
+)
 @pass_state
 def import_(
     state: State,
@@ -139,6 +210,7 @@ def import_(
     consent_text: str | None,
     skip_invalid: bool,
     no_email: bool,
+    welcome: bool,
 ) -> None:
     """Import subscribers from a CSV file with columns email, name, tags, lists.
 
@@ -159,6 +231,7 @@ def import_(
         skip_invalid=skip_invalid,
         now=state.now(),
         send_confirmations=not no_email,
+        welcome=welcome,
     )
     for problem in report.rejected:
         click.echo(f"{problem} (row not imported)", err=True)
@@ -171,6 +244,16 @@ def import_(
         f"{len(report.rejected)} rejected"
         + ("" if confirmed else f", {report.confirmations_sent} confirmation emails sent")
     )
+    if report.welcomes:
+        from newsroom.delivery import welcomes
+
+        queued = welcomes.queue(site, state.now())
+        _waiting(queued)
+        if queued.queued:
+            click.echo(
+                f"{queued.queued} welcome email(s) queued: `newsroom worker` sends them "
+                "(`newsroom worker --once` from cron, or keep one running)"
+            )
 
 
 @subscribers_group.command()

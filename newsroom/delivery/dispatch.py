@@ -14,7 +14,8 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Protocol
 
-from newsroom.delivery import audience, journal, letterhead, mailings, outbox, readiness
+from newsroom.clock import Clock, utcnow
+from newsroom.delivery import audience, journal, letterhead, mailings, outbox, readiness, welcomes
 from newsroom.delivery.processes import Helpers
 from newsroom.delivery.senders import SenderLock
 from newsroom.delivery.sending import Sender, SenderReport, drive, running
@@ -53,6 +54,9 @@ class Watch(Protocol):
     def paused(self, mailing_id: int, reason: str) -> None:
         """A mailing the worker was sending paused itself (not by Ctrl-C)."""
 
+    def welcomes_wait(self, list_slug: str, count: int, reason: str) -> None:
+        """COUNT welcomes to LIST_SLUG cannot be queued, for REASON (said once per reason)."""
+
 
 class Quiet:
     """A Watch that shows nothing."""
@@ -79,6 +83,9 @@ class Quiet:
         pass
 
     def paused(self, mailing_id: int, reason: str) -> None:
+        pass
+
+    def welcomes_wait(self, list_slug: str, count: int, reason: str) -> None:
         pass
 
 
@@ -194,15 +201,18 @@ def _run(site: Site, lock: SenderLock, mailing_id: int, watch: Watch) -> Outcome
     return Outcome(report, mailings.counts(site.engine, mailing_id))
 
 
-def work(site: Site, *, once: bool, poll: float, watch: Watch) -> int:
+def work(site: Site, *, once: bool, poll: float, watch: Watch, clock: Clock = utcnow) -> int:
     """`newsroom worker`: send every mailing under way, as one of any number of workers, until
-    stopped (or, ONCE, until nothing is due); returns how many messages it sent."""
+    stopped (or, ONCE, until nothing is due), queueing the welcomes owed at each look (at the
+    time CLOCK tells); returns how many messages it sent."""
     with SenderLock(site.engine) as lock:
         watch.worker_started(lock.name)
-        return asyncio.run(_work(site, lock, once, poll, watch))
+        return asyncio.run(_work(site, lock, once, poll, watch, clock))
 
 
-async def _work(site: Site, lock: SenderLock, once: bool, poll: float, watch: Watch) -> int:
+async def _work(
+    site: Site, lock: SenderLock, once: bool, poll: float, watch: Watch, clock: Clock
+) -> int:
     sender = Sender(site, lock, wait_for_retries=False)
     helping: list[Helpers] = []  # the helper processes of the mailing under way, if any
     relay = _Relay(site, once, poll, watch)
@@ -212,9 +222,11 @@ async def _work(site: Site, lock: SenderLock, once: bool, poll: float, watch: Wa
         for helpers in helping:
             helpers.stop()
 
+    said: dict[str, str] = {}  # why each list's welcomes wait, as last told
     async with running(sender, also=stop_helpers):
         while not sender.stopping:
             busy = False
+            _welcome(site, said, watch, clock())
             under_way = mailings.under_way(site.engine)
             if under_way and await relay.up():
                 for mailing_id in under_way:
@@ -228,6 +240,17 @@ async def _work(site: Site, lock: SenderLock, once: bool, poll: float, watch: Wa
             if not busy:
                 await sender.sleep(poll)
     return total
+
+
+def _welcome(site: Site, said: dict[str, str], watch: Watch, now: datetime) -> None:
+    """Queue the welcomes owed (welcomes.py), so that they are among the mailings under way;
+    a list whose welcomes wait is told of once for each reason."""
+    queued = welcomes.queue(site, now)
+    for slug, (count, reason) in queued.waiting.items():
+        if said.get(slug) != reason:
+            watch.welcomes_wait(slug, count, reason)
+    said.clear()
+    said.update({slug: reason for slug, (_, reason) in queued.waiting.items()})
 
 
 async def _work_on(

@@ -252,6 +252,7 @@ class Claimed:
     variant_key: str
     subscriber_id: int | None
     attempts: int  # including this one
+    added_at: datetime | None = None  # when it joined a mailing made before it (a welcome)
 
 
 def claim(engine: Engine, mailing_id: int, sender: str, size: int, now: datetime) -> list[Claimed]:
@@ -281,6 +282,7 @@ def claim(engine: Engine, mailing_id: int, sender: str, size: int, now: datetime
             Delivery.variant_key,
             Delivery.subscriber_id,
             Delivery.attempts,
+            Delivery.added_at,
         )
     )
     with engine.begin() as connection:

@@ -215,6 +215,13 @@ class Sender:
             mailings.set_status(
                 self.engine, mailing_id, MailingStatus.DONE, only_from=(MailingStatus.SENDING,)
             )
+            if mailings.counts(self.engine, mailing_id).to_do:
+                # A welcome came in meanwhile (delivery/welcomes.py touches the mailing's row
+                # first, so it committed before DONE did): look again.
+                mailings.set_status(
+                    self.engine, mailing_id, MailingStatus.SENDING, only_from=(MailingStatus.DONE,)
+                )
+                return True
             report.done, report.uncertain = True, counts.uncertain
             return False
         if counts[D.PENDING] == 0 and counts[D.DEFERRED] == 0:
@@ -290,9 +297,8 @@ class _Job:
         self.templates = encoded
         self.journal = written
         self.changes = changes
-        self.deadline = mailing.created_at + timedelta(
-            hours=self.config.number("sending.retry_hours")
-        )
+        self.retry_for = timedelta(hours=self.config.number("sending.retry_hours"))
+        self.deadline = mailing.created_at + self.retry_for
         with transaction(sender.engine) as session:
             list_ids = selection.unsubscribe_lists(session, mailing.expression)
         # What the unsubscribe link names besides the person: the lists it leaves (none: every
@@ -417,7 +423,9 @@ class _Job:
             )
         if outcome.kind == RETRY:
             retry_at = now + mailings.backoff(claimed.attempts, sender.rng)
-            if retry_at <= self.deadline:
+            # A delivery added later (a welcome) has its retries from when it was added.
+            added = claimed.added_at
+            if retry_at <= (self.deadline if added is None else added + self.retry_for):
                 report.deferred += 1
                 return Result(claimed, D.DEFERRED, outcome.answer, outcome.code, retry_at)
             report.failed += 1

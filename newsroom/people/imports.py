@@ -29,7 +29,7 @@ from newsroom.models import (
     Subscription,
 )
 from newsroom.models import SubscriptionStatus as Status
-from newsroom.people import confirmation, consent, lists, suppression
+from newsroom.people import confirmation, consent, lists, suppression, welcomes
 from newsroom.people.consent import Origin
 from newsroom.people.subscribers import (
     InvalidInput,
@@ -92,6 +92,7 @@ class ImportReport:
     rejected: list[Problem] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
     confirmations_sent: int = 0
+    welcomes: int = 0  # subscriptions confirmed now whose list's welcome issue is owed
 
 
 def read_rows(
@@ -184,18 +185,25 @@ def import_csv(
     skip_invalid: bool = False,
     now: datetime,
     send_confirmations: bool = True,
+    welcome: bool = False,
 ) -> ImportReport:
     """Import subscribers from CSV (columns email, name, tags, lists).
 
     With confirmed=True the people already consented (existing members): their subscriptions are
     confirmed and each gets an `imported` event recording CONSENT_TEXT. Otherwise subscriptions are
     pending and each new person gets one confirmation email. Nobody who left a list, and no erased
-    address, is put back: those rows are skipped and reported.
+    address, is put back: those rows are skipped and reported. With WELCOME (and confirmed),
+    each subscription confirmed now owes its list's welcome issue (people/welcomes.py).
     """
     if confirmed and not (consent_text or "").strip():
         raise NewsroomError('--confirmed needs --consent "TEXT": the consent these people gave')
     if consent_text and not confirmed:
         raise NewsroomError("--consent is only for --confirmed imports")
+    if welcome and not confirmed:
+        raise NewsroomError(
+            "--welcome is only for --confirmed imports: people imported as pending get their "
+            "welcome when they confirm"
+        )
     with transaction(site.engine) as session:
         known = set(lists.active_lists(session))
         for slug in list_slugs:
@@ -214,7 +222,8 @@ def import_csv(
             "or use --skip-invalid to import the others",
         )
         raise ProblemsError([*report.rejected, summary])
-    _write(site, path, report, list_slugs, known, confirmed, (consent_text or "").strip(), now)
+    text = (consent_text or "").strip()
+    _write(site, path, report, list_slugs, known, confirmed, text, now, welcome)
     if not confirmed and send_confirmations:
         try:
             report.confirmations_sent = confirmation.send_due(site, now, touched_at=now)
@@ -232,6 +241,7 @@ def _write(
     confirmed: bool,
     consent_text: str,
     now: datetime,
+    welcome: bool = False,
 ) -> None:
     with transaction(site.engine) as session:
         ids = {slug: row.id for slug, row in lists.active_lists(session).items()}
@@ -240,7 +250,7 @@ def _write(
             if confirmed
             else None
         )
-        writer = _Batch(session, site, path.name, ids, confirmed, text_id, now, report)
+        writer = _Batch(session, site, path.name, ids, confirmed, text_id, now, report, welcome)
         batch: list[Row_] = []
         for item in read_rows(path, list_slugs, known):
             if isinstance(item, Row_):
@@ -261,6 +271,7 @@ class _Batch:
     text_id: int | None
     now: datetime
     report: ImportReport
+    welcome: bool = False  # confirmed subscriptions owe their list's welcome issue
 
     def write(self, rows: list[Row_]) -> None:
         merged = self._merge(rows)
@@ -392,6 +403,10 @@ class _Batch:
             self.session.execute(update(Subscription), moved)
         consent.record_many(self.session, events)
         self.report.subscribed += len(new) + len(moved)
+        if self.welcome and self.confirmed:
+            moved_ids = {r["id"] for r in moved}
+            owed = [k for k in pairs if k not in existing or existing[k].id in moved_ids]
+            self.report.welcomes += welcomes.owe(self.session, self.site, owed, self.now)
 
     def _existing(self, pairs: dict[tuple[int, int], Row_]) -> dict[tuple[int, int], Any]:
         if not pairs:

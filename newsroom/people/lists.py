@@ -3,6 +3,11 @@
 A list may send as itself (issue #16, item 4): `sender = "Disability Group <dg@example.org>"`
 and `reply_to`, checked as `site.sender` is. They are read from lists.toml when a mailing is
 made and kept on the mailing (delivery/letterhead.py), never in the lists table.
+
+A list may name a welcome issue (issue #16, item 3): `welcome = "issues/welcome-dg.md"`, sent
+once to each person confirmed on it (people/welcomes.py owes it, delivery/welcomes.py sends it).
+Only its type is checked here: a welcome issue with mistakes must stop no command and no
+confirmation, so `newsroom check` reports it instead (delivery/welcomes.problems).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ KEYS = {
     "opt_in": str,
     "sender": str,
     "reply_to": str,
+    "welcome": str,
 }
 ROW_KEYS = ("slug", "name", "description", "public", "opt_in")  # what the lists table keeps
 OPT_IN = ("double", "single")
@@ -50,7 +56,9 @@ class ListSpec:
     opt_in: str = "double"
     sender: str = ""  # From: of mailings whose first list this is ("": the site's)
     reply_to: str = ""
+    welcome: str = ""  # its welcome issue, relative to the site folder ("": none)
     line: int = field(default=1, compare=False)  # of its sender (or [slug]), for warnings
+    welcome_line: int = field(default=1, compare=False)
 
     def row(self) -> dict[str, Any]:
         """The values the lists table keeps."""
@@ -129,9 +137,10 @@ def _check_list(
             problems.append(Problem(label, where, f"[{slug}] {key}: {problem}"))
     if len(problems) > before:
         return None
+    welcome_line = settings.toml_line(text, slug, "welcome" if "welcome" in table else None)
     if "sender" in table:
         line = settings.toml_line(text, slug, "sender")
-    return ListSpec(slug, **table, line=line)
+    return ListSpec(slug, **table, line=line, welcome_line=welcome_line)
 
 
 def address_problem(value: Any, *, named: bool) -> str:

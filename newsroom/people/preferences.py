@@ -96,6 +96,7 @@ class Choice:
     joined: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
     confirmation_sent: bool = False
+    welcomes: int = 0  # single opt-in lists joined now whose welcome issue is owed
 
 
 def choose(
@@ -125,10 +126,11 @@ def choose(
     join = [slug for slug in wanted if slug not in active]
     if join:
         report = subscribers.add(
-            site, person.email, join, now=now, origin=origin, allow_suppressed=True
+            site, person.email, join, now=now, origin=origin, allow_suppressed=True, welcome=True
         )
         result.joined = join
         result.confirmation_sent = report.confirmation_sent
+        result.welcomes = report.welcomes
     return result
 
 

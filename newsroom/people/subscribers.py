@@ -29,7 +29,7 @@ from newsroom.models import (
     Subscription,
 )
 from newsroom.models import SubscriptionStatus as Status
-from newsroom.people import confirmation, consent, lists, suppression
+from newsroom.people import confirmation, consent, lists, suppression, welcomes
 from newsroom.people.consent import Origin
 from newsroom.site import Site
 
@@ -164,6 +164,7 @@ class AddReport:
     outcomes: dict[str, str] = field(default_factory=dict)  # list slug -> what happened
     confirmation_sent: bool = False
     confirmation_held: bool = False  # one was sent less than 24 hours ago
+    welcomes: int = 0  # lists confirmed now whose welcome issue is owed (welcomes.py)
 
 
 def add(
@@ -176,9 +177,12 @@ def add(
     tags: Sequence[str] = (),
     origin: Origin = CLI,
     allow_suppressed: bool = False,
+    welcome: bool = False,
 ) -> AddReport:
     """Subscribe EMAIL to lists: confirmed at once on single opt-in lists, pending on double
-    opt-in ones (and on any list the person left before) with one confirmation email for all."""
+    opt-in ones (and on any list the person left before) with one confirmation email for all.
+    With WELCOME, the lists confirmed at once owe the person their welcome issue (the web form
+    and the preferences page: the person confirmed it themselves; `add --welcome`)."""
     email, name, tags = normalise_email(email), clean_name(name), clean_tags(tags)
     with transaction(site.engine) as session:
         chosen = find_lists(session, list_slugs)
@@ -192,6 +196,9 @@ def add(
         report = AddReport(email)
         for row in chosen:
             report.outcomes[row.slug] = _request(session, person, row, origin, now, text.id)
+        if welcome:
+            confirmed = [r.id for r in chosen if report.outcomes[r.slug] == Status.CONFIRMED]
+            report.welcomes = welcomes.owe(session, site, [(person.id, i) for i in confirmed], now)
         previous = person.confirmation_sent_at
         if any(o == Status.PENDING for o in report.outcomes.values()):
             if previous is None or now - previous >= confirmation.INTERVAL:
@@ -302,13 +309,22 @@ def subscribe(
     ip: str | None,
     user_agent: str | None,
     now: datetime,
-) -> None:
+) -> AddReport:
     """The web form's request. Does the same whatever the address's state (unknown, pending,
     confirmed, unsubscribed, erased) as far as the requester can see: raises only for input that
     is wrong in itself (check_request)."""
     check_request(site, email, name, list_slugs)
     origin = Origin("web", "form", ip, user_agent)
-    add(site, email, list_slugs, now=now, name=name, origin=origin, allow_suppressed=True)
+    return add(
+        site,
+        email,
+        list_slugs,
+        now=now,
+        name=name,
+        origin=origin,
+        allow_suppressed=True,
+        welcome=True,
+    )
 
 
 @dataclass
@@ -316,6 +332,7 @@ class ConfirmResult:
     email: str
     confirmed: list[str]  # lists confirmed now
     already: list[str]  # lists that were confirmed before (confirming twice changes nothing)
+    welcomes: int = 0  # of the lists confirmed now, those with a welcome issue (now owed)
 
 
 def confirm(
@@ -328,6 +345,7 @@ def confirm(
     with transaction(site.engine) as session:
         person = token_person(session, payload, "confirm")
         result = ConfirmResult(person.email, [], [])
+        confirmed: list[tuple[int, int]] = []
         for sub, slug in subscriptions_of(session, person.id, payload.get("l")):
             if sub.status == Status.PENDING:
                 sub.status, sub.updated_at = Status.CONFIRMED, now
@@ -341,8 +359,12 @@ def confirm(
                     consent_text_id=_requested_text(session, person.id, sub.list_id),
                 )
                 result.confirmed.append(slug)
+                confirmed.append((person.id, sub.list_id))
             elif sub.status == Status.CONFIRMED:
                 result.already.append(slug)
+        # In this transaction, so that nobody is confirmed without the welcome they are owed;
+        # it reads no issue and sends nothing (people/welcomes.py).
+        result.welcomes = welcomes.owe(session, site, confirmed, now)
         suppression.lift(session, site.config, person.email)  # they asked again, themselves
     return result
 

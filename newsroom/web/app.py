@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -34,7 +35,7 @@ from starlette.types import Scope
 
 from newsroom import tokens
 from newsroom.clock import Clock, utcnow
-from newsroom.errors import ConfigError
+from newsroom.errors import ConfigError, NewsroomError
 from newsroom.mail.smtp import RelayError
 from newsroom.people import consent, lists, preferences, subscribers
 from newsroom.site import Site
@@ -105,10 +106,29 @@ class Web:
             partial(subscribers.unsubscribe_by_tokens, site),
             inline=site.engine.dialect.name == "sqlite",
         )
+        self.welcoming = threading.Lock()  # one welcome sender at a time in this process
 
     async def write(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a library call that changes the database (and may send mail) in a worker thread."""
         return await run_in_threadpool(function, *args, **kwargs)
+
+    async def welcome(self) -> None:
+        """Send the welcomes just owed, after the answer has gone, as the confirmation email
+        is sent after the subscribe form's: the request never waits for SMTP. Whatever stops
+        it (another sender at work, the relay down) leaves them queued for `newsroom worker`."""
+        await run_in_threadpool(self._welcome)
+
+    def _welcome(self) -> None:
+        from newsroom.delivery import welcomes  # the sending stack, loaded when first needed
+
+        with self.welcoming:  # a later confirmation's welcome is queued by the next one in
+            try:
+                done = welcomes.send_now(self.site, self.clock())
+            except (NewsroomError, RelayError) as exc:
+                log.warning("welcome: left for `newsroom worker`: %s", exc)
+                return
+        for slug, (count, reason) in done.queued.waiting.items():
+            log.warning("welcome: %d to %s wait: %s", count, slug, reason)
 
     # -- subscribe ---------------------------------------------------------------------------
 
@@ -207,7 +227,7 @@ class Web:
         now: datetime,
     ) -> None:
         try:
-            await self.write(
+            report = await self.write(
                 subscribers.subscribe,
                 self.site,
                 email,
@@ -222,6 +242,9 @@ class Web:
             # again at once), or lists.toml changed since the check: the answer has gone, so the
             # log is the one place to say.
             log.warning("subscribe: not carried out: %s", exc)
+            return
+        if report.welcomes:  # a single opt-in list, confirmed at once by the person
+            await self.welcome()
 
     def _check_inbox(self) -> Response:
         return self.pages.message(
@@ -267,12 +290,15 @@ class Web:
             person = await run_in_threadpool(
                 preferences.holder, self.site, "confirm", token, now=now, allow_expired=True
             )
-            return self.pages.page(
+            page = self.pages.page(
                 "confirmed",
                 token_page=True,
                 email=person.email,
                 lists=person.names(result.confirmed + result.already),
             )
+            if result.welcomes:  # owed in the confirming transaction; sent after the answer
+                page.background = BackgroundTask(self.welcome)
+            return page
         try:
             person = await run_in_threadpool(
                 preferences.holder, self.site, "confirm", token, now=now
@@ -371,7 +397,10 @@ class Web:
                 return await self._preferences_page(
                     token, now, notice="Saved, but the confirmation email could not be sent."
                 )
-            return await self._preferences_page(token, now, notice=_saved(choice))
+            page = await self._preferences_page(token, now, notice=_saved(choice))
+            if choice.welcomes:
+                page.background = BackgroundTask(self.welcome)
+            return page
         if action == "leave":
             await self.write(lambda: preferences.leave_all(self.site, token, now=now, **who))
             return await self._preferences_page(

@@ -4,7 +4,9 @@ and `newsroom build`, which writes all of it as static files for any web host.
 An issue is published once its publication instant has come (`Issue.published`: its date at
 noon in the site's time zone, or the time its front matter gives): an issue dated later is a
 draft and appears nowhere. Only the public variant is ever used (rendering.py leaves out
-`private` and `only` blocks, join links and merge fields).
+`private` and `only` blocks, join links and merge fields). A list's welcome issue (`welcome` in
+lists.toml) is an email to someone who has just joined, never published: a feed's readers
+have not just joined anything.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from newsroom.compose.rendering import Audience
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
 from newsroom.models import Mailing, MailingStatus
+from newsroom.people import welcomes
 from newsroom.site import Site
 
 log = logging.getLogger(__name__)
@@ -101,7 +104,7 @@ class Archive:
         if not folder.is_dir():
             return ()
         found = []
-        for path in sorted(folder.iterdir()):
+        for path in [*sorted(folder.iterdir()), self.site.lists_file]:  # lists.toml: welcomes
             if path.is_file():
                 info = path.stat()
                 found.append((path.name, info.st_mtime_ns, info.st_size))
@@ -114,8 +117,11 @@ class Archive:
         config = self.site.config
         paths = sorted(self.site.issues_dir.glob("*.md"))
         clashes = slug_problems(paths, config)
+        welcoming = welcomes.issue_paths(self.site)
         found = []
         for path in paths:
+            if path.resolve() in welcoming:
+                continue
             clash = clashes.get(path.resolve())
             if clash:
                 log.error("not published: %s", clash[0])
