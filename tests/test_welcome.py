@@ -387,3 +387,27 @@ def test_a_welcome_issue_is_never_published(opened: Site) -> None:
     files = static_files(opened, NOW)
     assert not any("welcome" in name for name in files)
     assert b"Welcome to the Disability Group" not in files["feed.xml"]
+
+
+def test_lists_and_mailings_show_the_welcomes(
+    opened: Site, smtp_server: TestSMTPServer, cli: Run
+) -> None:
+    ok(cli("subscribers", "add", "ned@example.net", "--list", "newsletter", "--welcome", now=NOW))
+    (row,) = [r for r in json.loads(ok(cli("lists", "--json"))) if r["slug"] == "newsletter"]
+    assert row["welcome"] == "issues/2026-11-01-welcome-newsletter.md"
+    assert row["welcomes"] == {"queued": 1} and row["welcome_problems"] == []
+    assert "newsletter welcomes with issues/2026-11-01-welcome-newsletter.md: 1 queued" in ok(
+        cli("lists")
+    )
+    assert "newsletter (welcome)" in ok(cli("mailings"))
+    assert "— the welcome of newsletter" in ok(cli("mailings", "show", "1"))
+
+
+def test_an_erased_person_is_forgotten_by_the_welcomes_too(
+    opened: Site, smtp_server: TestSMTPServer, cli: Run
+) -> None:
+    ok(cli("subscribers", "add", "oz@example.net", "--list", "newsletter", "--welcome", now=NOW))
+    ok(cli("subscribers", "erase", "oz@example.net", "--yes", now=NOW))
+    assert rows(opened) == []  # the welcome went with the subscriber (ON DELETE CASCADE)
+    with transaction(opened.engine) as session:
+        assert session.scalars(select(Delivery.email)).all() == ["erased-1"]

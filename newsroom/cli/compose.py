@@ -147,7 +147,8 @@ def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) ->
 
     Errors (exit status 1) stop an issue being sent, among them a list in `to:` or `only` that
     subscribers/lists.toml does not have, a segment:NAME subscribers/segments.toml does not
-    name, and the errors of those two files; warnings are advice: a tag no subscriber has,
+    name, the errors of those two files, and whatever stops a list's welcome issue (`welcome`
+    in lists.toml) being sent; warnings are advice: a tag no subscriber has,
     placeholder settings a mailing through a real relay refuses (newsroom.toml: ...), and a
     list sender DMARC would not align with dkim.domain.
 

@@ -242,7 +242,7 @@ def list_mailings(state: State, as_json: bool) -> None:
         to_do = c["pending"] + c["deferred"] + c["sending"]
         click.echo(
             f"{r['id']:>4} {r['status']:9} {r['issue'][:28]:28} {c['sent']:>7} {to_do:>7} "
-            f"{c['failed']:>6}  {r['to']}"
+            f"{c['failed']:>6}  {r['to']}" + (" (welcome)" if r["kind"] == "welcome" else "")
         )
 
 
@@ -283,7 +283,8 @@ def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
     if as_json:
         echo_json(row)
         return
-    click.echo(f"mailing {mailing.id}: {mailing.issue_slug} ({mailing.issue_path})")
+    welcome = f" — the welcome of {mailing.expression}" if mailing.kind == "welcome" else ""
+    click.echo(f"mailing {mailing.id}: {mailing.issue_slug} ({mailing.issue_path}){welcome}")
     click.echo(f"subject: {mailing.subject}")
     expanded = f" (= {mailing.expression})" if mailing.expression_given else ""
     click.echo(f"to:      {mailing.expression_given or mailing.expression}{expanded}")

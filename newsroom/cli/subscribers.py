@@ -220,6 +220,7 @@ def import_(
     \b
     Example:
       newsroom subscribers import members.csv --list all-members --confirmed --consent "Joined as a member in 2024"
+      newsroom subscribers import dg.csv --list disability-group --confirmed --consent "Signed up at the AGM" --welcome
     """
     site = _synced(state)
     report = imports.import_csv(
