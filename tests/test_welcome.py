@@ -411,3 +411,33 @@ def test_an_erased_person_is_forgotten_by_the_welcomes_too(
     assert rows(opened) == []  # the welcome went with the subscriber (ON DELETE CASCADE)
     with transaction(opened.engine) as session:
         assert session.scalars(select(Delivery.email)).all() == ["erased-1"]
+
+
+def test_two_lists_sharing_a_welcome_issue_send_it_once(
+    welcoming: Path, opened: Site, smtp_server: TestSMTPServer, cli: Run
+) -> None:
+    lists_file = welcoming / "subscribers" / "lists.toml"
+    lists_file.write_text(
+        LISTS.replace("2026-11-01-welcome-newsletter.md", "2026-11-01-welcome-disability-group.md"),
+        "utf-8",
+    )
+    ok(cli("subscribers", "add", "pat@example.net", "--list", "newsletter", "--welcome", now=NOW))
+    subscribers.add(opened, "pat@example.net", ["disability-group"], now=NOW)
+    (confirmation,) = [
+        m for m in smtp_server.to("pat@example.net") if "Confirm" in m.message["Subject"]
+    ]
+    link = re.search(r"http://localhost:8000(/confirm/\S+)", confirmation.body())
+    assert link
+    subscribers.confirm(
+        opened, link.group(1).removeprefix("/confirm/"), ip=None, user_agent=None, now=NOW
+    )
+    queued = welcomes.queue(opened, NOW)
+    assert queued.dropped == 1 and queued.queued == 0
+    with transaction(opened.engine) as session:
+        reasons = session.scalars(select(Welcome.reason).where(Welcome.status == "dropped")).all()
+    assert reasons == [
+        "already had the issue 'welcome-disability-group' (1 address already had issue "
+        "'Welcome to the Disability Group' (issues/2026-11-01-welcome-disability-group.md) "
+        "from mailing 1)"
+    ]
+    assert len(welcomes_to(smtp_server, "pat@example.net")) == 1

@@ -12,20 +12,20 @@ issue (or the list's sender) changes, the next welcome begins a new welcome mail
 web side, `subscribers add` and `subscribers import` right after a confirmation, so nobody
 waits for SMTP but the sender. A welcome issue that cannot be sent — missing, outside issues/,
 with mistakes — leaves its welcomes waiting, with the reason, and `newsroom check` says what
-is wrong: once fixed, they go at the next look. A welcome still waiting `WAIT` after the
-confirmation is dropped: a week late it would greet someone who joined long ago. A list that
-no longer names a welcome issue drops what it owed.
+is wrong: once fixed, they go at the next look. Dropped are the welcomes still waiting `WAIT`
+after the confirmation (a week late it would greet someone who joined long ago), those of a
+list that names no welcome issue now, and those to someone who already had that issue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import ColumnElement, CursorResult, Engine, func, select, text, update
 from sqlalchemy.orm import Session
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from newsroom import segments
 from newsroom.database import transaction
 from newsroom.delivery import outbox
+from newsroom.delivery.mailings import Addressee, AlreadyHad
 from newsroom.delivery.outbox import Plan
 from newsroom.delivery.senders import SenderLock
 from newsroom.delivery.sending import Sender
@@ -57,11 +58,11 @@ from newsroom.people import lists
 from newsroom.people.lists import ListSpec
 from newsroom.site import Site
 
-log = logging.getLogger(__name__)
 WAIT = timedelta(days=7)  # how long a welcome may wait for its issue to be fixed
 LISTS = "subscribers/lists.toml"
 CHUNK = 1000
 W = WelcomeStatus
+LATE = f"still waiting {WAIT.days} days after the confirmation: too late to welcome"
 QUEUE_LOCK = 16_0003  # the PostgreSQL advisory lock of queueing (issue #16, item 3)
 
 
@@ -141,14 +142,14 @@ def queue(site: Site, now: datetime) -> Queued:
     plans = {slug: _plan_or_reason(site, specs.get(slug)) for slug in owed}
     with transaction(site.engine) as session:
         _one_at_a_time(session)
-        result.dropped += _drop(session, Welcome.confirmed_at < now - WAIT, _late(now))
+        result.dropped += _drop(session, Welcome.confirmed_at < now - WAIT, LATE)
         for slug, planned in plans.items():
             if isinstance(planned, Plan):
                 _deliver(session, slug, planned, now, result)
             elif planned.startswith("drop:"):
                 result.dropped += _drop(session, _of_list(slug), planned.removeprefix("drop:"))
             else:
-                count = _wait(session, slug, planned)
+                count = _drop(session, _of_list(slug), planned, keep=True)
                 if count:
                     result.waiting[slug] = (count, planned)
     return result
@@ -185,29 +186,18 @@ def _one_at_a_time(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUEUE_LOCK})
 
 
-def _late(now: datetime) -> str:
-    return f"still waiting {WAIT.days} days after the confirmation: too late to welcome"
-
-
 def _of_list(slug: str) -> ColumnElement[bool]:
     return (
         Welcome.list_id == select(MailingList.id).where(MailingList.slug == slug).scalar_subquery()
     )
 
 
-def _drop(session: Session, condition: ColumnElement[bool], reason: str) -> int:
-    statement = (
-        update(Welcome)
-        .where(Welcome.status == W.WAITING, condition)
-        .values(status=W.DROPPED, reason=reason)
-    )
-    return _changed(session.execute(statement))
-
-
-def _wait(session: Session, slug: str, reason: str) -> int:
-    statement = (
-        update(Welcome).where(Welcome.status == W.WAITING, _of_list(slug)).values(reason=reason)
-    )
+def _drop(
+    session: Session, condition: ColumnElement[bool], reason: str, *, keep: bool = False
+) -> int:
+    """Drop the waiting welcomes of CONDITION for REASON (KEEP: note why they wait)."""
+    values = {"reason": reason} if keep else {"status": W.DROPPED, "reason": reason}
+    statement = update(Welcome).where(Welcome.status == W.WAITING, condition).values(**values)
     return _changed(session.execute(statement))
 
 
@@ -229,6 +219,7 @@ def _deliver(session: Session, slug: str, planned: Plan, now: datetime, result: 
     mailing = _mailing(session, slug, planned, now, result)
     iterator = iter(rows)
     while chunk := list(islice(iterator, CHUNK)):
+        chunk = _fresh(session, planned.slug, chunk, result)
         choose = _chooser(session, planned, [person for _, person, _ in chunk])
         made = [
             (welcome_id, _delivery(mailing, person, email, choose(person), now))
@@ -241,6 +232,19 @@ def _deliver(session: Session, slug: str, planned: Plan, now: datetime, result: 
             [{"id": w, "status": W.QUEUED, "delivery_id": d.id, "reason": ""} for w, d in made],
         )
         result.queued += len(made)
+
+
+def _fresh(session: Session, issue_slug: str, chunk: list[Any], result: Queued) -> list[Any]:
+    """CHUNK's (welcome, subscriber, address) rows but those who already had the issue — from
+    a mailing, or as another list's welcome (two lists may share one): they are dropped, for
+    the same issue is never sent twice to an address by accident (DESIGN "Sending")."""
+    had = AlreadyHad(issue_slug)
+    going = {a.email for a in had.sift(session, [Addressee(p, e, "") for _, p, e in chunk])}
+    gone = [w for w, _, email in chunk if email not in going]
+    if gone:
+        words = f"already had the issue {issue_slug!r} ({had.sentence(session).split('; ')[0]})"
+        result.dropped += _drop(session, Welcome.id.in_(gone), words)
+    return [row for row in chunk if row[2] in going]
 
 
 def _delivery(mailing: int, person: int, email: str, key: str, now: datetime) -> Delivery:
@@ -365,7 +369,7 @@ def under_way(engine: Engine) -> list[int]:
 @dataclass
 class Sent:
     queued: Queued
-    sent: int = 0
+    sent: int = 0  # messages the relay took
 
 
 def send_now(site: Site, now: datetime) -> Sent:
