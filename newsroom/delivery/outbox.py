@@ -27,7 +27,7 @@ from newsroom.compose import issues, personalise, rendering
 from newsroom.compose import preflight as issue_preflight  # outbox.preflight checks the settings
 from newsroom.compose.rendering import Rendered
 from newsroom.database import transaction
-from newsroom.delivery import audience, mailings, readiness
+from newsroom.delivery import audience, mailings, readiness, schedule
 from newsroom.delivery.mailings import Addressee, AlreadyHad, Content
 from newsroom.delivery.sending import signer, templates
 from newsroom.errors import NewsroomError, Problem, ProblemsError
@@ -51,6 +51,7 @@ class Plan:
     default_to: str
     variants: dict[str, Content]
     choose: Callable[[Callable[[str], bool]], str]
+    published: datetime  # the issue's date as an instant: no real mailing goes before it
 
 
 def find_issue(site: Site, name: str) -> Path:
@@ -88,8 +89,9 @@ def plan(site: Site, issue: str) -> Plan:
         if key != "public"  # the web's variant: no private content, fields already filled
     }
     return Plan(
-        path, shown, loaded.slug, loaded.title, loaded.to or "", variants, rendered.variant_for
-    )
+        path, shown, loaded.slug, loaded.title, loaded.to or "", variants, rendered.variant_for,
+        loaded.published,
+    )  # fmt: skip
 
 
 def preflight(site: Site, expression: str) -> None:
@@ -159,26 +161,48 @@ def check_history(site: Site, planned: Plan) -> None:
             )
 
 
+def subject(planned: Plan) -> str:
+    return next(iter(planned.variants.values())).subject if planned.variants else planned.title
+
+
 def create(
     site: Site, planned: Plan, expression: str, *, again: bool, now: datetime
 ) -> mailings.Created:
-    subject = next(iter(planned.variants.values())).subject if planned.variants else planned.title
-    if site.engine.dialect.name == "postgresql":
-        # A list imported minutes ago has no planner statistics yet, and a segment's IN
-        # subqueries then get nested-loop plans that take seconds per chunk: refresh them.
-        with site.engine.begin() as connection:
-            connection.exec_driver_sql("ANALYZE subscribers, subscriptions, subscriber_tags")
+    _analyze(site)
     return mailings.create(
         site.engine,
         issue_slug=planned.slug,
         issue_path=planned.shown,
-        subject=subject,
+        subject=subject(planned),
         expression=expression,
         variants=planned.variants,
         addressees=audience.addressees(site.engine, expression, planned.choose),
         again=again,
         now=now,
     )
+
+
+def freeze(site: Site, planned: Plan, mailing_id: int, now: datetime) -> mailings.Created | None:
+    """Freeze scheduled MAILING_ID with PLANNED (its issue read again): see schedule.freeze."""
+    expression = mailings.get(site.engine, mailing_id).expression
+    _analyze(site)
+    return schedule.freeze(
+        site.engine,
+        mailing_id,
+        issue_slug=planned.slug,
+        subject=subject(planned),
+        variants=planned.variants,
+        addressees=lambda: audience.addressees(site.engine, expression, planned.choose),
+        now=now,
+    )
+
+
+def _analyze(site: Site) -> None:
+    if site.engine.dialect.name == "postgresql":
+        # A list imported minutes ago has no planner statistics yet, and a segment's IN
+        # subqueries then get nested-loop plans that take seconds per chunk: refresh them.
+        with site.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE subscribers, subscriptions, subscriber_tags")
 
 
 def preview_for(
