@@ -424,7 +424,10 @@ def worker(state: State, once: bool, poll: float) -> None:
     """Send every mailing that is under way, as one of any number of workers.
 
     Scheduled mailings (`send --at`) are frozen and sent when they fall due: the issue is read
-    and checked again first, and one that no longer passes is paused with the reason. On PostgreSQL run as many as you like, on as many machines; on SQLite one at a time. Like
+    and checked again first, and one that no longer passes is paused with the reason. From
+    cron, `newsroom worker --once` sends what is due and stops.
+
+    On PostgreSQL run as many as you like, on as many machines; on SQLite one at a time. Like
     `send`, it starts helper processes for a big mailing when sending.processes says so.
 
     \b
