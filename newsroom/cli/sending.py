@@ -74,7 +74,7 @@ def send(
     due, reads the issue again and sends it. An issue is not sent before its date without --now.
 
     \b
-    Examples:
+    Example:
       newsroom send save-our-socialists --to "all-members and not clp-secretaries"
       newsroom send 2026-12-05-bulletin --at "2026-12-05 09:00"
     """
