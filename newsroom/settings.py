@@ -59,6 +59,10 @@ def _positive(value: Any) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def _days_or_zero(value: Any) -> str | None:
+    return None if value >= 0 else "must be a number of days, or 0 to keep them for good"
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the settings table."""
@@ -122,6 +126,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("bounces", "threshold", float, 3.0, "Score within the window that marks a subscription bounced", check=_positive),
     S("bounces", "window_days", int, 30, "Days over which bounce scores add up", check=_positive),
     S("bounces", "imap_password", str, "", "Password for an imaps:// bounce mailbox", secret=True),
+    S("retention", "deliveries_days", int, 730, "Days after a mailing that its delivery records keep the address each went to; `newsroom subscribers prune` then removes it, keeping the counts (UK GDPR Art. 5(1)(e), storage limitation; 0: keep for good)", check=_days_or_zero),
+    S("retention", "bounces_days", int, 180, "Days a bounce or complaint record keeps who it was about and the diagnostic; `newsroom subscribers prune` then deletes it, leaving only the count in its mailing's report (UK GDPR Art. 5(1)(e); at least bounces.window_days; 0: keep for good)", check=_days_or_zero),
     S("secret", "key", str, "", "Signs every token (links in emails); `newsroom init` writes one to .env", secret=True),
     S("secret", "old_keys", str, "", "Earlier secret keys, space-separated, still accepted for old links", secret=True),
 )  # fmt: skip

@@ -22,6 +22,7 @@ from newsroom.people import (
     selection,
     subscribers,
 )
+from newsroom.people.retention import RetentionReport
 from newsroom.site import Site
 
 SHOWN_MATCHES = 10
@@ -298,7 +299,13 @@ def erase(state: State, email: str, yes: bool) -> None:
 @subscribers_group.command()
 @pass_state
 def prune(state: State) -> None:
-    """Remove pending subscriptions older than the confirmation link's life.
+    """Remove pending subscriptions older than the confirmation link's life, and enforce the
+    site's [retention] periods (UK GDPR Art. 5(1)(e), storage limitation).
+
+    Deliveries of mailings older than retention.deliveries_days lose their address (each
+    mailing keeps its counts); bounce records older than retention.bounces_days are deleted
+    (a mailing's report keeps their count, without the person). The consent ledger is kept.
+    Safe to run from cron every day.
 
     \b
     Example:
@@ -309,6 +316,32 @@ def prune(state: State) -> None:
         f"removed {report.subscriptions} unconfirmed subscriptions; "
         f"forgot {report.subscribers} people who never confirmed"
     )
+    for line in _retention_lines(report.retention):
+        click.echo(line)
+
+
+def _retention_lines(kept: RetentionReport) -> list[str]:
+    """What pruning did to delivery and bounce records, naming the setting behind it."""
+    days = f"retention.deliveries_days = {kept.deliveries_days}"
+    if kept.deliveries_before is None:
+        deliveries = f"delivery records: kept for good ({days})"
+    else:
+        mailings = f"{len(kept.mailings)} mailing{'s' if len(kept.mailings) != 1 else ''}"
+        deliveries = (
+            f"delivery records: removed the address from {kept.deliveries} deliveries of "
+            f"{mailings} frozen before {kept.deliveries_before:%Y-%m-%d} ({days}); "
+            "their counts stay"
+        )
+    days = f"retention.bounces_days = {kept.bounces_days}"
+    if kept.bounces_before is None:
+        bounces = f"bounce records: kept for good ({days})"
+    else:
+        bounces = (
+            f"bounce records: deleted {kept.bounces_deleted} from before "
+            f"{kept.bounces_before:%Y-%m-%d} ({days}); {kept.bounces_counted} of them stay as "
+            "counts in their mailing's report, without the person or the diagnostic"
+        )
+    return [deliveries, bounces]
 
 
 @subscribers_group.command(name="send-confirmations")

@@ -290,7 +290,9 @@ class _Job:
         self.templates = encoded
         self.journal = written
         self.changes = changes
-        self.deadline = mailing.created_at + timedelta(
+        # Retries end a while after the audience was frozen: for a scheduled mailing that is
+        # when it fell due, not when it was scheduled (issue #16).
+        self.deadline = (mailing.frozen_at or mailing.created_at) + timedelta(
             hours=self.config.number("sending.retry_hours")
         )
         with transaction(sender.engine) as session:

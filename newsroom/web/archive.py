@@ -134,7 +134,8 @@ def sent_to(site: Site, list_slug: str) -> set[str]:
     with transaction(site.engine) as session:
         rows = session.execute(
             select(Mailing.issue_slug, Mailing.expression).where(
-                Mailing.status != MailingStatus.CANCELLED
+                Mailing.status != MailingStatus.CANCELLED,
+                Mailing.frozen_at.is_not(None),  # a scheduled mailing has not gone to it yet
             )
         ).all()
     return {slug for slug, expression in rows if list_slug in addressed(expression)}
