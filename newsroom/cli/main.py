@@ -67,6 +67,11 @@ COMMANDS = {
         "preview",
         "Write an issue's HTML email, text part and web page to a folder and print their paths.",
     ),
+    "report": Lazy(
+        "newsroom.cli.report",
+        "report",
+        "Show what came back from each mailing over time, beside the providers' thresholds.",
+    ),
     "segment": Lazy(
         "newsroom.cli.subscribers",
         "segment",
