@@ -31,7 +31,10 @@ BLOCKS = "▁▂▃▄▅▆▇█"  # a sparkline's eight heights (U+2581 to U+
     help=f"Only the last N mailings (without --since: {reports.DEFAULT_LAST}).",
 )
 @click.option(
-    "--list", "list_slug", metavar="SLUG", help="Only mailings whose audience names SLUG."
+    "--list",
+    "list_slug",
+    metavar="SLUG",
+    help="Only mailings whose segment expression names list SLUG.",
 )
 @click.option(
     "--html",
