@@ -35,7 +35,7 @@ def test_help_and_version_load_no_heavy_library(flag: str) -> None:
     assert sorted(loaded & set(HEAVY)) == []
 
 
-@pytest.mark.parametrize("command", ["send", "lists", "check"])
+@pytest.mark.parametrize("command", ["send", "lists", "check", "report"])
 def test_a_command_without_the_web_side_loads_neither_web_nor_migrations(command: str) -> None:
     loaded = imported(command, "--help")
     assert "sqlalchemy" in loaded  # the command itself was loaded

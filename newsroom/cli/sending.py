@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from newsroom.cli.common import Group, State, confirm, echo_json, json_option, pass_state
+from newsroom.cli.report import returns_lines
 from newsroom.delivery import dispatch, mailings, outbox, readiness, reputation, schedule
 from newsroom.errors import NewsroomError
 from newsroom.models import DeliveryStatus, MailingStatus
@@ -349,8 +350,8 @@ def _iso(moment: datetime | None) -> str | None:
 @json_option
 @pass_state
 def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
-    """Show one mailing: its issue, audience, status, deliveries per status, and the bounces,
-    complaints and unsubscribes that came back from it beside the providers' thresholds.
+    """Show one mailing: its issue, audience, status, deliveries per status, and what came back
+    from it (bounces, complaints, unsubscribes by method) beside the providers' thresholds.
 
     \b
     Example:
@@ -359,10 +360,8 @@ def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
     engine = state.site.engine
     mailing = mailings.get(engine, mailing_id)
     counts = mailings.counts(engine, mailing_id)
-    returns = reputation.mailing_returns(
-        engine, mailing_id, sent=counts[D.SENT], failed=counts[D.FAILED]
-    )
-    row = _row(mailing, counts) | {"returns": returns.as_dict()}
+    returns = reputation.mailing_returns(engine, mailing_id)
+    row = _row(mailing, counts) | {"returns": returns.as_dict(), "warnings": returns.warnings}
     if as_json:
         echo_json(row)
         return
@@ -386,19 +385,8 @@ def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
             f"{counts[D.SENDING]} uncertain (in flight when a sender stopped): "
             f"newsroom send --resume {mailing.id} --resend-uncertain sends them again"
         )
-    for rate in returns.rates:
-        click.echo(_rate_line(rate))
-
-
-def _rate_line(rate: reputation.Rate) -> str:
-    """'complaints: 1 of 400 sent (0.25 %) — above the aim: Gmail and Yahoo: …'."""
-    line = f"{rate.name + ':':14}{rate.count} of {rate.of} {rate.of_what}"
-    if rate.rate is not None:
-        line += f" ({rate.rate * 100:.2f} %)"
-    if rate.verdict:
-        assert rate.threshold is not None
-        line += f" — {rate.verdict}: {rate.threshold.source}"
-    return line
+    for line in returns_lines(returns):
+        click.echo(line)
 
 
 @mailings_group.command(name="pause")

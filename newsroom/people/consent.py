@@ -8,6 +8,7 @@ tests/test_consent.py checks that no other code touches the table that way.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,6 +127,17 @@ def came_from(mailing_id: int) -> ColumnElement[bool]:
     """Events whose detail `from_mailing` wrote for MAILING_ID ("mailing 1" is not "mailing 12")."""
     marker = from_mailing(mailing_id)
     return or_(ConsentEvent.detail == marker, ConsentEvent.detail.startswith(f"{marker} "))
+
+
+def came_from_a_mailing() -> ColumnElement[bool]:
+    """Events whose detail `from_mailing` wrote, for any mailing (`mailing_of` says which)."""
+    return ConsentEvent.detail.startswith("mailing ")
+
+
+def mailing_of(detail: str) -> int | None:
+    """The mailing `from_mailing` named in DETAIL, or None: "mailing 12 (…)" → 12."""
+    found = re.match(r"mailing ([0-9]{1,18})(?: |$)", detail)
+    return int(found.group(1)) if found else None
 
 
 # Every change of a subscription appends an event, so an event is the sign that a mailing's
