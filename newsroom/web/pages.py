@@ -92,6 +92,15 @@ class Checked:
     warnings: list[Problem] = field(default_factory=list)
 
     @property
+    def report(self) -> dict[str, Any]:
+        return {
+            "path": f"{templating.FOLDER}/",
+            "errors": [str(p) for p in self.errors],
+            "warnings": [str(p) for p in self.warnings],
+            "templates": self.names,
+        }
+
+    @property
     def ok(self) -> str:
         if not self.names or self.errors:
             return ""
@@ -110,14 +119,13 @@ def check_templates(site: Site, now: datetime) -> Checked:
     used = {other for _name, other in templating.referenced(config)}
     for name in names:
         if name not in known and name not in used:
-            checked.warnings.append(Problem(templating.shown(name), 0, _unused(name)))
+            checked.warnings.append(Problem(templating.shown(name), 0, f"warning: {_unused(name)}"))
         elif name not in NOT_TEMPLATES and name.endswith(TEMPLATE_SUFFIXES):
             _collect(checked.errors, partial(_compile, config, name))
-    if checked.errors:  # rendering would only meet the same mistakes again
-        return checked
     for group, render in _groups(site, now):
         if any(n.startswith(group) for n in names):
             _collect(checked.errors, render)
+    checked.errors.sort(key=lambda p: (p.path, p.line))
     return checked
 
 
