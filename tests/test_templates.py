@@ -15,7 +15,7 @@ import jinja2.meta
 import pytest
 from starlette.testclient import TestClient
 
-from newsroom.compose import rendering, templating
+from newsroom.compose import blocks, rendering, templating
 from newsroom.compose.issues import load_issue
 from newsroom.compose.markup import FieldTable
 from newsroom.compose.views import Audience
@@ -270,3 +270,8 @@ def test_the_docs_name_every_key_of_each_blocks_item(site: Site) -> None:
             key = f"item ({item['kind']})"
             assert key in rows, f"docs/templates.md has no row {key}"
             assert set(item) - {"kind"} <= rows[key] | rows["item"], (key, set(item))
+
+
+def test_the_specimen_check_renders_holds_every_block_type() -> None:
+    specimen = templating.specimen()
+    assert {node.type for node in specimen.blocks} == set(blocks.SPECS)
