@@ -5,7 +5,7 @@
 
 A file `templates/web/base.html` in the site folder wins over `newsroom/templates/web/base.html`
 wherever that name is used: rendering an issue, the web app, the confirmation email. The package's
-own is always reachable as `newsroom/NAME`, so an override may `{% extends "newsroom/web/base.html"
+own is always reachable as `newsroom/NAME`, so an override may `{% extends "newsroom/web/index.html"
 %}` and change one block. docs/templates.md lists the templates and the variables each gets.
 
 A site's template is the operator's own file, trusted as newsroom.toml is; still, the environment
