@@ -188,6 +188,22 @@ def test_text_carries_every_piece_of_content(site: Site) -> None:
     assert "Join Labour In Exile: https://membermojo.co.uk/lien" in text
 
 
+def test_an_untitled_statement_after_a_headed_block_gets_a_heading_in_text(site: Site) -> None:
+    """Issue #14, item 6: the text part has no border, so an untitled statement right after
+    another block's heading read as part of that block. Between paragraphs it needs none."""
+    path = site.issues_dir / "2020-12-24-quotes.md"
+    path.write_text(
+        "---\ntitle: Quotes\ndate: 2020-12-24\n---\nIntro.\n\n"
+        "::: statement\nby: First Person\n\n“One.”\n:::\n\n"
+        "::: statement From the chair\nby: Second Person\n\n“Two.”\n:::\n\n"
+        "::: statement\nby: Third Person\n\n“Three.”\n:::\n",
+        encoding="utf-8",
+    )
+    text = render(load_issue(path, site.config), site.config).variants["email"].text
+    assert "Intro.\n\n    “One.”\n    — First Person\n\nFrom the chair\n--------------\n\n" in text
+    assert "— Second Person\n\nStatement\n---------\n\n    “Three.”\n    — Third Person" in text
+
+
 def test_personalise_escapes_and_never_expands_values(site: Site) -> None:
     issue = load_issue(ROOT / "issues/2020-12-24-save-our-socialists.md", site.config)
     email = render(issue, site.config).variants["email"]

@@ -68,23 +68,35 @@ def _nodes(
     refs: References,
 ) -> Iterable[str]:
     seen = Seen(issue, config, audience, fields)
+    headed = False  # whether the part before is a block under a heading of its own
     for node in walk(nodes, audience):
         if isinstance(node, PrivateNote):
             yield node.text
         elif isinstance(node, Markdown):
             yield markup.to_text(node.text, fields, refs)
-        elif isinstance(node, Block):
-            yield _block(node, seen, refs)
+        if not isinstance(node, Block):
+            headed = False
+            continue
+        title = _title(node, seen, headed)
+        headed = bool(title)
+        yield _block(node, title, seen, refs)
 
 
 def _heading(text: str) -> str:
     return f"{wrap(text)}\n{'-' * min(len(text), WIDTH)}"
 
 
-def _block(block: Block, seen: Seen, refs: References) -> str:
-    """A block's text part: its heading (views.VIEWS says it), then its paragraphs."""
+def _title(block: Block, seen: Seen, headed: bool) -> str:
+    """A block's heading in the text part (views.VIEWS says it), if it has one; HEADED: the
+    part before is a block under a heading, which an untitled one would seem to belong to."""
     view = VIEWS[block.type]
     title = view.heading(seen.fields.protect(block.title), block)
+    return title or (view.follows if headed else "")
+
+
+def _block(block: Block, title: str, seen: Seen, refs: References) -> str:
+    """A block's text part: its heading, then its paragraphs."""
+    view = VIEWS[block.type]
     out = [_heading(title)] if title else []
     out += view.text(block, seen, refs)
     return "\n\n".join(part for part in out if part)

@@ -24,10 +24,9 @@ from itertools import combinations
 from typing import Any
 
 import css_inline
-import jinja2
 import mjml
 
-from newsroom.compose import blocks, markup, personalise, plaintext
+from newsroom.compose import blocks, markup, personalise, plaintext, templating
 from newsroom.compose.issues import Block, Issue, Markdown, Node
 from newsroom.compose.personalise import placeholder
 from newsroom.compose.views import VIEWS, Audience, PrivateNote, Seen, walk
@@ -62,16 +61,6 @@ class Rendered:
         """The email variant key for a recipient; MATCHES says if they match an only expression."""
         chosen = [str(i) for i, e in enumerate(self.only_expressions, 1) if matches(e)]
         return "+".join(["email", *chosen])
-
-
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("newsroom", "templates"),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
 
 
 @cache
@@ -114,21 +103,19 @@ def render_variant(
     context = page_context(issue, config, audience, fields)
     items = context["items"]
     subject = fields.protect(issue.title)
-    document = (
-        _environment()
-        .get_template("email/issue.mjml.j2")
-        .render(
-            **context,
-            subject=subject,
-            preheader=fields.protect(issue.summary),
-            public=not audience.email,
-            unsubscribe_url=unsubscribe,
-            preferences_url=preferences,
-            list_name=list_name,
-        )
+    document = templating.render(
+        config,
+        "email/issue.mjml.j2",
+        **context,
+        subject=subject,
+        preheader=fields.protect(issue.summary),
+        public=not audience.email,
+        unsubscribe_url=unsubscribe,
+        preferences_url=preferences,
+        list_name=list_name,
     )
-    html = email_html(document)
-    content = _environment().get_template("web/content.html.j2").render(items=items)
+    html = email_html(document, config)
+    content = templating.render(config, "web/content.html.j2", items=items)
     text = plaintext.render(issue, config, audience, fields, list_name)
     public = not audience.email
     return Variant(
@@ -145,9 +132,14 @@ def _reserve(fields: markup.FieldTable, name: str) -> str:
     return f"\ue000{len(fields.fields) - 1}\ue001"
 
 
-def email_html(mjml_source: str) -> str:
-    """MJML to email HTML: compiled by mjml-python, CSS inlined, dark-mode meta tags added."""
-    html = mjml.mjml2html(mjml_source)
+def email_html(mjml_source: str, config: Config | None = None) -> str:
+    """MJML to email HTML: compiled by mjml-python, CSS inlined, dark-mode meta tags added.
+    MJML that does not compile is a problem of the site's email templates when it has some
+    (CONFIG's), else a bug of ours."""
+    try:
+        html = mjml.mjml2html(mjml_source)
+    except ValueError as exc:
+        raise templating.mjml_problem(config, exc) from None
     html = _inliner().inline(html)
     return html.replace("<head>", "<head>" + DARK_MODE_META, 1)
 
@@ -222,21 +214,19 @@ def _block_item(block: Block, seen: Seen, outline: markup.Outline) -> dict[str, 
 def web_page(issue: Issue, config: Config) -> str:
     """The public web page of an issue: the public variant in an accessible page of its own."""
     content = render_variant(issue, config, Audience(False), "public").content_html
-    return (
-        _environment()
-        .get_template("web/page.html.j2")
-        .render(
-            lang=config.text("site.lang"),
-            site_name=config.text("site.name"),
-            description=config.text("site.description"),
-            base_url=config.text("site.base_url").rstrip("/"),
-            postal_address=config.text("site.postal_address"),
-            title=public_text(issue.title),
-            summary=public_text(issue.summary),
-            date=issue.date,
-            date_words=blocks.date_words(issue.date),
-            content=content,
-        )
+    return templating.render(
+        config,
+        "web/page.html.j2",
+        lang=config.text("site.lang"),
+        site_name=config.text("site.name"),
+        description=config.text("site.description"),
+        base_url=config.text("site.base_url").rstrip("/"),
+        postal_address=config.text("site.postal_address"),
+        title=public_text(issue.title),
+        summary=public_text(issue.summary),
+        date=issue.date,
+        date_words=blocks.date_words(issue.date),
+        content=content,
     )
 
 

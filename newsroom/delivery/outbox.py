@@ -339,7 +339,12 @@ def check_issue(
             wrong = [*issue_preflight.unknown_segments(issue, shown, saved), *wrong]
     if wrong:
         return Checked(wrong, [], {"path": str(path), "errors": [str(p) for p in wrong]})
-    rendered = rendering.render(issue, site.config)
+    try:
+        rendered = rendering.render(issue, site.config)
+    except ProblemsError as exc:  # a mistake in one of the site's templates/
+        return Checked(
+            exc.problems, [], {"path": str(path), "errors": [str(p) for p in exc.problems]}
+        )
     found = issue_preflight.warnings(issue, rendered, shown)
     named = {r.name for *_, r in issue_preflight.named(issue) if isinstance(r, segments.TagRef)}
     tags = _tags_in_use(site, named)

@@ -16,11 +16,8 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from importlib import resources
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -34,51 +31,39 @@ from starlette.types import Scope
 
 from newsroom import tokens
 from newsroom.clock import Clock, utcnow
+from newsroom.compose import templating
 from newsroom.errors import ConfigError
 from newsroom.mail.smtp import RelayError
 from newsroom.people import consent, lists, preferences, subscribers
 from newsroom.site import Site
-from newsroom.web import feeds
+from newsroom.web import feeds, pages
 from newsroom.web.archive import Archive, Published
 from newsroom.web.groupcommit import GroupCommit
-from newsroom.web.security import CSP, CSP_HEADER, ClientLimit, FormGuard, SecurityHeaders
+from newsroom.web.security import CSP_HEADER, ClientLimit, FormGuard, SecurityHeaders
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-TEMPLATES = Environment(
-    loader=PackageLoader("newsroom", "templates"),
-    autoescape=select_autoescape(["html"]),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 ONE_CLICK = ("List-Unsubscribe", "One-Click")  # RFC 8058 section 3.1: the POST body's one field
 ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
 URLENCODED = "application/x-www-form-urlencoded"
 
 
-def stylesheet() -> str:
-    return resources.files("newsroom").joinpath("templates/web/site.css").read_text("utf-8")
+def stylesheet(site: Site) -> str:
+    """The pages' stylesheet: the site's templates/web/site.css, or ours."""
+    return templating.source(site.config, "web/site.css")
 
 
 class Pages:
-    """The site's own pages, rendered with what every page shows (name, language, links)."""
+    """The site's own pages (its templates/ first), rendered with what every page shows (name,
+    language, links: pages.base_context)."""
 
     def __init__(self, site: Site) -> None:
-        config = site.config
-        self.root = urlsplit(config.text("site.base_url")).path.rstrip("/")
-        self.base = {
-            "lang": config.text("site.lang"),
-            "site_name": config.text("site.name"),
-            "description": config.text("site.description"),
-            "postal_address": config.text("site.postal_address"),
-            "root": self.root,
-            "csp": CSP,
-            "token_page": False,
-        }
+        self.config = site.config
+        self.base = pages.base_context(site.config)
+        self.root = str(self.base["root"])
 
     def html(self, name: str, **context: Any) -> str:
-        return TEMPLATES.get_template(f"web/{name}.html").render({**self.base, **context})
+        return templating.render(self.config, f"web/{name}.html", **{**self.base, **context})
 
     def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(self.html(name, **context), status_code=status)
@@ -96,7 +81,7 @@ class Web:
         self.pages = Pages(site)
         self.guard = FormGuard(site.config)
         self.limiter = ClientLimit(site.config.text("web.subscribe_rate"))
-        self.style = stylesheet()
+        self.style = stylesheet(site)
         self.archive = Archive(site, clock)
         # One-click unsubscribes arriving together share a transaction; on SQLite in the event
         # loop when the write lock is free, else in a thread (groupcommit.py).
@@ -132,20 +117,15 @@ class Web:
     ) -> Response:
         cookie = self.guard.cookie_value(request.cookies.get(FormGuard.COOKIE))
         public = await run_in_threadpool(preferences.public_lists, self.site)
-        response = self.pages.page(
-            name,
-            status,
-            lists=public,
-            form_token=self.guard.field(cookie, self.clock()),
-            consent_text=consent.site_consent_text(self.site.config),
-            error=error,
-            values={
-                "email": values.get("email", "") if values else "",
-                "name": values.get("name", "") if values else "",
-                "lists": values.getlist("lists") if values else [],
-            },
-            **context,
-        )
+        form = pages.form_context(self.site.config, public, self.guard.field(cookie, self.clock()))
+        form["error"] = error
+        if values:
+            form["values"] = {
+                "email": values.get("email", ""),
+                "name": values.get("name", ""),
+                "lists": values.getlist("lists"),
+            }
+        response = self.pages.page(name, status, **form, **context)
         response.set_cookie(
             FormGuard.COOKIE,
             cookie,
@@ -551,6 +531,7 @@ def create_app(site: Site, *, clock: Clock = utcnow) -> Starlette:
     first, so a misconfigured site fails at start-up with one clear line."""
     site.config.secret_key  # noqa: B018 -- raises ConfigError naming the setting when unset
     lists.sync(site)
+    pages.refuse_broken(site, clock())  # a mistake in the site's templates/, at its line
     web = Web(site, clock)
     app = Starlette(
         routes=routes(web),
@@ -565,13 +546,13 @@ def static_files(site: Site, now: datetime) -> dict[str, bytes]:
     """The public part of the web side as files (`newsroom build`): index, issue pages and their
     calendar files, feeds, per-list feeds, the stylesheet. The subscribe form itself stays on
     `newsroom serve` (it needs a CSRF cookie): the static index links to /subscribe."""
+    pages.refuse_broken(site, now)  # a mistake in the site's templates/, at its line
     archive = Archive(site, lambda: now)
-    pages = Pages(site)
     issues = archive.issues()
     config = site.config
     files = {
-        "index.html": pages.html("index", issues=issues, dynamic=False).encode(),
-        "style.css": stylesheet().encode(),
+        "index.html": Pages(site).html("index", issues=issues, dynamic=False).encode(),
+        "style.css": stylesheet(site).encode(),
         "feed.xml": feeds.rss(config, issues),
         "atom.xml": feeds.atom(config, issues),
     }
