@@ -34,7 +34,7 @@ def child(site_dir: str, csv: str) -> None:
     site = Site.open(site_dir)
     lists.sync(site)
     started = time.perf_counter()
-    report = imports.import_csv(
+    report = imports.import_file(
         site,
         Path(csv),
         list_slugs=["all-members"],

@@ -13,7 +13,7 @@ from click.testing import Result
 
 from newsroom.errors import NewsroomError
 from newsroom.models import utcnow
-from newsroom.people import imports, lists, subscribers
+from newsroom.people import importrows, imports, lists, subscribers
 from newsroom.site import Site
 from tests.conftest import Run
 from tests.smtpserver import TestSMTPServer, free_port
@@ -164,7 +164,8 @@ def test_import_reports_every_bad_row(cli: Run, tmp_path: Path) -> None:
             "--skip-invalid",
         )
     )
-    assert "3 rows, 1 new subscribers, 1 subscriptions confirmed" in out
+    assert "3 rows: 1 new, 0 updated, 0 unchanged, 0 duplicates, 0 skipped, 2 rejected; " in out
+    assert "1 subscriptions confirmed" in out
 
 
 @pytest.mark.parametrize(
@@ -365,8 +366,8 @@ def test_export_csv_cells_cannot_be_formulas(cli: Run, tmp_path: Path) -> None:
     assert {row["email"]: row["name"] for row in as_json} == people
     again = tmp_path / "exported.csv"
     again.write_text(exported, encoding="utf-8")
-    read_back = imports.read_rows(again, [], {"all-members"})
-    assert {r.email: r.name for r in read_back if isinstance(r, imports.Row_)} == people
+    read_back = importrows.read_rows(importrows.open_file(again), [], {"all-members"})
+    assert {r.email: r.name for r in read_back if isinstance(r, importrows.Row)} == people
 
 
 def test_spreadsheet_safe_covers_owasps_characters() -> None:
