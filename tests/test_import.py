@@ -262,3 +262,80 @@ def test_a_relay_refusing_mid_import_marks_only_those_it_took(
             session.execute(select(Subscriber.email, Subscriber.confirmation_sent_at)).all()
         )
     assert marked == {"a@example.org": NOW, "b@example.org": None, "c@example.org": None}
+
+
+def test_every_row_is_counted_once(synced: Site, tmp_path: Path) -> None:
+    """Item 1: new, updated, unchanged, duplicate (with its lines), skipped, rejected."""
+    run(synced, write(tmp_path, "email,tags\nold@example.org,\nsame@example.org,\nleft@example.org,\n"))  # fmt: skip
+    subscribers.remove(synced, "left@example.org", now=NOW)
+    path = write(
+        tmp_path,
+        "email,tags\n"
+        "new@example.org,\n"  # 2: new
+        "old@example.org,press\n"  # 3: updated (a tag)
+        "same@example.org,\n"  # 4: unchanged
+        "NEW@example.org,youth\n"  # 5: duplicate of line 2
+        "left@example.org,\n"  # 6: skipped (they left)
+        "nope,\n",  # 7: rejected
+    )
+    report = run(synced, path, skip_invalid=True)
+    counts = (report.new, report.updated, report.unchanged, len(report.duplicates),
+              report.skipped_rows, len(report.rejected))  # fmt: skip
+    assert counts == (1, 1, 1, 1, 1, 1) and report.rows == 6
+    assert [str(p) for p in report.duplicates] == [
+        "people.csv:5: duplicate of line 2 (new@example.org): merged into it"
+    ]
+    assert [p.line for p in report.skipped] == [6] and [p.line for p in report.rejected] == [7]
+    assert {r["email"]: r["tags"] for r in imports.export(synced)}["new@example.org"] == "youth"
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        (
+            "2024-03-14 09:12:31,192.0.2.300",
+            "people.csv:2: optin_ip '192.0.2.300' is not an IP address",
+        ),
+        ("14/03/2024,192.0.2.3", "people.csv:2: optin_time '14/03/2024' is not a date and time"),
+        ("2024-03-14," + "1" * 70, "people.csv:2: optin_ip is longer than 64 characters"),
+    ],
+)
+def test_evidence_is_checked(synced: Site, tmp_path: Path, cells: str, message: str) -> None:
+    path = write(tmp_path, f"email,optin_time,optin_ip\nann@example.org,{cells}\n")
+    with pytest.raises(ProblemsError, match=re.escape(message)):
+        run(synced, path)
+
+
+def test_erasure_takes_the_evidence_with_the_person(synced: Site, tmp_path: Path) -> None:
+    path = write(tmp_path, "email,optin_time,optin_ip\nann@example.org,2024-03-14 09:12:31,192.0.2.3\n")  # fmt: skip
+    run(synced, path)
+    erasure.erase(synced, "ann@example.org", now=NOW)
+    with transaction(synced.engine) as session:
+        kept = session.execute(select(ConsentEvent.kind, ConsentEvent.evidence)).all()
+    assert sorted(kept) == [("erased", None), ("imported", None)]
+
+
+def test_a_dry_run_changes_nothing_and_can_run_again(synced: Site, tmp_path: Path) -> None:
+    path = write(tmp_path, "email\nann@example.org\nbob@example.org\nann@example.org\n")
+    for _ in range(2):  # the import's temporary table is gone after each
+        report = run(synced, path, dry_run=True)
+        assert (report.new, len(report.duplicates), report.dry_run) == (2, 1, True)
+    assert count(synced, Subscriber) == 0 and count(synced, ConsentEvent) == 0
+    assert run(synced, path).new == 2
+
+
+def test_a_pending_dry_run_sends_no_email(
+    synced: Site, tmp_path: Path, smtp_server: TestSMTPServer
+) -> None:
+    site = Site.open(synced.root)
+    path = write(tmp_path, "email\nann@example.org\n")
+    run(site, path, confirmed=False, consent_text=None, dry_run=True)
+    site.close()
+    assert smtp_server.messages == [] and count(synced, Subscriber) == 0
+
+
+def test_a_short_row_is_filled_and_a_long_one_refused(synced: Site, tmp_path: Path) -> None:
+    path = write(tmp_path, "email,name,tags\nann@example.org\nbob@example.org,Bob,,,\n")
+    assert run(synced, path).new == 2  # empty cells past the header's count are no fields
+    with pytest.raises(ProblemsError, match="people.csv:2: 4 fields but the header has 3"):
+        run(synced, write(tmp_path, "email,name,tags\ncat@example.org,Lee, Cat,press\n"))

@@ -204,7 +204,7 @@ def import_(
 def _show_import(report: imports.ImportReport, confirmed: bool) -> None:
     click.echo(f"{report.file}: {report.read_as}")
     if report.dropped:
-        click.echo(f"{report.file}: not kept (newsroom stores no more than it needs): {', '.join(report.dropped)}")  # fmt: skip
+        click.echo(f"{report.file}: columns dropped, never stored (newsroom keeps only what it needs): {', '.join(report.dropped)}")  # fmt: skip
     for problem in report.duplicates + report.skipped:
         click.echo(str(problem), err=True)
     for problem in report.rejected:

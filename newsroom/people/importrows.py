@@ -52,8 +52,14 @@ class Reading:
     header_line: int  # 0: no header row (a Mailman list)
 
     def describe(self) -> str:
-        how = "recognised by its header" if self.layout.recognised else "as --format says"
-        return f"{self.layout.format.title} ({how}); {self.source.describe()}"
+        found = self.layout.format
+        if not self.layout.recognised:
+            how = " (as --format says)"
+        elif found.headerless:
+            how = " (no header row, an address on each line)"
+        else:
+            how = "" if found is exportformats.SPREADSHEET else " (recognised by its header)"
+        return f"{found.title}{how}; {self.source.describe()}"
 
 
 def open_file(

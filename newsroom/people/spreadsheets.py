@@ -53,13 +53,14 @@ class Source:
     def describe(self) -> str:
         """How the file was read, for the summary."""
         if self.kind == "xlsx":
-            others = f" (the first of {len(self.sheets)}: {', '.join(self.sheets)})"
+            which = "the first of" if self.sheet == self.sheets[0] else "one of"
+            others = f" ({which} {len(self.sheets)}: {', '.join(self.sheets)})"
             return f"sheet {self.sheet!r}" + (others if len(self.sheets) > 1 else "")
         text = ENCODINGS[self.encoding]
         if self.encoding == "cp1252":
             text = "read as Windows-1252, as it is not UTF-8 (save it as 'CSV UTF-8' next time)"
         if self.kind == "lines":
-            return f"{text}, one address a line"
+            return text
         return f"{text}, {DELIMITERS[self.delimiter]}-separated"
 
     def records(self) -> Iterator[Record]:
