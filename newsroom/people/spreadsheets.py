@@ -87,14 +87,18 @@ class Source:
 
     def _xlsx(self) -> Iterator[Record]:
         book = _workbook(self.path, self.label)
+        line = 1
         try:
             sheet = book[self.sheet]
             sheet.reset_dimensions()  # some writers store wrong dimensions; read what is there
             for row in sheet.iter_rows():
                 cells = [_cell_text(cell.value) for cell in row]
-                line = next((c.row for c in row if getattr(c, "row", None)), None)
-                if line is not None:
-                    yield line, cells
+                line = next((c.row for c in row if getattr(c, "row", None)), line)
+                yield line, cells
+        except Exception as exc:  # a broken sheet's XML: openpyxl raises many kinds
+            if isinstance(exc, NewsroomError):
+                raise
+            raise ProblemsError([Problem(self.label, line, f"cannot read sheet {self.sheet!r} after this row ({type(exc).__name__}: {exc})")]) from None  # fmt: skip
         finally:
             book.close()
 
@@ -223,7 +227,7 @@ def _xlsx_source(path: Path, label: str, sheet: str | None) -> Source:
     if size > MAX_XLSX_BYTES or unpacked > MAX_XLSX_UNPACKED:
         raise NewsroomError(f"{label}: a workbook over {MAX_XLSX_BYTES // 2**20} MB ({MAX_XLSX_UNPACKED // 2**20} MB unpacked): save the sheet as CSV")  # fmt: skip
     book = _workbook(path, label)
-    names = tuple(book.sheetnames)
+    names = tuple(sheet.title for sheet in book.worksheets)  # not chart sheets: no rows
     book.close()
     if not names:
         raise NewsroomError(f"{label}: the workbook has no sheet")
