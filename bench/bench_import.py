@@ -5,6 +5,10 @@ columns, consent evidence kept on every event); a sync of 100,000 with 1 % chang
 should barely move: the import streams.
 
     .venv/bin/python bench/bench_import.py
+    .venv/bin/python bench/bench_import.py --before OLD_TREE   # the plain CSV, before vs after
+
+OLD_TREE is a checkout of the code to compare with (`git worktree add /tmp/old COMMIT`): the
+same 100,000-row plain CSV is imported by it and by this tree, interleaved, two rounds.
 """
 
 from __future__ import annotations
@@ -66,30 +70,35 @@ def child(site_dir: str, file: str, sync: str) -> None:
 
     site = Site.open(site_dir)
     lists.sync(site)
+    options: dict[str, object] = {"sync": True} if sync == "sync" else {}
+    # The code before issue #15 called it import_csv (--before).
+    go = getattr(imports, "import_file", None) or imports.import_csv  # type: ignore[attr-defined]
     started, cpu = time.perf_counter(), time.process_time()
-    report = imports.import_file(
+    report = go(
         site,
         Path(file),
         list_slugs=["all-members"],
         confirmed=True,
         consent_text="Members who joined before 2026",
         now=datetime.now(UTC),
-        sync=sync == "sync",
+        **options,
     )
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    changed = (report.sync.added, report.sync.removed) if report.sync else (0, 0)
+    found = getattr(report, "sync", None)
+    changed = (found.added, found.removed) if found else (0, 0)
     print(json.dumps([report.rows, report.subscribed, seconds, cpu, peak_mb, *changed]))
 
 
 Result = tuple[int, int, float, float, float, int, int]  # rows, subscribed, s, CPU s, MB, +, -
 
 
-def run(site_dir: Path, file: Path, sync: bool = False) -> Result:
+def run(site_dir: Path, file: Path, sync: bool = False, tree: str | None = None) -> Result:
     from newsroom import site as sites
 
     env = {
         **os.environ,
+        **({"PYTHONPATH": tree} if tree else {}),
         "NEWSROOM_SECRET_KEY": "bench",
         "NEWSROOM_DATABASE_URL": f"sqlite:///{site_dir}/newsroom.db",
     }
@@ -147,8 +156,21 @@ def main() -> None:
         )
 
 
+def before_and_after(tree: str) -> None:
+    rows = SIZES[-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_plain(work / "plain.csv", rows, random.Random(15))
+        for round_ in range(2):
+            for label, path in (("before", tree), ("after", str(Path(__file__).parents[1]))):
+                found = run(work / f"site-{label}-{round_}", work / "plain.csv", tree=path)
+                show(f"plain CSV, {rows:,}, {label}", found)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1:2] == ["--before"]:
+        before_and_after(sys.argv[2])
     else:
         main()

@@ -33,6 +33,8 @@ def key(header: str) -> str:
 
 def words(cell: str) -> list[str]:
     """Slugs separated by spaces or commas (`press youth`, `press, youth`): newsroom's columns."""
+    if "," not in cell:
+        return cell.split()  # most cells: str.split is a third of the regular expression's time
     return [part for part in re.split(r"[\s,]+", cell) if part]
 
 
