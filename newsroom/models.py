@@ -179,6 +179,9 @@ class ConsentEvent(Base):
         ForeignKey("consent_texts.id"), nullable=True
     )
     detail: Mapped[str] = mapped_column(Text, default="")
+    # An import's original evidence of the person's consent, as JSON (`imported` events, issue
+    # #15): opt-in and confirmation time and IP as the export had them. Erasure clears it.
+    evidence: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Suppression(Base):

@@ -63,6 +63,10 @@ def _days_or_zero(value: Any) -> str | None:
     return None if value >= 0 else "must be a number of days, or 0 to keep them for good"
 
 
+def _fraction(value: Any) -> str | None:
+    return None if 0 <= value <= 1 else "must be between 0 and 1 (0.1 is 10 %)"
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the settings table."""
@@ -115,6 +119,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("subscribe", "confirm_hours", float, 72.0, "How long a confirmation link stays valid", check=_positive),
     S("subscribe", "consent_text", str, "I want to receive emails from {site} on the lists I chose. I can leave at any time with the link in every email.", "The consent statement shown on the subscribe page and recorded with every consent"),
     S("subscribe", "consent_version", str, "1", "Version of the consent text; change it whenever the text changes"),
+    S("subscribe", "sync_max_removal", float, 0.1, "Largest share of a list `subscribers import --sync` unsubscribes without --yes (a truncated file cannot empty a list)", check=_fraction),
     S("web", "host", str, "127.0.0.1", "Address `newsroom serve` listens on"),
     S("web", "port", int, 8000, "Port `newsroom serve` listens on", check=_positive),
     S("web", "subscribe_rate", str, "10/hour", "Most subscribe requests per client address", check=_rate),

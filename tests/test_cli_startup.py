@@ -13,7 +13,7 @@ import pytest
 from newsroom.cli.main import COMMANDS, main
 
 HEAVY = ("alembic", "sqlalchemy", "starlette", "uvicorn", "mjml", "feedgen", "icalendar",
-         "jinja2", "css_inline", "psycopg", "aiosmtplib", "rich")  # fmt: skip
+         "jinja2", "css_inline", "psycopg", "aiosmtplib", "rich", "openpyxl")  # fmt: skip
 
 
 def imported(*args: str) -> set[str]:
@@ -48,3 +48,8 @@ def test_the_summary_in_help_is_the_commands_own(name: str) -> None:
     assert command is not None
     first = " ".join((command.help or "").split("\n\n")[0].split())
     assert COMMANDS[name].help == first
+
+
+def test_only_a_workbook_import_loads_openpyxl() -> None:
+    """openpyxl costs start-up; the import command loads it for an .xlsx file only (issue #15)."""
+    assert "openpyxl" not in imported("subscribers", "import", "--help")
