@@ -13,7 +13,7 @@ import pytest
 from newsroom.cli.main import COMMANDS, main
 
 HEAVY = ("alembic", "sqlalchemy", "starlette", "uvicorn", "mjml", "feedgen", "icalendar",
-         "jinja2", "css_inline", "psycopg", "aiosmtplib", "rich")  # fmt: skip
+         "jinja2", "css_inline", "psycopg", "aiosmtplib", "rich", "PIL")  # fmt: skip
 
 
 def imported(*args: str) -> set[str]:

@@ -27,7 +27,7 @@ import css_inline
 import jinja2
 import mjml
 
-from newsroom.compose import blocks, markup, personalise, plaintext
+from newsroom.compose import blocks, images, markup, personalise, plaintext
 from newsroom.compose.issues import Block, Issue, Markdown, Node
 from newsroom.compose.personalise import placeholder
 from newsroom.compose.views import VIEWS, Audience, PrivateNote, Seen, walk
@@ -122,8 +122,10 @@ def render_variant(issue: Issue, config: Config, audience: Audience, key: str) -
             preferences_url=preferences,
         )
     )
-    html = email_html(document)
+    base = context["base_url"]
+    html = email_html(images.in_email(document, issue.images, base))
     content = _environment().get_template("web/content.html.j2").render(items=items)
+    content = images.on_web(content, issue.images, base)
     text = plaintext.render(issue, config, audience, fields)
     public = not audience.email
     return Variant(
