@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
@@ -312,3 +313,39 @@ def test_check_warns_about_a_large_image_and_an_image_from_another_site(
         "where; put the file beside the issue (issues/images/) and write ![what it "
         "shows](images/NAME.jpg)",
     ]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [375, 600])
+def test_the_email_shows_its_picture_within_the_screen(
+    browser: Any, pictured: Site, width: int
+) -> None:
+    issue = load_issue(pictured.issues_dir / "2026-02-01-meeting.md", pictured.config)
+    files: dict[str, Path] = {}
+    for picture in issue.images.values():
+        files |= images.publish(picture, pictured.root / images.CACHE)
+    html = render(issue, pictured.config).variants["email"].html
+
+    def answer(route: Any) -> None:  # the site's images from the cache; nothing else loads
+        address = route.request.url.removeprefix(f"{BASE}/")
+        if address in files:
+            route.fulfill(body=files[address].read_bytes(), content_type="image/jpeg")
+        else:
+            route.abort()
+
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    try:
+        page.route("**/*", answer)
+        page.set_content(html, wait_until="load")
+        shown = page.evaluate(
+            "[...document.images].map(i => [i.naturalWidth, i.getBoundingClientRect().left,"
+            " i.getBoundingClientRect().right])"
+        )
+        photo = shown[0]
+        assert photo[0] == images.EMAIL_PIXELS  # the email's copy arrived, decoded
+        assert photo[1] >= 0 and photo[2] <= width  # within the screen
+        # 552 px at 600, and the 375 px screen less the text's 24 px padding each side on a phone
+        assert photo[2] - photo[1] == (images.EMAIL_COLUMN if width == 600 else width - 48)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+    finally:
+        page.close()

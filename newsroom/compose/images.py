@@ -149,8 +149,7 @@ def read(url: str, base: Path, root: Path) -> Picture | str:
     if not path.is_file():
         return f"{what} is not a file"
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_BYTES + 1)  # never more: a huge file costs no memory
+        data = _bounded(path)
     except OSError as exc:
         return f"{what} cannot be read: {exc.strerror}"
     if len(data) > MAX_BYTES:
@@ -165,6 +164,13 @@ def read(url: str, base: Path, root: Path) -> Picture | str:
     shown = f"{root.name}/{path.relative_to(root.resolve()).as_posix()}"
     digest = hashlib.sha256(data).hexdigest()
     return Picture(path, shown, digest, kind, width, height, len(data))
+
+
+def _bounded(path: Path) -> bytes:
+    """The bytes of PATH, or MAX_BYTES + 1 of them when it has more. (read(MAX_BYTES + 1)
+    alone would set aside 20 MB for every file, a third of the time it takes to read one.)"""
+    with path.open("rb") as handle:
+        return handle.read(min(os.fstat(handle.fileno()).st_size, MAX_BYTES) + 1)
 
 
 @contextmanager
@@ -265,8 +271,7 @@ def publish(picture: Picture, cache: Path) -> dict[str, Path]:
 
 def _make(picture: Picture, copies: list[Copy], cache: Path) -> None:
     try:
-        with picture.path.open("rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
+        data = _bounded(picture.path)
     except OSError as exc:
         raise NewsroomError(f"{picture.shown}: cannot be read: {exc.strerror}") from None
     if hashlib.sha256(data).hexdigest() != picture.digest:
