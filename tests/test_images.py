@@ -349,3 +349,25 @@ def test_the_email_shows_its_picture_within_the_screen(
         assert page.evaluate("document.documentElement.scrollWidth") <= width
     finally:
         page.close()
+
+
+def test_cmyk_photos_and_transparent_drawings_are_published_too(site: Site) -> None:
+    folder = site.issues_dir / "images"
+    folder.mkdir()
+    Image.new("CMYK", (2400, 1200), (0, 80, 80, 10)).save(folder / "print.jpg", quality=90)
+    palette = Image.new("P", (2400, 1200), 1)
+    palette.putpalette([255, 255, 255, 200, 0, 0] + [0] * 762)
+    palette.save(folder / "logo.png", transparency=0)
+    (site.issues_dir / "2026-02-01-kinds.md").write_text(
+        "---\ntitle: Kinds\ndate: 2026-02-01\n---\n![A print](images/print.jpg)\n\n"
+        "![Our logo](images/logo.png)\n",
+        encoding="utf-8",
+    )
+    issue = load_issue(site.issues_dir / "2026-02-01-kinds.md", site.config)
+    for picture in issue.images.values():
+        files = images.publish(picture, site.root / images.CACHE)
+        with Image.open(files[picture.email.address]) as email:
+            assert email.size == (1104, 552)
+            assert email.mode in ("RGB", "RGBA")  # what every email client shows
+        with Image.open(files[picture.web.address]) as web:
+            assert web.size == (2400, 1200)

@@ -39,7 +39,7 @@ VERSION = 1  # in the cache's file names: raise it when the way copies are made 
 # client keeps the space before the picture arrives); a phone narrows it with max-width: 100%.
 EMAIL_COLUMN = 552
 EMAIL_PIXELS = 2 * EMAIL_COLUMN
-JPEG_QUALITY = 82  # of the scaled copy: no visible loss at that size, a third of quality 95
+JPEG_QUALITY = 82  # the email's copy: shown at half its width, where artefacts do not show
 MAX_BYTES = 20 * 1024 * 1024  # read at most this much of a file
 LARGE_BYTES = 1024 * 1024  # `newsroom check` warns above it: the web page loads the whole file
 # Pillow decodes 3 or 4 bytes per pixel whatever the file's size: a 100 KB PNG can declare
@@ -143,14 +143,14 @@ def read(url: str, base: Path, root: Path) -> Picture | str:
             f"{what} is not a .jpg, .jpeg or .png file: save photos as JPEG and drawings as "
             "PNG (every email client shows those two)"
         )
-    if not path.exists():
-        shown = f"{root.name}/{path.relative_to(root.resolve()).as_posix()}"
-        return f"{what} not found: put the file at {shown}"
-    if not path.is_file():
-        return f"{what} is not a file"
     try:
+        if not path.exists():
+            shown = f"{root.name}/{path.relative_to(root.resolve()).as_posix()}"
+            return f"{what} not found: put the file at {shown}"
+        if not path.is_file():  # a folder, or a FIFO that reading would wait on for ever
+            return f"{what} is not a file"
         data = _bounded(path)
-    except OSError as exc:
+    except OSError as exc:  # such as a name too long
         return f"{what} cannot be read: {exc.strerror}"
     if len(data) > MAX_BYTES:
         return (
@@ -280,7 +280,7 @@ def _make(picture: Picture, copies: list[Copy], cache: Path) -> None:
         with _pillow(picture.kind) as image_module:
             image = image_module.open(io.BytesIO(data), formats=PILLOW_FORMATS[picture.kind])
             image.load()
-            made = {copy.cache_name: _encode(image, copy, picture.kind) for copy in copies}
+            made = {copy.cache_name: _encode(_Decoded(image), copy) for copy in copies}
     except _Unreadable as exc:
         raise NewsroomError(f"{picture.shown}: {exc}") from None
     try:
@@ -291,38 +291,46 @@ def _make(picture: Picture, copies: list[Copy], cache: Path) -> None:
         raise NewsroomError(f"cannot write the image cache {cache}: {exc.strerror}") from None
 
 
-def _encode(original: Any, copy: Copy, kind: str) -> bytes:
-    """COPY of ORIGINAL (a decoded Pillow image) as KIND: upright, scaled if COPY says so, and
-    with no metadata but the colour profile — no EXIF (a phone photo's GPS position, the
-    phone, the time), no XMP, no comments or text chunks."""
-    from PIL import Image, ImageOps
+class _Decoded:
+    """A decoded image turned upright, and what of its metadata its copies keep: the colour
+    profile and a PNG's transparent colour. Nothing else — no EXIF (a phone photo's GPS
+    position, the phone, the time), no XMP, no comments or text chunks."""
 
-    icc = original.info.get("icc_profile")
-    transparency = original.info.get("transparency")
-    turned = original.getexif().get(ORIENTATION, 1) not in (1, None)
-    image = ImageOps.exif_transpose(original) if turned else original
+    def __init__(self, original: Any) -> None:
+        from PIL import ImageOps
+
+        self.kind = "PNG" if original.format == "PNG" else "JPEG"
+        self.icc = original.info.get("icc_profile")
+        self.transparency = original.info.get("transparency")
+        turned = original.getexif().get(ORIENTATION, 1) not in (1, None)
+        self.original = original
+        self.upright = ImageOps.exif_transpose(original) if turned else original
+
+
+def _encode(decoded: _Decoded, copy: Copy) -> bytes:
+    from PIL import Image
+
+    image, icc, transparency = decoded.upright, decoded.icc, decoded.transparency
     if copy.scaled:
         if image.mode not in ("RGB", "RGBA", "L", "LA"):
             alpha = "A" in image.mode or transparency is not None
-            image = image.convert("RGBA" if alpha else "RGB")
-            transparency = None
+            image, transparency = image.convert("RGBA" if alpha else "RGB"), None
         image = image.resize((copy.width, copy.height), Image.Resampling.LANCZOS)
-    keep = image is original  # the file's own JPEG quality: the web copy loses nothing more
-    out = io.BytesIO()
-    if kind == "JPEG":
+    options: dict[str, Any] = {}
+    if decoded.kind == "JPEG":
         if image.mode not in ("RGB", "L"):  # CMYK: email clients show RGB reliably
             image, icc = image.convert("RGB"), None
-        options: dict[str, Any] = (
-            {"quality": "keep", "subsampling": "keep"}
-            if keep
-            else {"quality": JPEG_QUALITY, "optimize": True}
-        )
-    else:
-        options = {"transparency": transparency} if transparency is not None else {}
+        # The file's own quantisation, when it is the file's own pixels: the full-size copy
+        # loses nothing more than its metadata.
+        keep = image is decoded.original
+        options = {"quality": "keep", "subsampling": "keep"} if keep else {"quality": JPEG_QUALITY}
+    elif transparency is not None:
+        options = {"transparency": transparency}
     saved = dict(image.info)
-    image.info.clear()  # Pillow falls back on the source's comment and text when saving
+    image.info.clear()  # Pillow falls back on the source's comment when saving
     try:
-        image.save(out, kind, icc_profile=icc, **options)
+        out = io.BytesIO()
+        image.save(out, decoded.kind, icc_profile=icc, **options)
     finally:
         image.info.update(saved)
     return out.getvalue()
