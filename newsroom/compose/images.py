@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import re
+import tempfile
 import unicodedata
 import warnings
 from collections.abc import Iterator, Mapping
@@ -337,7 +338,15 @@ def _encode(decoded: _Decoded, copy: Copy) -> bytes:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """DATA as PATH, all at once: another sender or server reading the cache never sees half."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    """DATA as PATH, all at once: another sender or server reading the cache never sees half,
+    and two making the same copy at once (two requests, a build beside a server) each write
+    a file of their own before one replaces the other's."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from a web server's user
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
