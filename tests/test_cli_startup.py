@@ -13,7 +13,8 @@ import pytest
 from newsroom.cli.main import COMMANDS, main
 
 HEAVY = ("alembic", "sqlalchemy", "starlette", "uvicorn", "mjml", "feedgen", "icalendar",
-         "jinja2", "css_inline", "psycopg", "aiosmtplib", "rich", "openpyxl")  # fmt: skip
+         "jinja2", "css_inline", "psycopg", "aiosmtplib", "rich", "openpyxl",
+         "PIL")  # fmt: skip
 
 
 def imported(*args: str) -> set[str]:

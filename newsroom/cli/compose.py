@@ -32,9 +32,12 @@ summary: One sentence that sums the issue up; inboxes show it beside the subject
 Dear {{{{first_name|friend}}}},
 
 Write the issue here in Markdown: **bold**, *italic*, [links with words that say where they
-go](https://example.org), lists, and images with alt text: ![what it shows](https://example.org/a.png).
+go](https://example.org), lists, and images (below).
 
 <!--
+An image is a JPEG or PNG file beside the issue, such as issues/images/photo.jpg, with words
+saying what it shows for those who cannot see it: ![Members at the rally](images/photo.jpg)
+
 Blocks start with a line "::: TYPE title" at the start of the line, may have "key: value" lines
 right below it, then a blank line and Markdown, and end with a line ":::". Remove the two
 spaces in front of ":::" to use one of these (merge fields: {{{{first_name}}}}, {{{{name}}}}, {{{{email}}}}).

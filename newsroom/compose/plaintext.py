@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from newsroom.compose import blocks, markup
+from newsroom.compose import blocks, images, markup
 from newsroom.compose.issues import Block, Issue, Markdown, Node
 from newsroom.compose.markup import WIDTH, FieldTable, References, wrap
 from newsroom.compose.views import VIEWS, Audience, PrivateNote, Seen, walk
@@ -29,7 +29,9 @@ def render(
     body = list(_nodes(issue.body, issue, config, audience, fields, refs))
     out = ["\n".join(head), *body]
     if refs.urls:
-        out.append("Links:\n" + "\n".join(f"[{n}] {url}" for n, url in enumerate(refs.urls, 1)))
+        base = config.text("site.base_url").rstrip("/")
+        urls = (images.address(url, issue.images, base) for url in refs.urls)
+        out.append("Links:\n" + "\n".join(f"[{n}] {url}" for n, url in enumerate(urls, 1)))
     out.append(_footer(issue, config, audience, fields, list_name))
     return "\n\n".join(part for part in out if part) + "\n"
 

@@ -26,7 +26,7 @@ from typing import Any
 import css_inline
 import mjml
 
-from newsroom.compose import blocks, markup, personalise, plaintext, templating
+from newsroom.compose import blocks, images, markup, personalise, plaintext, templating
 from newsroom.compose.issues import Block, Issue, Markdown, Node
 from newsroom.compose.personalise import placeholder
 from newsroom.compose.views import VIEWS, Audience, PrivateNote, Seen, walk
@@ -114,8 +114,10 @@ def render_variant(
         preferences_url=preferences,
         list_name=list_name,
     )
-    html = email_html(document, config)
+    base = context["base_url"]
+    html = email_html(images.in_email(document, issue.images, base), config)
     content = templating.render(config, "web/content.html.j2", items=items)
+    content = images.on_web(content, issue.images, base)
     text = plaintext.render(issue, config, audience, fields, list_name)
     public = not audience.email
     return Variant(

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -25,7 +26,13 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
@@ -394,6 +401,16 @@ class Web:
             raise HTTPException(404)
         return Response(data, media_type="text/calendar; charset=utf-8")
 
+    async def image(self, request: Request) -> Response:
+        address = f"images/{request.path_params['digest']}/{request.path_params['name']}"
+        found = await run_in_threadpool(self.archive.image, address)
+        if found is None:
+            raise HTTPException(404)
+        path, media_type = found
+        # The address changes with the content (images.py): a cache may keep it for ever.
+        immutable = {"Cache-Control": "public, max-age=31536000, immutable"}
+        return FileResponse(path, media_type=media_type, headers=immutable)
+
     async def _published(self, request: Request) -> Published:
         found = await run_in_threadpool(self.archive.get, request.path_params["slug"])
         if found is None:
@@ -518,6 +535,7 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/preferences/{token}", web.preferences, methods=["GET", "POST"]),
         Route("/issues/{slug}/", web.issue, methods=["GET"]),
         Route("/issues/{slug}/{name}.ics", web.ics, methods=["GET"]),
+        Route("/images/{digest}/{name}", web.image, methods=["GET"]),
         Route("/feed.xml", web.rss, methods=["GET"]),
         Route("/atom.xml", web.atom, methods=["GET"]),
         Route("/lists/{slug}/feed.xml", web.list_feed, methods=["GET"]),
@@ -542,15 +560,16 @@ def create_app(site: Site, *, clock: Clock = utcnow) -> Starlette:
     return app
 
 
-def static_files(site: Site, now: datetime) -> dict[str, bytes]:
+def static_files(site: Site, now: datetime) -> dict[str, bytes | Path]:
     """The public part of the web side as files (`newsroom build`): index, issue pages and their
-    calendar files, feeds, per-list feeds, the stylesheet. The subscribe form itself stays on
-    `newsroom serve` (it needs a CSRF cookie): the static index links to /subscribe."""
+    calendar files, feeds, per-list feeds, the stylesheet, the images' copies (files in the
+    site's image cache). The subscribe form itself stays on `newsroom serve` (it needs a CSRF
+    cookie): the static index links to /subscribe."""
     pages.refuse_broken(site, now)  # a mistake in the site's templates/, at its line
     archive = Archive(site, lambda: now)
     issues = archive.issues()
     config = site.config
-    files = {
+    files: dict[str, bytes | Path] = {
         "index.html": Pages(site).html("index", issues=issues, dynamic=False).encode(),
         "style.css": stylesheet(site).encode(),
         "feed.xml": feeds.rss(config, issues),
@@ -564,4 +583,5 @@ def static_files(site: Site, now: datetime) -> dict[str, bytes]:
         path = f"lists/{row.slug}/feed.xml"
         sent = archive.sent_to(row.slug)
         files[path] = feeds.rss(config, sent, f"/{path}", row.name)
+    files |= archive.image_files()
     return files
