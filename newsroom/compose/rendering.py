@@ -142,7 +142,9 @@ def _reserve(fields: markup.FieldTable, name: str) -> str:
 
 def email_html(mjml_source: str) -> str:
     """MJML to email HTML: compiled by mjml-python, CSS inlined, dark-mode meta tags added."""
-    html = mjml.mjml2html(mjml_source)
+    # fonts={}: MJML links Google Fonts for a stack naming Roboto, Lato, Open Sans, Ubuntu or
+    # Droid Sans; a reader's own font of that name needs no font host (issue #14)
+    html = mjml.mjml2html(mjml_source, fonts={})
     html = _inliner().inline(html)
     return html.replace("<head>", "<head>" + DARK_MODE_META, 1)
 
@@ -174,6 +176,7 @@ def page_context(
         "site_name": config.text("site.name"),
         "postal_address": config.text("site.postal_address"),
         "base_url": base,
+        "theme": config.theme.context(base),
         "web_url": web_url(issue, config),
         "title": fields.protect(issue.title),
         "date_words": blocks.date_words(issue.date),
@@ -226,6 +229,7 @@ def web_page(issue: Issue, config: Config) -> str:
             description=config.text("site.description"),
             base_url=config.text("site.base_url").rstrip("/"),
             postal_address=config.text("site.postal_address"),
+            theme=config.theme.context(config.text("site.base_url")),
             title=public_text(issue.title),
             summary=public_text(issue.summary),
             date=issue.date,

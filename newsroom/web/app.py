@@ -12,11 +12,11 @@ import base64
 import hashlib
 import json
 import logging
+import mimetypes
 import re
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ from newsroom.clock import Clock, utcnow
 from newsroom.errors import ConfigError
 from newsroom.mail.smtp import RelayError
 from newsroom.people import consent, lists, preferences, subscribers
+from newsroom.settings import Config
 from newsroom.site import Site
 from newsroom.web import feeds
 from newsroom.web.archive import Archive, Published
@@ -57,8 +58,10 @@ ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
 URLENCODED = "application/x-www-form-urlencoded"
 
 
-def stylesheet() -> str:
-    return resources.files("newsroom").joinpath("templates/web/site.css").read_text("utf-8")
+def stylesheet(config: Config) -> str:
+    """/style.css: the web side's one stylesheet, in the site's theme colours."""
+    root = urlsplit(config.text("site.base_url")).path.rstrip("/")
+    return TEMPLATES.get_template("web/site.css").render(theme=config.theme.context(root))
 
 
 class Pages:
@@ -72,6 +75,7 @@ class Pages:
             "site_name": config.text("site.name"),
             "description": config.text("site.description"),
             "postal_address": config.text("site.postal_address"),
+            "theme": config.theme.context(self.root),
             "root": self.root,
             "csp": CSP,
             "token_page": False,
@@ -96,7 +100,8 @@ class Web:
         self.pages = Pages(site)
         self.guard = FormGuard(site.config)
         self.limiter = ClientLimit(site.config.text("web.subscribe_rate"))
-        self.style = stylesheet()
+        self.style = stylesheet(site.config)
+        self.theme_files = site.config.theme.files()
         self.archive = Archive(site, clock)
         # One-click unsubscribes arriving together share a transaction; on SQLite in the event
         # loop when the write lock is free, else in a thread (groupcommit.py).
@@ -447,6 +452,14 @@ class Web:
             headers={"Cache-Control": "public, max-age=3600"},
         )
 
+    async def theme_file(self, request: Request) -> Response:
+        """The logo and the link icons that emails and pages show (theme.py: why from here)."""
+        data = self.theme_files.get(f"theme/{request.path_params['name']}")
+        if data is None:
+            raise HTTPException(404)
+        kind = mimetypes.guess_type(request.path_params["name"])[0] or "application/octet-stream"
+        return Response(data, media_type=kind, headers={"Cache-Control": "public, max-age=86400"})
+
     async def health(self, request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
@@ -542,6 +555,7 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/atom.xml", web.atom, methods=["GET"]),
         Route("/lists/{slug}/feed.xml", web.list_feed, methods=["GET"]),
         Route("/style.css", web.stylesheet, methods=["GET"]),
+        Route("/theme/{name:path}", web.theme_file, methods=["GET"]),
         Route("/healthz", web.health, methods=["GET"]),
     ]
 
@@ -563,17 +577,19 @@ def create_app(site: Site, *, clock: Clock = utcnow) -> Starlette:
 
 def static_files(site: Site, now: datetime) -> dict[str, bytes]:
     """The public part of the web side as files (`newsroom build`): index, issue pages and their
-    calendar files, feeds, per-list feeds, the stylesheet. The subscribe form itself stays on
-    `newsroom serve` (it needs a CSRF cookie): the static index links to /subscribe."""
+    calendar files, feeds, per-list feeds, the stylesheet, the theme's logo and icons. The
+    subscribe form itself stays on `newsroom serve` (it needs a CSRF cookie): the static index
+    links to /subscribe."""
     archive = Archive(site, lambda: now)
     pages = Pages(site)
     issues = archive.issues()
     config = site.config
     files = {
         "index.html": pages.html("index", issues=issues, dynamic=False).encode(),
-        "style.css": stylesheet().encode(),
+        "style.css": stylesheet(config).encode(),
         "feed.xml": feeds.rss(config, issues),
         "atom.xml": feeds.atom(config, issues),
+        **config.theme.files(),  # the logo and icons emails show, at site.base_url
     }
     for published in issues:
         files[f"issues/{published.slug}/index.html"] = published.page_html.encode()
