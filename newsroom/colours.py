@@ -1,6 +1,6 @@
 """Colours as `#rrggbb` and the WCAG 2.x contrast between two of them: pure arithmetic, no I/O.
 
-    contrast("#b00020", "#ffffff")      # 6.96...
+    contrast("#b00020", "#ffffff")      # 7.33...
     towards("#b00020", "#ffffff", "#1e1e1e", 4.5)   # the red lightened until it reads on dark
 
 The formulas are WCAG 2.2's definitions of "relative luminance" and "contrast ratio"

@@ -128,7 +128,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("theme", "logo_height", int, 48, "Height of the logo in CSS pixels (a file twice as tall stays sharp on phones)", check=_positive),
     S("theme", "show_name", bool, True, "Show the site's name beside the logo (false: the logo alone, the name its alt text, for a logo that spells the name)"),
     S("theme", "font", str, themes.DEFAULT_FONT, "Font stack of emails and pages: fonts on readers' own devices, never a font host", check=themes.check_font),
-    S("theme", "about", str, "", "One sentence about the group, in every footer"),
+    S("theme", "about", str, "", "One sentence about the group, in every footer", check=themes.check_about),
     S("theme", "links", str, "", "The group's other places, with icons in every footer: 'website=https://…, mastodon=https://…' (also bluesky, facebook, instagram, x, youtube, linkedin, tiktok)", check=themes.check_links),
     S("theme", "accent", str, "#b00020", "Colour of buttons and of the rule beside quotes", check=themes.check_colour),
     S("theme", "accent_text", str, "#ffffff", "Colour of the text on buttons", check=themes.check_colour),

@@ -79,7 +79,6 @@ class Palette:
 
 
 COLOUR_KEYS = tuple(f.name for f in fields(Palette))
-DERIVED = ("accent", "accent_text", "header", "header_text", "link")  # dark_*: empty = derived
 # (foreground, background, ratio, what it is): every pair a reader must be able to tell apart.
 # "card" is Palette.card. Button labels are 17px bold: normal text to WCAG, so 4.5:1.
 PAIRS = (
@@ -150,8 +149,8 @@ class Theme:
         """The site's theme; a ConfigError naming the setting for a logo that is not fit to
         send, and for every pair of colours below WCAG AA, in light and in dark mode."""
         light = Palette(*(config.text(f"theme.{key}") for key in COLOUR_KEYS))
-        dark = _dark(config, light)
-        _check_contrast(config, light, dark)
+        dark, origins = _dark(config, light)
+        _check_contrast(config, light, dark, origins)
         logo_setting = config.text("theme.logo")
         return cls(
             light,
@@ -233,6 +232,15 @@ def check_font(value: Any) -> str | None:
     return None
 
 
+def check_about(value: Any) -> str | None:
+    text = str(value)
+    if len(text) > 300 or "\n" in text:
+        return "must be one sentence on one line (at most 300 characters)"
+    if "{{" in text or "}}" in text:
+        return "is the same in every email: merge fields such as {{first_name}} are not filled here"
+    return None
+
+
 def parse_links(text: str) -> list[tuple[str, str]]:
     """`website=https://…, mastodon=https://…` as (kind, url) pairs; ValueError says what is
     wrong."""
@@ -247,7 +255,11 @@ def parse_links(text: str) -> list[tuple[str, str]]:
                 f"{', '.join(LINK_KINDS)}"
             )
         parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.netloc or re.search(r"\s", url):
+        if (
+            parts.scheme not in ("https", "http")
+            or not parts.netloc
+            or re.search(r'[\s<>"{}]', url)
+        ):
             raise ValueError(f"{kind}'s address must start with https://, not {url!r}")
         found.append((kind.lower(), url))
     return found
@@ -264,74 +276,69 @@ def check_links(value: Any) -> str | None:
 # -- the whole theme ----------------------------------------------------------------------------
 
 
-def _dark(config: Config, light: Palette) -> Palette:
-    """The dark palette: each dark_* setting, or for an empty one a colour made from the light
-    one — brand colours lightened until they read on the dark background, a coloured header kept
-    as it is (it carries its own text colour), a plain one made dark like the card."""
+def _dark(config: Config, light: Palette) -> tuple[Palette, dict[str, str]]:
+    """The dark palette, and for each colour the setting that decides it: each dark_* setting,
+    or for an empty one a colour made from another — brand colours lightened until they read on
+    the dark background, a coloured header kept as it is (it carries its own text colour), a
+    plain one made dark like the card."""
     given = {key: config.text(f"theme.dark_{key}") for key in COLOUR_KEYS}
+    origins = {key: f"theme.dark_{key}" for key in COLOUR_KEYS}
     background = given["background"]
     made = dict(given)
+    plain_header = light.header == light.background
     if not made["accent"]:
         made["accent"] = colours.towards(light.accent, "#ffffff", background, colours.LARGE + 0.1)
+        origins["accent"] = "theme.accent"
     if not made["accent_text"]:
         made["accent_text"] = colours.best_on(
             made["accent"], light.accent_text, "#ffffff", "#000000"
         )
+        origins["accent_text"] = origins["accent"]
     card = colours.mix(background, made["accent"], CARD_SHARE["dark"])
     if not made["link"]:  # links must read on the card too, a little lighter than the background
         lighter = max(background, card, key=colours.luminance)
         made["link"] = colours.towards(light.link, "#ffffff", lighter, colours.TEXT + 0.1)
-    plain_header = light.header == light.background
+        origins["link"] = "theme.link"
     if not made["header"]:
         made["header"] = background if plain_header else light.header
+        origins["header"] = "theme.dark_background" if plain_header else "theme.header"
     if not made["header_text"]:
         made["header_text"] = given["text"] if plain_header else light.header_text
-    return Palette(**made)
+        origins["header_text"] = "theme.dark_text" if plain_header else "theme.header_text"
+    return Palette(**made), origins
 
 
-def _check_contrast(config: Config, light: Palette, dark: Palette) -> None:
-    problems = []
+def _check_contrast(config: Config, light: Palette, dark: Palette, origins: dict[str, str]) -> None:
+    """Every pair of PAIRS in both modes; one line per setting to change (a text colour that
+    fails on the background fails on the cards too: it is said once)."""
+    problems: dict[str, str] = {}
     for mode, palette in (("light", light), ("dark", dark)):
         values = palette.as_dict()
         for fore, back, ratio, what in PAIRS:
             measured = colours.contrast(values[fore], values[back])
-            if measured < ratio:
-                problems.append(
-                    _contrast_problem(config, mode, fore, back, values, measured, ratio, what)
-                )
+            if measured >= ratio:
+                continue
+            prefix = "dark_" if mode == "dark" else ""
+            decides = origins[fore] if mode == "dark" else f"theme.{fore}"
+            shown = f"theme.{prefix}{fore}"
+            if shown != decides:
+                shown += f" (made from {decides})"
+            back_name = MADE.get(back, "theme.{p}" + back).format(p=prefix)
+            where = _blame(config, decides, "" if back in MADE else f"theme.{prefix}{back}")
+            dark_words = " in dark mode" if mode == "dark" else ""
+            problems.setdefault(
+                decides,
+                f"{where}: {shown} {values[fore]} on {values[back]} has contrast "
+                f"{colours.ratio_words(measured)}{dark_words}; WCAG AA needs {ratio:g}:1 for "
+                f"{what} (on {back_name})",
+            )
     if problems:
-        raise ConfigError("\n".join(problems))
-
-
-def _contrast_problem(
-    config: Config,
-    mode: str,
-    fore: str,
-    back: str,
-    values: dict[str, str],
-    measured: float,
-    ratio: float,
-    what: str,
-) -> str:
-    prefix = "dark_" if mode == "dark" else ""
-    name = f"theme.{prefix}{fore}"
-    shown = name
-    if mode == "dark" and fore in DERIVED and not config.text(name):
-        shown = f"{name} (made from theme.{fore})"
-    back_name = MADE.get(back, "theme.{p}" + back).format(p=prefix)
-    where = _blame(config, name, "" if back in MADE else f"theme.{prefix}{back}")
-    dark_words = " in dark mode" if mode == "dark" else ""
-    return (
-        f"{where}: {shown} {values[fore]} on {values[back]} has contrast "
-        f"{colours.ratio_words(measured)}{dark_words}; WCAG AA needs {ratio:g}:1 for {what} "
-        f"(on {back_name})"
-    )
+        raise ConfigError("\n".join(problems.values()))
 
 
 def _blame(config: Config, fore: str, back: str) -> str:
-    """Where to look: the foreground's setting if it was set, else the background's, else the
-    light colour a derived dark one was made from."""
-    for name in (fore, back, fore.replace("dark_", "")):
+    """Where to look: the foreground's setting if it was set, else the background's."""
+    for name in (fore, back):
         if name and config.sources.get(name, "default") != "default":
             return config.where(name)
     return config.where(fore)

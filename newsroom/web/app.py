@@ -454,7 +454,7 @@ class Web:
 
     async def theme_file(self, request: Request) -> Response:
         """The logo and the link icons that emails and pages show (theme.py: why from here)."""
-        data = self.theme_files.get(f"theme/{request.path_params['name']}")
+        data = self.theme_files.get(request.url.path.removeprefix(self.pages.root).lstrip("/"))
         if data is None:
             raise HTTPException(404)
         kind = mimetypes.guess_type(request.path_params["name"])[0] or "application/octet-stream"
@@ -555,7 +555,8 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/atom.xml", web.atom, methods=["GET"]),
         Route("/lists/{slug}/feed.xml", web.list_feed, methods=["GET"]),
         Route("/style.css", web.stylesheet, methods=["GET"]),
-        Route("/theme/{name:path}", web.theme_file, methods=["GET"]),
+        Route("/theme/{name}", web.theme_file, methods=["GET"]),
+        Route("/theme/icons/{name}", web.theme_file, methods=["GET"]),
         Route("/healthz", web.health, methods=["GET"]),
     ]
 
