@@ -93,17 +93,27 @@ def only_expressions(issue: Issue) -> tuple[str, ...]:
 def render(issue: Issue, config: Config) -> Rendered:
     """Every variant of ISSUE: the public one and one per combination of only blocks."""
     expressions = only_expressions(issue)  # at most issues.MAX_ONLY: load_issue checks
+    css = email_css(config)  # the theme's, the same for every variant
     with markup.reuse():  # each text parsed once for all the variants
-        variants = {"public": render_variant(issue, config, Audience(False), "public")}
+        variants = {"public": render_variant(issue, config, Audience(False), "public", css)}
         for size in range(len(expressions) + 1):
             for chosen in combinations(range(len(expressions)), size):
                 key = "+".join(["email", *(str(i + 1) for i in chosen)])
                 audience = Audience(True, frozenset(expressions[i] for i in chosen))
-                variants[key] = render_variant(issue, config, audience, key)
+                variants[key] = render_variant(issue, config, audience, key, css)
     return Rendered(issue, variants, expressions)
 
 
-def render_variant(issue: Issue, config: Config, audience: Audience, key: str) -> Variant:
+def email_css(config: Config) -> str:
+    """The email's stylesheet (email/style.css) in the site's theme colours."""
+    theme = config.theme.context(config.text("site.base_url"))
+    return _environment().get_template("email/style.css").render(theme=theme)
+
+
+def render_variant(
+    issue: Issue, config: Config, audience: Audience, key: str, css: str | None = None
+) -> Variant:
+    """One variant; CSS is email_css(config), given when many variants share it."""
     fields = markup.FieldTable()
     unsubscribe = _reserve(fields, "unsubscribe_url")
     preferences = _reserve(fields, "preferences_url")
@@ -118,6 +128,7 @@ def render_variant(issue: Issue, config: Config, audience: Audience, key: str) -
             subject=subject,
             preheader=fields.protect(issue.summary),
             public=not audience.email,
+            css=email_css(config) if css is None else css,
             unsubscribe_url=unsubscribe,
             preferences_url=preferences,
         )
