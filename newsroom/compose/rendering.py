@@ -64,6 +64,7 @@ class Rendered:
         return "+".join(["email", *chosen])
 
 
+@cache  # one environment, so each template compiles once, not once per variant (issue #14)
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("newsroom", "templates"),
