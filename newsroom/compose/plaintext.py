@@ -43,7 +43,10 @@ def _footer(
     base = config.text("site.base_url").rstrip("/")
     page = f"{base}/issues/{issue.slug}/"
     address = config.text("site.postal_address")
-    lines = [RULE, wrap(f"Sent by {site}{', ' + address if address else ''}.")]
+    theme = config.theme
+    lines = [RULE, *([wrap(theme.about)] if theme.about else [])]
+    lines.append(wrap(f"Sent by {site}{', ' + address if address else ''}."))
+    lines += [wrap(f"{link.label}: {link.url}") for link in theme.links]
     if not audience.email:
         lines.append(wrap(f"This issue is in our public archive: {page}"))
         lines.append(wrap(f"Subscribe: {base}"))

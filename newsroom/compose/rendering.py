@@ -84,19 +84,32 @@ def render(issue: Issue, config: Config, list_name: str = "") -> Rendered:
     email footers say the reader subscribed to LIST_NAME (the mailing's first list, issue #16
     item 4) when one is given."""
     expressions = only_expressions(issue)  # at most issues.MAX_ONLY: load_issue checks
+    css = email_css(config)  # the theme's, the same for every variant
     with markup.reuse():  # each text parsed once for all the variants
-        variants = {"public": render_variant(issue, config, Audience(False), "public")}
+        variants = {"public": render_variant(issue, config, Audience(False), "public", css=css)}
         for size in range(len(expressions) + 1):
             for chosen in combinations(range(len(expressions)), size):
                 key = "+".join(["email", *(str(i + 1) for i in chosen)])
                 audience = Audience(True, frozenset(expressions[i] for i in chosen))
-                variants[key] = render_variant(issue, config, audience, key, list_name)
+                variants[key] = render_variant(issue, config, audience, key, list_name, css)
     return Rendered(issue, variants, expressions)
 
 
+def email_css(config: Config) -> str:
+    """The email's stylesheet (email/style.css) in the site's theme colours."""
+    theme = config.theme.context(config.text("site.base_url"))
+    return templating.render(config, "email/style.css", theme=theme)
+
+
 def render_variant(
-    issue: Issue, config: Config, audience: Audience, key: str, list_name: str = ""
+    issue: Issue,
+    config: Config,
+    audience: Audience,
+    key: str,
+    list_name: str = "",
+    css: str | None = None,
 ) -> Variant:
+    """One variant; CSS is email_css(config), given when many variants share it."""
     fields = markup.FieldTable()
     unsubscribe = _reserve(fields, "unsubscribe_url")
     preferences = _reserve(fields, "preferences_url")
@@ -112,6 +125,7 @@ def render_variant(
         public=not audience.email,
         unsubscribe_url=unsubscribe,
         preferences_url=preferences,
+        css=email_css(config) if css is None else css,
         list_name=list_name,
     )
     base = context["base_url"]
@@ -139,7 +153,9 @@ def email_html(mjml_source: str, config: Config | None = None) -> str:
     MJML that does not compile is a problem of the site's email templates when it has some
     (CONFIG's), else a bug of ours."""
     try:
-        html = mjml.mjml2html(mjml_source)
+        # fonts={}: MJML links Google Fonts for a stack naming Roboto, Lato, Open Sans, Ubuntu
+        # or Droid Sans; a reader's own font of that name needs no font host (issue #14)
+        html = mjml.mjml2html(mjml_source, fonts={})
     except ValueError as exc:
         raise templating.mjml_problem(config, exc) from None
     html = _inliner().inline(html)
@@ -173,6 +189,7 @@ def page_context(
         "site_name": config.text("site.name"),
         "postal_address": config.text("site.postal_address"),
         "base_url": base,
+        "theme": config.theme.context(base),
         "web_url": web_url(issue, config),
         "title": fields.protect(issue.title),
         "date_words": blocks.date_words(issue.date),
@@ -224,6 +241,7 @@ def web_page(issue: Issue, config: Config) -> str:
         description=config.text("site.description"),
         base_url=config.text("site.base_url").rstrip("/"),
         postal_address=config.text("site.postal_address"),
+        theme=config.theme.context(config.text("site.base_url")),
         title=public_text(issue.title),
         summary=public_text(issue.summary),
         date=issue.date,

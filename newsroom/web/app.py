@@ -12,12 +12,14 @@ import base64
 import hashlib
 import json
 import logging
+import mimetypes
 import re
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -56,8 +58,11 @@ URLENCODED = "application/x-www-form-urlencoded"
 
 
 def stylesheet(site: Site) -> str:
-    """The pages' stylesheet: the site's templates/web/site.css, or ours."""
-    return templating.source(site.config, "web/site.css")
+    """/style.css: the web side's one stylesheet (the site's templates/web/site.css, or ours),
+    in the site's theme colours."""
+    config = site.config
+    root = urlsplit(config.text("site.base_url")).path.rstrip("/")
+    return templating.render(config, "web/site.css", theme=config.theme.context(root))
 
 
 class Pages:
@@ -89,6 +94,7 @@ class Web:
         self.guard = FormGuard(site.config)
         self.limiter = ClientLimit(site.config.text("web.subscribe_rate"))
         self.style = stylesheet(site)
+        self.theme_files = site.config.theme.files()
         self.archive = Archive(site, clock)
         # One-click unsubscribes arriving together share a transaction; on SQLite in the event
         # loop when the write lock is free, else in a thread (groupcommit.py).
@@ -444,6 +450,14 @@ class Web:
             headers={"Cache-Control": "public, max-age=3600"},
         )
 
+    async def theme_file(self, request: Request) -> Response:
+        """The logo and the link icons that emails and pages show (theme.py: why from here)."""
+        data = self.theme_files.get(request.url.path.removeprefix(self.pages.root).lstrip("/"))
+        if data is None:
+            raise HTTPException(404)
+        kind = mimetypes.guess_type(request.path_params["name"])[0] or "application/octet-stream"
+        return Response(data, media_type=kind, headers={"Cache-Control": "public, max-age=86400"})
+
     async def health(self, request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
@@ -540,6 +554,8 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/atom.xml", web.atom, methods=["GET"]),
         Route("/lists/{slug}/feed.xml", web.list_feed, methods=["GET"]),
         Route("/style.css", web.stylesheet, methods=["GET"]),
+        Route("/theme/{name}", web.theme_file, methods=["GET"]),
+        Route("/theme/icons/{name}", web.theme_file, methods=["GET"]),
         Route("/healthz", web.health, methods=["GET"]),
     ]
 
@@ -563,7 +579,7 @@ def create_app(site: Site, *, clock: Clock = utcnow) -> Starlette:
 def static_files(site: Site, now: datetime) -> dict[str, bytes | Path]:
     """The public part of the web side as files (`newsroom build`): index, issue pages and their
     calendar files, feeds, per-list feeds, the stylesheet, the images' copies (files in the
-    site's image cache). The subscribe form itself stays on `newsroom serve` (it needs a CSRF
+    site's image cache), the theme's logo and icons. The subscribe form itself stays on `newsroom serve` (it needs a CSRF
     cookie): the static index links to /subscribe."""
     pages.refuse_broken(site, now)  # a mistake in the site's templates/, at its line
     archive = Archive(site, lambda: now)
@@ -574,6 +590,7 @@ def static_files(site: Site, now: datetime) -> dict[str, bytes | Path]:
         "style.css": stylesheet(site).encode(),
         "feed.xml": feeds.rss(config, issues),
         "atom.xml": feeds.atom(config, issues),
+        **config.theme.files(),  # the logo and icons emails show, at site.base_url
     }
     for published in issues:
         files[f"issues/{published.slug}/index.html"] = published.page_html.encode()

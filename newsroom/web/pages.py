@@ -41,6 +41,7 @@ def base_context(config: Config) -> dict[str, Any]:
         "site_name": config.text("site.name"),
         "description": config.text("site.description"),
         "postal_address": config.text("site.postal_address"),
+        "theme": config.theme.context(urlsplit(config.text("site.base_url")).path.rstrip("/")),
         "root": urlsplit(config.text("site.base_url")).path.rstrip("/"),
         "csp": CSP,
         "token_page": False,  # a page a link token opens: noindex, no referrer
