@@ -3,12 +3,19 @@ one issue on a site as it is today beside the same issue on sites with more of t
 organisation's look (three phone photos beside it), side by side in one run with the ratio
 (issue #14: at most 1.2 ×); that each image is scaled once, not per render or send; and the
 rate of the per-recipient personalisation step beside a full re-render per recipient.
-Run: .venv/bin/python bench/bench_render.py"""
+Run: .venv/bin/python bench/bench_render.py [--before TREE]
+
+--before TREE adds "today" as the issue means it: the plain case rendered by the code of TREE (a
+checkout from before issue #14, e.g. `git worktree add /tmp/before 4ac6932`) in a child process
+of its own, interleaved round by round with the cases here."""
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -72,13 +79,85 @@ def photo(path: Path, sigma: int) -> None:
     Image.merge("RGB", [Image.blend(c, noise, 0.3) for c in channels]).save(path, quality=90)
 
 
+THEME = """
+logo = "theme/logo.png"
+about = "Bench Newsroom is written by volunteers for the members of the network."
+links = "website=https://news.example.org, mastodon=https://social.example.org/@news, bluesky=https://bsky.app/profile/news.example.org"
+header = "#1a1a1a"
+header_text = "#ffffff"
+"""
+
+
+def branded_site(folder: Path) -> Path:
+    """The three photos on a site with the organisation's look: the project's own logo, a
+    dark header band, a sentence about the group and three links with icons (issue #14)."""
+    path = pictured_site(folder)
+    (folder / "theme").mkdir()
+    shutil.copy(ROOT / "theme/logo.png", folder / "theme/logo.png")
+    settings = folder / "newsroom.toml"  # its [theme] section lists every key commented out
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(text.replace("[theme]\n", "[theme]" + THEME, 1), encoding="utf-8")
+    return path
+
+
 CASES: list[tuple[str, Callable[[Path], Path]]] = [
-    ("today: no images", plain_site),
+    ("no images, no theme", plain_site),
     ("three images", pictured_site),
+    ("theme, logo and three images", branded_site),
 ]
 
 
-def compare_cases(workspace: Path) -> None:
+# The child process that renders with the code of another tree: one line in ("render"), one
+# line out (the median seconds of three renders).
+BEFORE = """
+import sys, time, statistics, shutil
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from newsroom.compose.issues import load_issue
+from newsroom.compose.rendering import render
+from newsroom.site import Site, init
+folder = Path(sys.argv[2])
+init(folder, "Bench Newsroom")
+for example in Path(sys.argv[3]).iterdir():
+    if example.is_file():
+        shutil.copy(example, folder / "issues" / example.name)
+site = Site.open(folder)
+issue = load_issue(folder / "issues" / sys.argv[4], site.config)
+print("ready", flush=True)
+for line in sys.stdin:
+    times = []
+    for _ in range(3):
+        start = time.perf_counter(); render(issue, site.config)
+        times.append(time.perf_counter() - start)
+    print(statistics.median(times), flush=True)
+"""
+
+
+class Before:
+    """The plain case rendered by the code of TREE, in a child process."""
+
+    def __init__(self, tree: Path, folder: Path) -> None:
+        self.child = subprocess.Popen(
+            [sys.executable, "-c", BEFORE, str(tree), str(folder), str(ROOT / "issues"), ISSUE],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tree,
+        )  # fmt: skip
+        assert self.child.stdout is not None and self.child.stdout.readline().strip() == "ready"
+
+    def __call__(self) -> float:
+        assert self.child.stdin is not None and self.child.stdout is not None
+        self.child.stdin.write("render\n")
+        self.child.stdin.flush()
+        return float(self.child.stdout.readline())
+
+    def close(self) -> None:
+        assert self.child.stdin is not None
+        self.child.stdin.close()
+        self.child.wait()
+
+
+def compare_cases(workspace: Path, before_tree: Path | None = None) -> None:
+    before = Before(before_tree, workspace / "before") if before_tree else None
+    earlier: list[float] = []
     loaded: list[tuple[str, Site, Issue]] = []
     for index, (name, make) in enumerate(CASES):
         path = make(workspace / f"case-{index}")
@@ -87,18 +166,31 @@ def compare_cases(workspace: Path) -> None:
     renders: dict[str, list[float]] = {name: [] for name, _, _ in loaded}
     loads: dict[str, list[float]] = {name: [] for name, _, _ in loaded}
     for _ in range(15):  # interleaved rounds: drift on a shared machine hits every case alike
+        if before is not None:
+            earlier.append(before())
         for name, site, issue in loaded:
             renders[name].append(median_seconds(partial(render, issue, site.config), 3))
             loads[name].append(median_seconds(partial(load_issue, issue.path, site.config), 1))
+    if before is not None:
+        before.close()
     base = statistics.median(renders[loaded[0][0]])
     print(f"\n{'case':30} {'read issue':>11} {'render':>9} {'ratio':>7}")
     for name, _, _ in loaded:
         render_s, load_s = statistics.median(renders[name]), statistics.median(loads[name])
         ratio = render_s / base
         print(f"{name:30} {load_s * 1000:9.2f}ms {render_s * 1000:7.2f}ms {ratio:6.2f}×")
-    worst = max(statistics.median(renders[name]) for name, _, _ in loaded[1:]) / base
-    verdict = "met" if worst <= TARGET else "NOT MET"
-    print(f"target: every case renders within {TARGET} × of today: {worst:.2f} ×, {verdict}")
+    worst = max(statistics.median(renders[name]) for name, _, _ in loaded[1:])
+    if before is not None:
+        today = statistics.median(earlier)
+        print(
+            f"{'before issue #14 (--before)':30} {'':>11} {today * 1000:7.2f}ms {today / base:6.2f}×"
+        )
+        verdict = "met" if worst / today <= TARGET else "NOT MET"
+        print(
+            f"target: every case renders within {TARGET} × of the code before issue #14: "
+            f"{worst / today:.2f} ×, {verdict}"
+        )
+    print(f"the look's own cost, against this code's plain case: {worst / base:.2f} ×")
     scaled_once(*loaded[-1][1:])
 
 
@@ -193,9 +285,12 @@ def personalisation() -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", type=Path, help="a checkout of the code before issue #14")
+    arguments = parser.parse_args()
     examples()
     with tempfile.TemporaryDirectory() as workspace:
-        compare_cases(Path(workspace))
+        compare_cases(Path(workspace), arguments.before)
     personalisation()
 
 
