@@ -19,7 +19,7 @@ from newsroom import settings, theme
 from newsroom.compose.issues import load_issue
 from newsroom.compose.rendering import render, web_page
 from newsroom.errors import ConfigError
-from newsroom.people import lists
+from newsroom.people import confirmation, lists
 from newsroom.site import Site
 from newsroom.web.app import create_app, static_files
 from tests.conftest import TEST_SECRET, Run
@@ -260,6 +260,18 @@ def test_the_header_shows_the_logo_and_the_name(themed: Site) -> None:
         width, height = logo.shown(config.integer("theme.logo_height"), 200)
         # beside the name that says it, the logo's alt is empty: read once, not twice
         assert logos == [logos[0] | {"width": str(width), "height": str(height), "alt": ""}], logos
+
+
+def test_the_confirmation_email_wears_the_theme_too(themed: Site) -> None:
+    """The first email a person gets from the group: its logo, name and colours."""
+    config = themed.config
+    html, _text = confirmation.render(config, confirmation.sample_context(config, NOW))
+    logo, light = config.theme.logo, config.theme.light
+    logos = [img for img in Tags(html).named("img") if "/theme/logo." in str(img["src"])]
+    assert len(logos) == (0 if logo is None else 1)
+    assert config.text("site.name") in re.sub(r"<[^>]+>", "", html.split("<h1")[0])
+    assert light.accent in html and light.surround in html
+    assert "fonts.googleapis" not in html
 
 
 def test_a_logo_alone_carries_the_name_as_its_alt(tmp_path: Path) -> None:

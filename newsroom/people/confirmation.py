@@ -97,6 +97,7 @@ def template_context(
         "expires": expires.strftime("%-d %B %Y, %H:%M %Z"),
         "consent_text": consent_text,
         "consent_version": consent_version,
+        "theme": config.theme.context(config.text("site.base_url")),  # the logo, colours, font
     }
 
 
@@ -114,7 +115,7 @@ def render(config: Config, context: dict[str, object]) -> tuple[str, str]:
     """The confirmation email's HTML and text parts, from the site's templates or ours."""
     source = templating.render(config, "confirm.mjml", **context)
     try:
-        html = mjml2html(source)
+        html = mjml2html(source, fonts={})  # no Google Fonts link for a Roboto stack (issue #14)
     except ValueError as exc:
         raise templating.mjml_problem(config, exc, "confirm.mjml") from None
     return html, templating.render(config, "confirm.txt", **context)
