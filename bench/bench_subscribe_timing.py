@@ -69,7 +69,7 @@ def prepare(site_dir: Path, samples: int) -> dict[str, list[str]]:
     members = site_dir / "members.csv"
     settled = people["confirmed"] + people["unsubscribed"] + people["erased"]
     members.write_text("email\n" + "".join(f"{e}\n" for e in settled), encoding="utf-8")
-    imports.import_csv(
+    imports.import_file(
         site, members, list_slugs=["all-members"], confirmed=True, consent_text="bench", now=past
     )
     for email in people["pending"]:

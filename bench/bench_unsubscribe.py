@@ -91,7 +91,7 @@ def prepare(site_dir: Path) -> list[str]:
     site = Site.open(site_dir)
     now = datetime.now(UTC)
     lists.sync(site)
-    imports.import_csv(
+    imports.import_file(
         site, csv, list_slugs=["all-members"], confirmed=True, consent_text="bench", now=now
     )
     with transaction(site.engine) as session:

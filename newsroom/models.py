@@ -94,6 +94,7 @@ class WelcomeStatus(StrEnum):
 
 
 class MailingStatus(StrEnum):
+    SCHEDULED = "scheduled"  # `send --at`: a worker freezes and sends it at scheduled_at
     SENDING = "sending"  # deliveries are being worked through (or wait for `--resume`)
     PAUSED = "paused"  # stopped by a person, a policy rejection or a run of errors
     DONE = "done"
@@ -189,6 +190,9 @@ class ConsentEvent(Base):
         ForeignKey("consent_texts.id"), nullable=True
     )
     detail: Mapped[str] = mapped_column(Text, default="")
+    # An import's original evidence of the person's consent, as JSON (`imported` events, issue
+    # #15): opt-in and confirmation time and IP as the export had them. Erasure clears it.
+    evidence: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Suppression(Base):
@@ -224,6 +228,14 @@ class Mailing(Base):
     paused_reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A scheduled mailing (`send --at`, issue #16) is a row with no variants or deliveries
+    # until a worker freezes it at SCHEDULED_AT; FROZEN_AT says when its audience was frozen
+    # (None: not yet), and retries are counted from then. AGAIN and EARLY keep `--again` and
+    # `--now` (sent before the issue's date) for the freeze.
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    frozen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    again: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    early: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class MailingVariant(Base):

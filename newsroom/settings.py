@@ -7,12 +7,14 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsroom import textfiles
+from newsroom import theme as themes
 from newsroom.errors import ConfigError
 
 CONFIG_FILE = "newsroom.toml"
@@ -57,6 +59,14 @@ def _zone(value: Any) -> str | None:
 
 def _positive(value: Any) -> str | None:
     return None if value > 0 else "must be greater than 0"
+
+
+def _days_or_zero(value: Any) -> str | None:
+    return None if value >= 0 else "must be a number of days, or 0 to keep them for good"
+
+
+def _fraction(value: Any) -> str | None:
+    return None if 0 <= value <= 1 else "must be between 0 and 1 (0.1 is 10 %)"
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("subscribe", "confirm_hours", float, 72.0, "How long a confirmation link stays valid", check=_positive),
     S("subscribe", "consent_text", str, "I want to receive emails from {site} on the lists I chose. I can leave at any time with the link in every email.", "The consent statement shown on the subscribe page and recorded with every consent"),
     S("subscribe", "consent_version", str, "1", "Version of the consent text; change it whenever the text changes"),
+    S("subscribe", "sync_max_removal", float, 0.1, "Largest share of a list `subscribers import --sync` unsubscribes without --yes (a truncated file cannot empty a list)", check=_fraction),
     S("web", "host", str, "127.0.0.1", "Address `newsroom serve` listens on"),
     S("web", "port", int, 8000, "Port `newsroom serve` listens on", check=_positive),
     S("web", "subscribe_rate", str, "10/hour", "Most subscribe requests per client address", check=_rate),
@@ -122,6 +133,32 @@ SETTINGS: tuple[Setting, ...] = (
     S("bounces", "threshold", float, 3.0, "Score within the window that marks a subscription bounced", check=_positive),
     S("bounces", "window_days", int, 30, "Days over which bounce scores add up", check=_positive),
     S("bounces", "imap_password", str, "", "Password for an imaps:// bounce mailbox", secret=True),
+    S("retention", "deliveries_days", int, 730, "Days after a mailing that its delivery records keep the address each went to; `newsroom subscribers prune` then removes it, keeping the counts (UK GDPR Art. 5(1)(e), storage limitation; 0: keep for good)", check=_days_or_zero),
+    S("retention", "bounces_days", int, 180, "Days a bounce or complaint record keeps who it was about and the diagnostic; `newsroom subscribers prune` then deletes it, leaving only the count in its mailing's report (UK GDPR Art. 5(1)(e); at least bounces.window_days; 0: keep for good)", check=_days_or_zero),
+    S("theme", "logo", str, "", "Logo shown with the name atop every email and page: a PNG, JPEG or GIF in the site folder, e.g. theme/logo.png (at most 256 KB)"),
+    S("theme", "logo_height", int, 48, "Height of the logo in CSS pixels (a file twice as tall stays sharp on phones)", check=_positive),
+    S("theme", "show_name", bool, True, "Show the site's name beside the logo (false: the logo alone, the name its alt text, for a logo that spells the name)"),
+    S("theme", "font", str, themes.DEFAULT_FONT, "Font stack of emails and pages: fonts on readers' own devices, never a font host", check=themes.check_font),
+    S("theme", "about", str, "", "One sentence about the group, in every footer", check=themes.check_about),
+    S("theme", "links", str, "", "The group's other places, with icons in every footer: 'website=https://…, mastodon=https://…' (also bluesky, facebook, instagram, x, youtube, linkedin, tiktok)", check=themes.check_links),
+    S("theme", "accent", str, "#b00020", "Colour of buttons and of the rule beside quotes", check=themes.check_colour),
+    S("theme", "accent_text", str, "#ffffff", "Colour of the text on buttons", check=themes.check_colour),
+    S("theme", "header", str, "#ffffff", "Background of the header with the logo and name (the background's colour: no band)", check=themes.check_colour),
+    S("theme", "header_text", str, "#1a1a1a", "Colour of the site's name in the header", check=themes.check_colour),
+    S("theme", "background", str, "#ffffff", "Background of the email's card and of the web pages", check=themes.check_colour),
+    S("theme", "text", str, "#1a1a1a", "Colour of the text", check=themes.check_colour),
+    S("theme", "muted", str, "#4d4d4d", "Colour of dates, labels and footers", check=themes.check_colour),
+    S("theme", "link", str, "#b00020", "Colour of links", check=themes.check_colour),
+    S("theme", "surround", str, "#f2f2f2", "Background around the email's card, behind its footer", check=themes.check_colour),
+    S("theme", "dark_accent", str, "", "Dark mode: buttons (empty: theme.accent lightened to read on the dark background)", check=themes.check_derived_colour),
+    S("theme", "dark_accent_text", str, "", "Dark mode: text on buttons (empty: whichever reads best)", check=themes.check_derived_colour),
+    S("theme", "dark_header", str, "", "Dark mode: the header's background (empty: a coloured header stays, a plain one turns dark)", check=themes.check_derived_colour),
+    S("theme", "dark_header_text", str, "", "Dark mode: the site's name in the header (empty: as the header needs)", check=themes.check_derived_colour),
+    S("theme", "dark_background", str, "#1e1e1e", "Dark mode: background of the email's card and of the web pages", check=themes.check_colour),
+    S("theme", "dark_text", str, "#eeeeee", "Dark mode: text", check=themes.check_colour),
+    S("theme", "dark_muted", str, "#bdbdbd", "Dark mode: dates, labels and footers", check=themes.check_colour),
+    S("theme", "dark_link", str, "", "Dark mode: links (empty: theme.link lightened to read on the dark background)", check=themes.check_derived_colour),
+    S("theme", "dark_surround", str, "#121212", "Dark mode: background around the email's card", check=themes.check_colour),
     S("secret", "key", str, "", "Signs every token (links in emails); `newsroom init` writes one to .env", secret=True),
     S("secret", "old_keys", str, "", "Earlier secret keys, space-separated, still accepted for old links", secret=True),
 )  # fmt: skip
@@ -176,6 +213,21 @@ class Config:
     def path(self, name: str) -> Path:
         return self.site_dir / self.text(name)
 
+    def where(self, name: str) -> str:
+        """Where setting NAME was set, for an error: `newsroom.toml:LINE`, the variable that set
+        it, or `newsroom.toml` for a default."""
+        source = self.sources.get(name, "default")
+        if source == CONFIG_FILE:
+            text = textfiles.read(self.site_dir / CONFIG_FILE, CONFIG_FILE, MAX_FILE_BYTES)
+            section, _, key = name.partition(".")
+            return f"{CONFIG_FILE}:{toml_line(text, section, key)}"
+        return CONFIG_FILE if source == "default" else BY_NAME[name].env
+
+    @cached_property
+    def theme(self) -> themes.Theme:
+        """The [theme]: colours contrast-checked, logo read (theme.py)."""
+        return themes.Theme.from_config(self)
+
 
 def load(site_dir: Path | str, environ: Mapping[str, str] | None = None) -> Config:
     """Read the site's newsroom.toml, then .env, then the environment."""
@@ -195,7 +247,9 @@ def load(site_dir: Path | str, environ: Mapping[str, str] | None = None) -> Conf
             if setting.env in env:
                 values[setting.name] = _from_env(setting, env[setting.env])
                 sources[setting.name] = source
-    return Config(site_dir, values, sources)
+    config = Config(site_dir, values, sources)
+    config.theme  # noqa: B018 -- a theme below WCAG AA contrast, or a bad logo, is an error now
+    return config
 
 
 def read_file(path: Path) -> dict[str, Any]:

@@ -39,7 +39,9 @@ public = false
 opt_in = "double"
 """
 
-GITIGNORE = ".env\nnewsroom.db\nnewsroom.db-*\nmaildir/\njournal/\n*.pem\n"  # *.pem: DKIM keys
+GITIGNORE = (
+    ".env\nnewsroom.db\nnewsroom.db-*\nmaildir/\njournal/\ncache/\n*.pem\n"  # *.pem: DKIM keys
+)
 
 
 @dataclass

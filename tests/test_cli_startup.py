@@ -13,7 +13,8 @@ import pytest
 from newsroom.cli.main import COMMANDS, main
 
 HEAVY = ("alembic", "sqlalchemy", "starlette", "uvicorn", "mjml", "feedgen", "icalendar",
-         "jinja2", "css_inline", "psycopg", "aiosmtplib", "rich")  # fmt: skip
+         "jinja2", "css_inline", "psycopg", "aiosmtplib", "rich", "openpyxl",
+         "PIL")  # fmt: skip
 
 
 def imported(*args: str) -> set[str]:
@@ -35,7 +36,7 @@ def test_help_and_version_load_no_heavy_library(flag: str) -> None:
     assert sorted(loaded & set(HEAVY)) == []
 
 
-@pytest.mark.parametrize("command", ["send", "lists", "check"])
+@pytest.mark.parametrize("command", ["send", "lists", "check", "report"])
 def test_a_command_without_the_web_side_loads_neither_web_nor_migrations(command: str) -> None:
     loaded = imported(command, "--help")
     assert "sqlalchemy" in loaded  # the command itself was loaded
@@ -48,3 +49,8 @@ def test_the_summary_in_help_is_the_commands_own(name: str) -> None:
     assert command is not None
     first = " ".join((command.help or "").split("\n\n")[0].split())
     assert COMMANDS[name].help == first
+
+
+def test_only_a_workbook_import_loads_openpyxl() -> None:
+    """openpyxl costs start-up; the import command loads it for an .xlsx file only (issue #15)."""
+    assert "openpyxl" not in imported("subscribers", "import", "--help")

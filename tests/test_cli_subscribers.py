@@ -13,7 +13,7 @@ from click.testing import Result
 
 from newsroom.errors import NewsroomError
 from newsroom.models import utcnow
-from newsroom.people import imports, lists, subscribers
+from newsroom.people import importrows, imports, lists, subscribers
 from newsroom.site import Site
 from tests.conftest import Run
 from tests.smtpserver import TestSMTPServer, free_port
@@ -164,7 +164,8 @@ def test_import_reports_every_bad_row(cli: Run, tmp_path: Path) -> None:
             "--skip-invalid",
         )
     )
-    assert "3 rows, 1 new subscribers, 1 subscriptions confirmed" in out
+    assert "3 rows: 1 new, 0 updated, 0 unchanged, 0 duplicates, 0 skipped, 2 rejected; " in out
+    assert "1 subscriptions confirmed" in out
 
 
 @pytest.mark.parametrize(
@@ -365,8 +366,8 @@ def test_export_csv_cells_cannot_be_formulas(cli: Run, tmp_path: Path) -> None:
     assert {row["email"]: row["name"] for row in as_json} == people
     again = tmp_path / "exported.csv"
     again.write_text(exported, encoding="utf-8")
-    read_back = imports.read_rows(again, [], {"all-members"})
-    assert {r.email: r.name for r in read_back if isinstance(r, imports.Row_)} == people
+    read_back = importrows.read_rows(importrows.open_file(again), [], {"all-members"})
+    assert {r.email: r.name for r in read_back if isinstance(r, importrows.Row)} == people
 
 
 def test_spreadsheet_safe_covers_owasps_characters() -> None:
@@ -443,3 +444,84 @@ def test_segment(members: Run) -> None:
         members("segment", "all-members and foo"), "Error: segment: unknown list 'foo' at column 17"
     )
     assert err.splitlines()[-1] == " " * 18 + "^"  # under the f of foo
+
+
+DATA = Path(__file__).parent / "data" / "imports"
+CONSENT = ["--confirmed", "--consent", "Signed up on Mailchimp"]
+
+
+def test_import_a_mailchimp_export_as_a_volunteer_sees_it(cli: Run) -> None:
+    result = cli("subscribers", "import", str(DATA / "mailchimp.csv"), "--list", "all-members",
+                 *CONSENT)  # fmt: skip
+    out = ok(result)
+    assert out.splitlines() == [
+        "mailchimp.csv: Mailchimp audience export (recognised by its header); UTF-8 with BOM, "
+        "comma-separated",
+        "mailchimp.csv: columns dropped, never stored (newsroom keeps only what it needs): "
+        "Address, Phone Number, Branch, MEMBER_RATING, LATITUDE, LONGITUDE, GMTOFF, DSTOFF, "
+        "TIMEZONE, CC, REGION, LAST_CHANGED, LEID, EUID, NOTES",
+        "mailchimp.csv: 5 rows: 4 new, 0 updated, 0 unchanged, 1 duplicate, 0 skipped, "
+        "0 rejected; 4 subscriptions confirmed",
+    ]
+    assert result.stderr == (
+        "mailchimp.csv:6: duplicate of line 2 (amara.okafor@example.org): merged into it\n"
+    )
+    shown = ok(cli("subscribers", "show", "amara.okafor@example.org"))
+    assert (
+        "    evidence from the export: optin_time 2021-03-14 09:12:31, optin_ip 192.0.2.10, "
+        "confirm_time 2021-03-14 09:14:02, confirm_ip 192.0.2.10\n"
+    ) in shown
+    exported = ok(cli("subscribers", "export"))
+    assert "192.0.2.10" not in exported and "2021-03-14" not in exported  # evidence, not data
+
+
+def test_import_sync_dry_run_then_refused_then_yes(cli: Run, tmp_path: Path) -> None:
+    first = tmp_path / "first.csv"
+    first.write_text("email\n" + "".join(f"s{n}@example.org\n" for n in range(10)), "utf-8")
+    ok(cli("subscribers", "import", str(first), "--list", "clp-secretaries", *CONSENT))
+    now = tmp_path / "secretaries.csv"
+    now.write_text("email\n" + "".join(f"s{n}@example.org\n" for n in range(8)) + "new@example.org\n", "utf-8")  # fmt: skip
+    args = ["subscribers", "import", str(now), "--sync", "--list", "clp-secretaries", *CONSENT]
+    out = ok(cli(*args, "--dry-run"))
+    assert out.splitlines()[1:] == [
+        "secretaries.csv (dry run: nothing changed): 9 rows: 1 new, 0 updated, 8 unchanged, "
+        "0 duplicates, 0 skipped, 0 rejected; 1 subscriptions confirmed",
+        "clp-secretaries: 1 added, 2 unsubscribed (not in the file), 8 kept",
+        "  added: new@example.org",
+        "  unsubscribed: s8@example.org, s9@example.org",
+        "  a real sync would be refused without --yes: it unsubscribes 2 of 10, more than "
+        "subscribe.sync_max_removal allows",
+    ]
+    fails(cli(*args), "Error: secretaries.csv: nothing imported: the sync would unsubscribe 2 of the 10 people")  # fmt: skip
+    assert "clp-secretaries: 1 added, 2 unsubscribed" in ok(cli(*args, "--yes"))
+    assert "s9@example.org  clp-secretaries" not in ok(cli("segment", "clp-secretaries", "--limit", "20"))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sync"], "Error: --sync makes the file the whole of one list: give exactly one --list"),
+        (
+            ["--sync", "--list", "all-members", "--skip-invalid"],
+            "Error: --sync cannot --skip-invalid",
+        ),
+        (["--list", "all-members", "--map", "x"], "Error: --map 'x': write it as 'COLUMN=field'"),
+        (["--list", "all-members", "--sheet", "One"], "Error: --sheet is for .xlsx workbooks"),
+        (["--list", "all-members", "--format", "excel"], "Invalid value for '--format'"),
+    ],
+)
+def test_import_sync_and_format_errors(
+    cli: Run, tmp_path: Path, args: list[str], message: str
+) -> None:
+    path = tmp_path / "ok.csv"
+    path.write_text("email\nann@example.org\n", encoding="utf-8")
+    result = cli("subscribers", "import", str(path), *args)
+    assert result.exit_code in (1, 2) and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_import_a_workbook_sheet(cli: Run) -> None:
+    out = ok(cli("subscribers", "import", str(DATA / "members.xlsx"), "--sheet", "Old members",
+                 "--list", "all-members", *CONSENT))  # fmt: skip
+    assert out.startswith("members.xlsx: spreadsheet; sheet 'Old members' (one of 2: ")
+    assert "wendy.clarke@example.org" in ok(cli("subscribers", "export"))

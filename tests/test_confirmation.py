@@ -94,6 +94,23 @@ def test_one_email_for_all_lists_with_what_and_who(
     assert "5 January 2026" not in plain and "8 January 2026" in plain  # expiry, 72 hours on
 
 
+def test_the_text_part_is_wrapped_at_72_columns(ready: Site, smtp_server: TestSMTPServer) -> None:
+    """Issue #14, item 6: the consent text's line reached 157 columns; now every line but the
+    link's (which must stay whole to be copied) fits in 72, and a long list description hangs
+    under its bullet."""
+    toml = ready.lists_file.read_text(encoding="utf-8")
+    long = "News and meetings of the Disability Group, its campaigns and its members' questions"
+    ready.lists_file.write_text(toml.replace("News and meetings of the Disability Group", long))
+    lists.sync(ready, NOW)
+    subscribers.add(ready, "ann@example.org", ["all-members", "disability-group"], now=NOW)
+    lines = smtp_server.messages[-1].body().splitlines()
+    (link,) = [line for line in lines if line.startswith("http://localhost:8000/confirm/")]
+    assert [line for line in lines if len(line) > 72 and line != link] == [], lines
+    assert "  * Disability Group: News and meetings of the Disability Group, its" in lines
+    assert "    campaigns and its members' questions" in lines
+    assert 'By confirming you agree: "I want to receive emails from Test Newsroom on' in lines
+
+
 def test_confirming_confirms_once(ready: Site, smtp_server: TestSMTPServer) -> None:
     subscribers.add(ready, "ann@example.org", ["all-members", "disability-group"], now=NOW)
     token = link_of(smtp_server)

@@ -16,7 +16,7 @@ from newsroom.site import Site
 from tests.sendhelp import subscribe
 from tests.smtpserver import TestSMTPServer
 
-NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 20, 13, 0, tzinfo=UTC)  # after the issues' date (noon)
 
 
 class Recorded(dispatch.Quiet):
@@ -56,7 +56,7 @@ def opened(
 def test_send_is_prepare_propose_send(opened: Site, smtp_server: TestSMTPServer) -> None:
     emails = subscribe(opened, 5)
     prepared = dispatch.prepare(opened, "news", None, NOW)
-    proposal = dispatch.propose(opened, prepared, again=False)
+    proposal = dispatch.propose(opened, prepared, again=False, now=NOW)
     assert (prepared.target, proposal.going, proposal.had) == ("all-members", 5, "")
     watch = Recorded()
     outcome = dispatch.send(opened, proposal, again=False, now=NOW, watch=watch)
@@ -70,10 +70,10 @@ def test_send_is_prepare_propose_send(opened: Site, smtp_server: TestSMTPServer)
 def test_nobody_left_is_said_before_anything_is_made(opened: Site) -> None:
     subscribe(opened, 2)
     prepared = dispatch.prepare(opened, "news", None, NOW)
-    dispatch.send(opened, dispatch.propose(opened, prepared, again=False), again=False,
+    dispatch.send(opened, dispatch.propose(opened, prepared, again=False, now=NOW), again=False,
                   now=NOW, watch=dispatch.Quiet())  # fmt: skip
     with pytest.raises(NewsroomError) as info:
-        dispatch.propose(opened, prepared, again=False)
+        dispatch.propose(opened, prepared, again=False, now=NOW)
     assert str(info.value).startswith(
         "nobody to send to: 'all-members' selects 2 subscriber(s); 2 addresses already had"
     )

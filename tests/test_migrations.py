@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 
 from newsroom import tokens
 from newsroom.database import transaction
-from newsroom.models import Base, Subscriber, Subscription
+from newsroom.models import Base, ConsentEvent, Subscriber, Subscription
 from newsroom.people import erasure, lists, subscribers
 from newsroom.site import Site
 from tests.smtpserver import TestSMTPServer
@@ -85,3 +85,24 @@ def test_0002_gives_each_subscriber_a_token_key_and_keeps_links_already_sent(
         assert not again.old_links and again.token_key not in keys
     with pytest.raises(tokens.TokenError):
         subscribers.unsubscribe(site, sent_before, method="one-click", now=now)
+
+
+def test_0005_gives_ledger_events_room_for_imported_evidence(site: Site) -> None:
+    """The events already there keep everything and have no evidence; new ones can."""
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    command.downgrade(alembic_config(site), "0004")
+    try:
+        with site.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO consent_events (kind, method, source, at, detail) "
+                    "VALUES ('imported', 'admin', 'import', :now, 'from old.csv')"
+                ),
+                {"now": now.replace(tzinfo=None)},
+            )
+    finally:
+        command.upgrade(alembic_config(site), "head")
+    with transaction(site.engine) as session:
+        (event,) = session.scalars(select(ConsentEvent))
+        assert (event.detail, event.evidence) == ("from old.csv", None)
+        event.evidence = '{"optin_ip": "192.0.2.1"}'

@@ -179,6 +179,29 @@ def test_the_version_moves_with_the_issue_the_settings_the_lists_and_templates(
     assert "A new group" in (names.shown().document("email") or "")
 
 
+def test_the_theme_logo_and_the_issue_images_are_watched(site: Site) -> None:
+    """Saving a new logo, or a new version of a photo the issue shows, reloads the page."""
+    from PIL import Image
+
+    (site.root / "theme").mkdir()
+    logo, photo = site.root / "theme" / "logo.png", site.root / "issues" / "images" / "hall.png"
+    photo.parent.mkdir()
+    Image.new("RGB", (120, 40), "#1a1a1a").save(logo)
+    Image.new("RGB", (200, 100), "#336699").save(photo)
+    toml = site.root / "newsroom.toml"
+    text = toml.read_text(encoding="utf-8")
+    toml.write_text(text.replace("[theme]\n", '[theme]\nlogo = "theme/logo.png"\n', 1), "utf-8")
+    path = write_issue(site.root, extra="\n![The hall, full](images/hall.png)\n")
+    watched = Preview(site.root, path, None, lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    assert watched.shown().problems == ()
+    seen = {watched.version()}
+    Image.new("RGB", (120, 40), "#b00020").save(logo)
+    assert watched.version() not in seen
+    seen.add(watched.version())
+    Image.new("RGB", (200, 100), "#663399").save(photo)
+    assert watched.version() not in seen
+
+
 def test_as_a_subscriber_shows_their_variant_and_name(
     cli: Run, site: Site, issue: Path, tmp_path: Path
 ) -> None:

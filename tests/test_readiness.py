@@ -244,7 +244,7 @@ def test_check_warns_and_strict_fails(
     cli: Run, members: Site, site_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NEWSROOM_SITE_LOCAL", "false")
-    ok = "issues/2021-04-01-bulletin.md: ok — 2 variants, email 10 KB\n"
+    ok = "issues/2021-04-01-bulletin.md: ok — 2 variants, email 13 KB\n"
     plain = cli("check")
     assert (plain.exit_code, plain.stderr.splitlines()) == (0, WARNINGS), plain.output
     strict = cli("check", "--strict")

@@ -187,3 +187,19 @@ def test_a_rate_of_nothing_is_refused_where_it_is_set(tmp_path: Path, name: str)
         f"newsroom.toml:2: {name} must look like 600/minute (a number above 0, then /second, "
         "/minute or /hour)"
     )
+
+
+def test_the_sync_removal_limit_is_a_fraction(tmp_path: Path) -> None:
+    write(tmp_path, "[subscribe]\nsync_max_removal = 10\n")
+    with pytest.raises(ConfigError) as info:
+        settings.load(tmp_path, {})
+    assert str(info.value) == (
+        "newsroom.toml:2: subscribe.sync_max_removal must be between 0 and 1 (0.1 is 10 %)"
+    )
+    write(tmp_path, "[subscribe]\n# sync_max_removal = 0.1\n")
+    assert (
+        settings.load(tmp_path, {"NEWSROOM_SUBSCRIBE_SYNC_MAX_REMOVAL": "0.25"}).number(
+            "subscribe.sync_max_removal"
+        )
+        == 0.25
+    )

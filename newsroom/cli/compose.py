@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from newsroom.cli.common import State, echo_json, json_option, pass_state
-from newsroom.compose import calendar, issues
+from newsroom.compose import calendar, issues, templating
 from newsroom.compose.personalise import personalise
 from newsroom.compose.rendering import render, web_page
 from newsroom.delivery import letterhead, outbox, readiness
@@ -32,9 +32,12 @@ summary: One sentence that sums the issue up; inboxes show it beside the subject
 Dear {{{{first_name|friend}}}},
 
 Write the issue here in Markdown: **bold**, *italic*, [links with words that say where they
-go](https://example.org), lists, and images with alt text: ![what it shows](https://example.org/a.png).
+go](https://example.org), lists, and images (below).
 
 <!--
+An image is a JPEG or PNG file beside the issue, such as issues/images/photo.jpg, with words
+saying what it shows for those who cannot see it: ![Members at the rally](images/photo.jpg)
+
 Blocks start with a line "::: TYPE title" at the start of the line, may have "key: value" lines
 right below it, then a blank line and Markdown, and end with a line ":::". Remove the two
 spaces in front of ":::" to use one of these (merge fields: {{{{first_name}}}}, {{{{name}}}}, {{{{email}}}}).
@@ -126,11 +129,11 @@ def new(state: State, title: str, day: datetime | None, slug: str | None) -> Non
     click.echo(f"Next: edit it, then `newsroom check {path}` and `newsroom preview {path}`.")
 
 
-def _targets(site: Site, paths: tuple[Path, ...]) -> list[Path]:
+def _targets(site: Site, paths: tuple[Path, ...], none_ok: bool = False) -> list[Path]:
     if paths:
         return list(paths)
     found = sorted(site.issues_dir.glob("*.md"))
-    if not found:
+    if not found and not none_ok:
         raise NewsroomError(
             f'no issues in {site.issues_dir}: write one with `newsroom new "Title"`'
         )
@@ -147,8 +150,9 @@ def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) ->
 
     Errors (exit status 1) stop an issue being sent, among them a list in `to:` or `only` that
     subscribers/lists.toml does not have, a segment:NAME subscribers/segments.toml does not
-    name, the errors of those two files, and whatever stops a list's welcome issue (`welcome`
-    in lists.toml) being sent; warnings are advice: a tag no subscriber has,
+    name, the errors of those two files, whatever stops a list's welcome issue (`welcome` in
+    lists.toml) being sent, and a mistake in a template of the site's templates/ folder (each
+    is rendered: templates/FILE:LINE: ...); warnings are advice: a tag no subscriber has,
     placeholder settings a mailing through a real relay refuses (newsroom.toml: ...), and a
     list sender DMARC would not align with dkim.domain.
 
@@ -157,7 +161,8 @@ def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) ->
       newsroom check issues/2020-12-24-save-our-socialists.md
     """
     site = state.site
-    targets = _targets(site, paths)
+    overridden = templating.overrides(site.config)
+    targets = _targets(site, paths, none_ok=bool(overridden))  # a site's templates alone
     clashes = issues.slug_problems(targets, site.config)  # a slug two files share
     errors: list[Problem] = []
     try:
@@ -174,9 +179,18 @@ def check(state: State, paths: tuple[Path, ...], strict: bool, as_json: bool) ->
     senders = _list_sender_warnings(site)
     warned: list[Problem] = list(senders)
     report: list[dict[str, Any]] = []
+    if overridden:  # the web side is loaded only for a site's templates
+        from newsroom.web import pages
+
+        templates = pages.check_templates(site, state.now())
+        errors.extend(templates.errors)
+        warned.extend(templates.warnings)
+        report.append(templates.report)
+        if not as_json and templates.ok:
+            click.echo(templates.ok)
     for path in targets:
         checked = outbox.check_issue(site, path, clashes.get(path.resolve(), []), known, saved)
-        errors.extend(checked.errors)
+        errors.extend(p for p in checked.errors if p not in errors)  # a template's, once
         warned.extend(checked.warnings)
         report.append(checked.report)
         if not as_json and checked.ok:

@@ -72,6 +72,11 @@ COMMANDS = {
         "preview",
         "Write an issue's HTML email, text part and web page to files, or show them on a local page.",
     ),
+    "report": Lazy(
+        "newsroom.cli.report",
+        "report",
+        "Show what came back from each mailing over time, beside the providers' thresholds.",
+    ),
     "segment": Lazy(
         "newsroom.cli.subscribers",
         "segment",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from rich.progress import (
 )
 
 from newsroom.cli.common import Group, State, confirm, echo_json, json_option, pass_state
-from newsroom.delivery import dispatch, mailings, outbox, readiness, reputation
+from newsroom.cli.report import returns_lines
+from newsroom.delivery import dispatch, mailings, outbox, readiness, reputation, schedule
 from newsroom.errors import NewsroomError
 from newsroom.models import DeliveryStatus, MailingStatus
 from newsroom.site import Site
@@ -41,6 +43,16 @@ D = DeliveryStatus
 @click.option("--test", "test_address", metavar="ADDRESS", help="Send one copy marked [TEST].")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--again", is_flag=True, help="Also send to addresses that already had the issue.")
+@click.option(
+    "--at",
+    "at_text",
+    metavar="TIME",
+    help='Schedule it: "YYYY-MM-DD HH:MM" in site.timezone, or with an offset or zone; '
+    "a `newsroom worker` sends it then. Again with the same issue and audience: moves it.",
+)
+@click.option(
+    "--now", "early", is_flag=True, help="Send an issue dated in the future before its date."
+)
 @click.option("--resume", "resume_id", type=int, metavar="ID", help="Carry on mailing ID.")
 @click.option(
     "--resend-uncertain",
@@ -57,6 +69,8 @@ def send(
     test_address: str | None,
     yes: bool,
     again: bool,
+    at_text: str | None,
+    early: bool,
     resume_id: int | None,
     resend_uncertain: bool,
 ) -> None:
@@ -65,19 +79,22 @@ def send(
     Preflight checks run first; a real send asks before it starts (unless --yes), and is
     refused while the settings are placeholders unless the relay is `newsroom dev-smtp`.
     Ctrl-C finishes the messages in flight and pauses the mailing; --resume carries on.
+    With --at it is scheduled instead: nothing is frozen until a `newsroom worker` finds it
+    due, reads the issue again and sends it. An issue is not sent before its date without --now.
 
     \b
     Example:
       newsroom send save-our-socialists --to "all-members and not clp-secretaries"
+      newsroom send 2026-12-05-bulletin --at "2026-12-05 09:00"
     """
     site = state.site
     if resend_uncertain and resume_id is None:
         raise NewsroomError("--resend-uncertain goes with --resume ID")
     if resume_id is not None:
-        if issue or expression or sender or dry_run or test_address or again:
+        if issue or expression or sender or dry_run or test_address or again or at_text or early:
             raise NewsroomError(
-                "--resume ID takes no ISSUE, --to, --from, --dry-run, --test or --again: "
-                "a mailing goes on as it began"
+                "--resume ID takes no ISSUE, --to, --from, --dry-run, --test, --again, --at or "
+                "--now: a mailing goes on as it began"
             )
         with _Shown() as shown:
             outcome = dispatch.resume(
@@ -87,6 +104,9 @@ def send(
         return
     if not issue:
         raise NewsroomError("give an ISSUE to send (or --resume ID)")
+    if at_text is not None and (dry_run or test_address):
+        raise NewsroomError("--at schedules a real send: it does not go with --dry-run or --test")
+    at = None if at_text is None else schedule.parse_at(at_text, _zone(site))
     prepared = dispatch.prepare(site, issue, expression, state.now(), sender)
     planned, target = prepared.planned, prepared.target
     for warning in planned.warnings:  # a list's own sender DMARC would not align, and such
@@ -99,9 +119,12 @@ def send(
         answer = outbox.send_test(site, planned, test_address, target, state.now())
         click.echo(f"sent a [TEST] copy of {planned.slug} to {test_address} ({answer})")
         return
-    proposal = dispatch.propose(site, prepared, again=again)
+    proposal = dispatch.propose(site, prepared, again=again, now=state.now(), at=at, early=early)
     if proposal.had:
         click.echo(proposal.had)
+    if at is not None:
+        _schedule(site, proposal, sender, again=again, yes=yes, now=state.now())
+        return
     question = (
         f"Send {planned.title!r} to {target!r}: {proposal.going} recipient(s), from "
         f"{proposal.sender} through {proposal.relay}?"
@@ -112,6 +135,44 @@ def send(
     with _Shown() as shown:
         outcome = dispatch.send(site, proposal, again=again, now=state.now(), watch=shown)
     _say(outcome)
+
+
+def _zone(site: Site) -> str:
+    return site.config.text("site.timezone")
+
+
+def _schedule(
+    site: Site,
+    proposal: dispatch.Proposal,
+    sender: str | None,
+    *,
+    again: bool,
+    yes: bool,
+    now: datetime,
+) -> None:
+    """`send --at`: ask, then record (or move) the scheduled mailing."""
+    assert proposal.at is not None
+    planned, target = proposal.prepared.planned, proposal.prepared.target
+    when = schedule.shown(proposal.at, _zone(site))
+    question = (
+        f"Schedule {planned.title!r} to {target!r} for {when}: {proposal.going} recipient(s) "
+        f"today, from {proposal.sender} through {proposal.relay}?"
+    )
+    if not yes and not confirm(question):
+        click.echo("Nothing scheduled.")
+        return
+    recorded = dispatch.schedule_mailing(site, proposal, again=again, now=now, sender=sender)
+    m = recorded.mailing_id
+    if recorded.moved_from is not None:
+        click.echo(
+            f"mailing {m} moved from {schedule.shown(recorded.moved_from, _zone(site))} to {when}"
+        )
+    else:
+        click.echo(f"mailing {m} scheduled for {when}")
+    click.echo(
+        "A `newsroom worker` (running, or `newsroom worker --once` from cron) reads the issue "
+        f"again then, freezes its audience and sends it; `newsroom mailings cancel {m}` cancels it."
+    )
 
 
 def _dry_run(site: Site, planned: outbox.Plan, target: str, again: bool) -> None:
@@ -229,7 +290,9 @@ def list_mailings(state: State, as_json: bool) -> None:
     Example:
       newsroom mailings list --json
     """
-    rows = [_row(m, c) for m, c in mailings.listing(state.site.engine)]
+    zone = _zone(state.site)
+    found = list(mailings.listing(state.site.engine))
+    rows = [_row(m, c) for m, c in found]
     if as_json:
         echo_json(rows)
         return
@@ -237,13 +300,28 @@ def list_mailings(state: State, as_json: bool) -> None:
         click.echo("no mailings yet: `newsroom send ISSUE --to EXPR` makes one")
         return
     click.echo(f"{'id':>4} {'status':9} {'issue':28} {'sent':>7} {'to do':>7} {'failed':>6}  to")
-    for r in rows:
+    for (mailing, _counts), r in zip(found, rows, strict=True):
         c = r["counts"]
         to_do = c["pending"] + c["deferred"] + c["sending"]
         click.echo(
             f"{r['id']:>4} {r['status']:9} {r['issue'][:28]:28} {c['sent']:>7} {to_do:>7} "
             f"{c['failed']:>6}  {r['to']}" + (" (welcome)" if r["kind"] == "welcome" else "")
         )
+        for line in _notes(mailing, zone):
+            click.echo(f"{'':14}{line}")
+
+
+def _notes(mailing: mailings.Mailing, zone: str) -> list[str]:
+    """The lines under a mailing in the list: when a scheduled one goes and from which file,
+    and why a paused one is paused."""
+    notes = []
+    if mailing.scheduled_at is not None and mailing.frozen_at is None:
+        at = schedule.shown(mailing.scheduled_at, zone)
+        due = "at" if mailing.status == MailingStatus.SCHEDULED else "was due"
+        notes.append(f"{due} {at}, from {mailing.issue_path}")
+    if mailing.status == MailingStatus.PAUSED and mailing.paused_reason:
+        notes.append(f"paused: {mailing.paused_reason}")
+    return notes
 
 
 def _row(mailing: mailings.Mailing, counts: mailings.Counts) -> dict[str, Any]:
@@ -251,14 +329,21 @@ def _row(mailing: mailings.Mailing, counts: mailings.Counts) -> dict[str, Any]:
         "id": mailing.id,
         "kind": mailing.kind,  # issue, or a list's welcome (issue #16, item 3)
         "issue": mailing.issue_slug,
+        "issue_path": mailing.issue_path,
         "to": mailing.expression_given or mailing.expression,
         "expression": mailing.expression,  # saved segments expanded, as it was frozen
         "from": mailing.sender,
         "status": mailing.status,
         "paused_reason": mailing.paused_reason,
         "created_at": mailing.created_at.isoformat(timespec="seconds"),
+        "scheduled_at": _iso(mailing.scheduled_at),
+        "frozen_at": _iso(mailing.frozen_at),
         "counts": {s.value: counts[s] for s in D},
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
 
 
 @mailings_group.command(name="show")
@@ -266,8 +351,8 @@ def _row(mailing: mailings.Mailing, counts: mailings.Counts) -> dict[str, Any]:
 @json_option
 @pass_state
 def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
-    """Show one mailing: its issue, audience, status, deliveries per status, and the bounces,
-    complaints and unsubscribes that came back from it beside the providers' thresholds.
+    """Show one mailing: its issue, audience, status, deliveries per status, and what came back
+    from it (bounces, complaints, unsubscribes by method) beside the providers' thresholds.
 
     \b
     Example:
@@ -276,10 +361,8 @@ def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
     engine = state.site.engine
     mailing = mailings.get(engine, mailing_id)
     counts = mailings.counts(engine, mailing_id)
-    returns = reputation.mailing_returns(
-        engine, mailing_id, sent=counts[D.SENT], failed=counts[D.FAILED]
-    )
-    row = _row(mailing, counts) | {"returns": returns.as_dict()}
+    returns = reputation.mailing_returns(engine, mailing_id)
+    row = _row(mailing, counts) | {"returns": returns.as_dict(), "warnings": returns.warnings}
     if as_json:
         echo_json(row)
         return
@@ -295,25 +378,17 @@ def show_mailing(state: State, mailing_id: int, as_json: bool) -> None:
         + (f" — {mailing.paused_reason}" if mailing.paused_reason else "")
     )
     click.echo(f"created: {row['created_at']}")
+    if mailing.scheduled_at is not None:
+        due = "frozen and sent" if mailing.frozen_at is not None else "not frozen yet"
+        click.echo(f"at:      {schedule.shown(mailing.scheduled_at, _zone(state.site))} ({due})")
     click.echo("  ".join(f"{s.value}: {counts[s]}" for s in D))
     if counts[D.SENDING] and mailing.status != MailingStatus.SENDING:
         click.echo(
             f"{counts[D.SENDING]} uncertain (in flight when a sender stopped): "
             f"newsroom send --resume {mailing.id} --resend-uncertain sends them again"
         )
-    for rate in returns.rates:
-        click.echo(_rate_line(rate))
-
-
-def _rate_line(rate: reputation.Rate) -> str:
-    """'complaints: 1 of 400 sent (0.25 %) — above the aim: Gmail and Yahoo: …'."""
-    line = f"{rate.name + ':':14}{rate.count} of {rate.of} {rate.of_what}"
-    if rate.rate is not None:
-        line += f" ({rate.rate * 100:.2f} %)"
-    if rate.verdict:
-        assert rate.threshold is not None
-        line += f" — {rate.verdict}: {rate.threshold.source}"
-    return line
+    for line in returns_lines(returns):
+        click.echo(line)
 
 
 @mailings_group.command(name="pause")
@@ -339,14 +414,18 @@ def pause_mailing(state: State, mailing_id: int) -> None:
 @click.argument("mailing_id", type=int, metavar="ID")
 @pass_state
 def cancel_mailing(state: State, mailing_id: int) -> None:
-    """Cancel a mailing: deliveries not yet sent are skipped for good.
+    """Cancel a mailing: deliveries not yet sent are skipped for good (a scheduled one: it never goes).
 
     \b
     Example:
       newsroom mailings cancel 3
     """
+    frozen = mailings.get(state.site.engine, mailing_id).frozen_at is not None
     skipped = mailings.cancel(state.site.engine, mailing_id, state.now())
-    click.echo(f"mailing {mailing_id} cancelled; {skipped} deliveries will not be sent")
+    if frozen:
+        click.echo(f"mailing {mailing_id} cancelled; {skipped} deliveries will not be sent")
+    else:
+        click.echo(f"mailing {mailing_id} cancelled: it was scheduled and will not be sent")
 
 
 # --- worker and dev-smtp ---------------------------------------------------------------------
@@ -359,10 +438,14 @@ def cancel_mailing(state: State, mailing_id: int) -> None:
 def worker(state: State, once: bool, poll: float) -> None:
     """Send every mailing that is under way, as one of any number of workers.
 
-    It also sends the welcome emails owed to people just confirmed on a list that names a
-    welcome issue (each look for work queues them first). On PostgreSQL run as many as you
-    like, on as many machines; on SQLite one at a time. Like `send`, it starts helper
-    processes for a big mailing when sending.processes says so.
+    Scheduled mailings (`send --at`) are frozen and sent when they fall due: the issue is read
+    and checked again first, and one that no longer passes is paused with the reason. From
+    cron, `newsroom worker --once` sends what is due and stops. It also sends the welcome
+    emails owed to people just confirmed on a list that names a welcome issue (each look for
+    work queues them first).
+
+    On PostgreSQL run as many as you like, on as many machines; on SQLite one at a time. Like
+    `send`, it starts helper processes for a big mailing when sending.processes says so.
 
     \b
     Example:
@@ -377,6 +460,9 @@ class _WorkerShown(dispatch.Quiet):
 
     def worker_started(self, name: str) -> None:
         click.echo(f"worker {name} started (Ctrl-C to stop)", err=True)
+
+    def frozen(self, mailing_id: int, count: int) -> None:
+        click.echo(f"mailing {mailing_id} fell due: {count} deliveries frozen", err=True)
 
     def relay_down(self, reason: str, poll: float) -> None:
         click.echo(f"worker: {reason}; trying again every {poll:g} s", err=True)

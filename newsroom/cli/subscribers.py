@@ -16,12 +16,15 @@ from newsroom.errors import NewsroomError
 from newsroom.people import (
     confirmation,
     erasure,
+    exportformats,
     imports,
     lists,
+    listsync,
     savedsegments,
     selection,
     subscribers,
 )
+from newsroom.people.retention import RetentionReport
 from newsroom.site import Site
 
 SHOWN_MATCHES = 10
@@ -183,7 +186,7 @@ def _waiting(queued: Any) -> None:
     "--list",
     "list_slugs",
     multiple=True,
-    help="Subscribe every row to this list too (repeat for more).",
+    help="Subscribe every row to this list too (repeat for more; --sync: the one list).",
 )
 @click.option(
     "--confirmed",
@@ -191,6 +194,25 @@ def _waiting(queued: Any) -> None:
     help="These people already consented: confirm at once (needs --consent).",
 )
 @click.option("--consent", "consent_text", help="The consent they gave, recorded in the ledger.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(exportformats.FORMATS)),
+    help="The tool the file comes from (default: recognised by its header).",
+)
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help=f"What a column is (repeat for more); fields: {', '.join(exportformats.ALL_FIELDS)}.",
+)
+@click.option("--sheet", help="The sheet of an .xlsx workbook to read (default: the first).")
+@click.option(
+    "--sync", is_flag=True, help="The file is the whole --list now: unsubscribe the rest."
+)
+@click.option("--dry-run", is_flag=True, help="Say what the import would change; change nothing.")
+@click.option("--yes", is_flag=True, help="Let --sync unsubscribe more than the setting allows.")
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows even if some are wrong.")
 @click.option(
     "--no-email", is_flag=True, help="Do not send confirmation emails to pending people now."
@@ -208,22 +230,35 @@ def import_(
     list_slugs: tuple[str, ...],
     confirmed: bool,
     consent_text: str | None,
+    fmt: str | None,
+    mapping: tuple[str, ...],
+    sheet: str | None,
+    sync: bool,
+    dry_run: bool,
+    yes: bool,
     skip_invalid: bool,
     no_email: bool,
     welcome: bool,
 ) -> None:
-    """Import subscribers from a CSV file with columns email, name, tags, lists.
+    """Import subscribers from a CSV or .xlsx file, or another tool's export.
 
-    Every row is checked first; if any is wrong nothing is written (unless --skip-invalid) and
-    each wrong row is reported as FILE.csv:LINE.
+    Recognises exports from Mailchimp, listmonk, Mailman 3, Action Network and NationBuilder by
+    their header (or --format), and spreadsheets with columns email, name, tags, lists (first and
+    last names are joined; tags and lists separated by spaces or commas). Other columns are
+    dropped, never stored: --map says what one is. Every row is checked first; if any is wrong
+    nothing is written (unless --skip-invalid) and each wrong row is reported as FILE:LINE.
+    --sync --list SLUG makes the file the whole list: whoever is on it and not in the file is
+    unsubscribed (try --dry-run first).
 
     \b
-    Example:
+    Examples:
       newsroom subscribers import members.csv --list all-members --confirmed --consent "Joined as a member in 2024"
+      newsroom subscribers import subscribed_members_export.csv --list all-members --confirmed --consent "Mailchimp sign-up form"
+      newsroom subscribers import secretaries.xlsx --sync --list clp-secretaries --dry-run
       newsroom subscribers import dg.csv --list disability-group --confirmed --consent "Signed up at the AGM" --welcome
     """
     site = _synced(state)
-    report = imports.import_csv(
+    report = imports.import_file(
         site,
         file,
         list_slugs=list_slugs,
@@ -233,19 +268,15 @@ def import_(
         now=state.now(),
         send_confirmations=not no_email,
         welcome=welcome,
+        fmt=fmt,
+        mapping=mapping,
+        sheet=sheet,
+        sync=sync,
+        dry_run=dry_run,
+        yes=yes,
     )
-    for problem in report.rejected:
-        click.echo(f"{problem} (row not imported)", err=True)
-    for problem in report.skipped:
-        click.echo(str(problem), err=True)
-    click.echo(
-        f"{file.name}: {report.rows} rows, {report.new_subscribers} new subscribers, "
-        f"{report.subscribed} subscriptions {'confirmed' if confirmed else 'pending'}, "
-        f"{report.unchanged} unchanged, {len(report.skipped)} skipped, "
-        f"{len(report.rejected)} rejected"
-        + ("" if confirmed else f", {report.confirmations_sent} confirmation emails sent")
-    )
-    if report.welcomes:
+    _show_import(report, confirmed)
+    if report.welcomes and not report.dry_run:
         from newsroom.delivery import welcomes
 
         queued = welcomes.queue(site, state.now())
@@ -255,6 +286,49 @@ def import_(
                 f"{queued.queued} welcome email(s) queued: `newsroom worker` sends them "
                 "(`newsroom worker --once` from cron, or keep one running)"
             )
+
+
+def _show_import(report: imports.ImportReport, confirmed: bool) -> None:
+    click.echo(f"{report.file}: {report.read_as}")
+    if report.dropped:
+        click.echo(f"{report.file}: columns dropped, never stored (newsroom keeps only what it needs): {', '.join(report.dropped)}")  # fmt: skip
+    for problem in report.duplicates + report.skipped:
+        click.echo(str(problem), err=True)
+    for problem in report.rejected:
+        click.echo(f"{problem} (row not imported)", err=True)
+    counts = [
+        f"{report.new} new",
+        f"{report.updated} updated",
+        f"{report.unchanged} unchanged",
+        f"{len(report.duplicates)} duplicate{'' if len(report.duplicates) == 1 else 's'}",
+        f"{report.skipped_rows} skipped",
+        f"{len(report.rejected)} rejected",
+    ]
+    done = f"{report.subscribed} subscriptions {'confirmed' if confirmed else 'pending'}"
+    if not confirmed and not report.dry_run:
+        done += f", {report.confirmations_sent} confirmation emails sent"
+    head = f"{report.file} (dry run: nothing changed)" if report.dry_run else report.file
+    click.echo(f"{head}: {report.rows} rows: {', '.join(counts)}; {done}")
+    if report.sync is not None:
+        _show_sync(report.sync, report.dry_run)
+
+
+def _show_sync(sync: listsync.SyncReport, dry_run: bool) -> None:
+    click.echo(
+        f"{sync.slug}: {sync.added} added, {sync.removed} unsubscribed (not in the file), "
+        f"{sync.kept} kept"
+    )
+    if sync.added_sample:
+        more = sync.added - len(sync.added_sample)
+        click.echo(f"  added: {', '.join(sync.added_sample)}" + (f" and {more} more" if more else ""))  # fmt: skip
+    if sync.removed_sample:
+        more = sync.removed - len(sync.removed_sample)
+        click.echo(f"  unsubscribed: {', '.join(sync.removed_sample)}" + (f" and {more} more" if more else ""))  # fmt: skip
+    if dry_run and sync.needs_yes:
+        click.echo(
+            f"  a real sync would be refused without --yes: it unsubscribes {sync.removed} of "
+            f"{sync.before}, more than subscribe.sync_max_removal allows"
+        )
 
 
 @subscribers_group.command()
@@ -321,6 +395,9 @@ def show(state: State, email: str, as_json: bool) -> None:
         if event["detail"]:
             line += f"  ({event['detail']})"
         click.echo(line)
+        if event["evidence"]:  # an import's original evidence of consent (issue #15)
+            shown = ", ".join(f"{k} {v}" for k, v in event["evidence"].items())
+            click.echo(f"    evidence from the export: {shown}")
 
 
 @subscribers_group.command()
@@ -382,7 +459,13 @@ def erase(state: State, email: str, yes: bool) -> None:
 @subscribers_group.command()
 @pass_state
 def prune(state: State) -> None:
-    """Remove pending subscriptions older than the confirmation link's life.
+    """Remove pending subscriptions older than the confirmation link's life, and enforce the
+    site's [retention] periods (UK GDPR Art. 5(1)(e), storage limitation).
+
+    Deliveries of mailings older than retention.deliveries_days lose their address (each
+    mailing keeps its counts); bounce records older than retention.bounces_days are deleted
+    (a mailing's report keeps their count, without the person). The consent ledger is kept.
+    Safe to run from cron every day.
 
     \b
     Example:
@@ -393,6 +476,32 @@ def prune(state: State) -> None:
         f"removed {report.subscriptions} unconfirmed subscriptions; "
         f"forgot {report.subscribers} people who never confirmed"
     )
+    for line in _retention_lines(report.retention):
+        click.echo(line)
+
+
+def _retention_lines(kept: RetentionReport) -> list[str]:
+    """What pruning did to delivery and bounce records, naming the setting behind it."""
+    days = f"retention.deliveries_days = {kept.deliveries_days}"
+    if kept.deliveries_before is None:
+        deliveries = f"delivery records: kept for good ({days})"
+    else:
+        mailings = f"{len(kept.mailings)} mailing{'s' if len(kept.mailings) != 1 else ''}"
+        deliveries = (
+            f"delivery records: removed the address from {kept.deliveries} deliveries of "
+            f"{mailings} frozen before {kept.deliveries_before:%Y-%m-%d} ({days}); "
+            "their counts stay"
+        )
+    days = f"retention.bounces_days = {kept.bounces_days}"
+    if kept.bounces_before is None:
+        bounces = f"bounce records: kept for good ({days})"
+    else:
+        bounces = (
+            f"bounce records: deleted {kept.bounces_deleted} from before "
+            f"{kept.bounces_before:%Y-%m-%d} ({days}); {kept.bounces_counted} of them stay as "
+            "counts in their mailing's report, without the person or the diagnostic"
+        )
+    return [deliveries, bounces]
 
 
 @subscribers_group.command(name="send-confirmations")

@@ -329,21 +329,9 @@ def named_file(name: str, what: str, at: Where, line: int, report: Reporter) -> 
     """The file NAME (relative to the issue) resolved, symlinks and all, if it lies inside the
     site's issues/ folder; else a problem at LINE and None. Anything an issue names is
     published, so `../.env`, an absolute path or a symlink pointing out would publish it."""
-    root = at.root.resolve()
-    outside = (
-        f'{what} "{name}" is outside the issues/ folder: an issue may only name files in '
-        "issues/ (the file is published with it)"
-    )
-    if Path(name).is_absolute() or "\0" in name:
-        report(line, outside)
-        return None
-    try:
-        path = (at.base / name).resolve()
-    except (OSError, RuntimeError):  # a symlink loop
-        report(line, outside)
-        return None
-    if not path.is_relative_to(root):
-        report(line, outside)
+    path = inside(name, at.base, at.root)
+    if path is None:
+        report(line, outside(what, name))
         return None
     if not path.is_file():
         report(
@@ -353,6 +341,24 @@ def named_file(name: str, what: str, at: Where, line: int, report: Reporter) -> 
         )
         return None
     return path
+
+
+def inside(name: str, base: Path, root: Path) -> Path | None:
+    """NAME (relative to BASE) resolved, symlinks and all, if it lies inside ROOT; else None."""
+    if Path(name).is_absolute() or "\0" in name:
+        return None
+    try:
+        path = (base / name).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return path if path.is_relative_to(root.resolve()) else None
+
+
+def outside(what: str, name: str) -> str:
+    return (
+        f'{what} "{name}" is outside the issues/ folder: an issue may only name files in '
+        "issues/ (the file is published with it)"
+    )
 
 
 MAX_SUPPORTERS_BYTES = 128 * 1024

@@ -3,6 +3,7 @@
     issue = load_issue(path, site.config)   # raises ProblemsError listing every problem
     issue.slug, issue.title, issue.date, issue.summary, issue.to, issue.path, issue.body
     issue.published                           # the instant it is published (aware datetime)
+    issue.images                              # the image files it names, checked (images.py)
     load_all(site)                            # every issue in issues/, newest first
 
 The body is a tuple of nodes: `Markdown` (text with the file line it starts on) and `Block`
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from newsroom import segments, textfiles
-from newsroom.compose import blocks, markup
+from newsroom.compose import blocks, images, markup
+from newsroom.compose.images import Picture
 from newsroom.errors import NewsroomError, Problem, ProblemsError
 from newsroom.settings import Config
 
@@ -119,6 +121,8 @@ class Issue:
     to: str | None  # the default audience: a segment expression
     body: tuple[Node, ...]
     to_line: int = 1  # the line of `to:` in the front matter
+    # The image files it names, by address as written (percent-encoded): `images.read`
+    images: Mapping[str, Picture] = field(default_factory=dict, hash=False)
 
     def walk(self) -> Iterator[Node]:
         """Every node, depth first, in reading order."""
@@ -161,6 +165,18 @@ class _Reader:
         self.path, self.shown, self.timezone, self.folder = path, shown, timezone, folder
         self.problems: list[Problem] = []
         self.too_deep = 0
+        self.images: dict[str, Picture] = {}
+        self.refused: dict[str, str] = {}  # image address -> its problem
+
+    def picture(self, url: str) -> str | None:
+        """The problem with the image file URL names, if any; each file is read once."""
+        if url not in self.images and url not in self.refused:
+            found = images.read(url, self.path.parent, self.folder)
+            if isinstance(found, str):
+                self.refused[url] = found
+            else:
+                self.images[url] = found
+        return self.refused.get(url)
 
     def report(self, line: int, message: str) -> None:
         self.problems.append(Problem(self.shown, line, message))
@@ -327,10 +343,10 @@ class _Reader:
             frame.type, frame.title, frame.keys, body.text if body else "", at, self.report
         )
         if body is not None and not isinstance(data, blocks.Motion):
-            markup.check(body.text, body.line, self.report)
+            markup.check(body.text, body.line, self.report, self.picture)
         if isinstance(data, blocks.Motion):
             for part in data.parts:
-                markup.check(part.text, part.line, self.report)
+                markup.check(part.text, part.line, self.report, self.picture)
         markup.check_fields(frame.title, frame.line, self.report)
         children = tuple(frame.nodes) if spec.container else ()
         parent.nodes.append(
@@ -367,7 +383,7 @@ def load_issue(path: Path, config: Config | None = None, shown: str | None = Non
     expressions: set[str] = set()
     for node in _walk(nodes):
         if isinstance(node, Markdown):
-            markup.check(node.text, node.line, reader.report)
+            markup.check(node.text, node.line, reader.report, reader.picture)
         elif isinstance(node.data, blocks.Only) and node.data.expression not in expressions:
             expressions.add(node.data.expression)
             if len(expressions) == MAX_ONLY + 1:
@@ -417,7 +433,7 @@ def _issue(
     if when is None:
         return None
     return Issue(
-        path, slug, title, when.date(), when, summary, to, nodes, to_line=where.get("to", 1)
+        path, slug, title, when.date(), when, summary, to, nodes, where.get("to", 1), reader.images
     )
 
 

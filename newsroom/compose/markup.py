@@ -118,8 +118,22 @@ def url_problem(url: str, what: str) -> str | None:
     )
 
 
-def check(text: str, first_line: int, report: Reporter) -> None:
-    """Report bad links, images without alt text and unknown merge fields in one Markdown text."""
+def is_local(url: str) -> bool:
+    """Whether an image's address names a file (`images/zoom-call.jpg`) rather than a site."""
+    if not url or "{{" in url or "%7B%7B" in url.upper():
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return not parts.scheme and not parts.netloc
+
+
+def check(
+    text: str, first_line: int, report: Reporter, local: Callable[[str], str | None] | None = None
+) -> None:
+    """Report bad links, images without alt text and unknown merge fields in one Markdown text.
+    LOCAL checks an image that names a file, returning its problem (None: it is refused)."""
     check_fields(text, first_line, report)
     lines = _Locator(text)
     for token, child in _inline_children(MD.parse(text)):
@@ -128,7 +142,7 @@ def check(text: str, first_line: int, report: Reporter) -> None:
             problem = url_problem(url, "link")
         elif child.type == "image":
             url = str(child.attrGet("src") or "")
-            problem = url_problem(url, "image")
+            problem = local(url) if local and is_local(url) else url_problem(url, "image")
             if not problem and not child.content.strip():
                 problem = f'image "{url}" has no alt text: write ![what the image shows]({url})'
         else:
@@ -285,6 +299,15 @@ def _label_after(children: list[Token], opening: int) -> str:
             return "".join(words)
         words.append(child.content)
     return ""  # a long label: not vague, whatever its first words
+
+
+def images_in(text: str) -> Iterator[tuple[int, str]]:
+    """(line offset, address) of each Markdown image of a text."""
+    lines = _Locator(text)
+    for token, child in _inline_children(MD.parse(text)):
+        if child.type == "image":
+            url = str(child.attrGet("src") or "")
+            yield lines.line_of(url, token), url
 
 
 def links_in(text: str) -> Iterator[tuple[int, str]]:

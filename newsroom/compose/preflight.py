@@ -1,5 +1,6 @@
 """Preflight warnings on an issue that is valid but could be better: size, link text, headings,
-non-https links, images without alt text in raw HTML, a missing summary, a very long subject.
+non-https links, images without alt text in raw HTML, images loaded from other sites or over
+1 MB, a missing summary, a very long subject.
 
 Warnings never stop a send on their own; they are printed by `newsroom check` and before a send.
 
@@ -14,7 +15,7 @@ import re
 from collections.abc import Collection, Iterator
 
 from newsroom import segments
-from newsroom.compose import blocks, markup
+from newsroom.compose import blocks, images, markup
 from newsroom.compose.issues import Block, Issue, Markdown
 from newsroom.compose.rendering import Rendered
 from newsroom.errors import NewsroomError, Problem
@@ -56,6 +57,7 @@ def _all(issue: Issue, rendered: Rendered) -> Iterator[tuple[int, str]]:
             break
     for text, line, level in _texts(issue):
         yield from _text_warnings(text, line, level)
+        yield from _image_warnings(issue, text, line)
 
 
 def _texts(issue: Issue) -> Iterator[tuple[str, int, int]]:
@@ -97,6 +99,25 @@ def _text_warnings(text: str, first_line: int, previous: int) -> Iterator[tuple[
                 f"heading level {level} after level {previous}: do not skip levels (use {'#' * (previous + 1)})",
             )
         previous = max(level, 2)
+
+
+def _image_warnings(issue: Issue, text: str, first_line: int) -> Iterator[tuple[int, str]]:
+    for offset, url in markup.images_in(text):
+        picture = issue.images.get(url)
+        if picture is not None and picture.size > images.LARGE_BYTES:
+            yield (
+                first_line + offset,
+                f"image {picture.shown} is {picture.size / 1024 / 1024:.1f} MB: the web page "
+                "loads all of it (the email a smaller copy); save it smaller, such as 2,000 "
+                "pixels wide at JPEG quality 80",
+            )
+        elif picture is None and not markup.is_local(url):
+            yield (
+                first_line + offset,
+                f'image "{url}" is loaded from another site: whoever runs it learns who opened '
+                "the email, when and where; put the file beside the issue (issues/images/) "
+                "and write ![what it shows](images/NAME.jpg)",
+            )
 
 
 def _expressions(issue: Issue) -> Iterator[tuple[int, str, segments.Node]]:

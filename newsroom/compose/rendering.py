@@ -24,10 +24,9 @@ from itertools import combinations
 from typing import Any
 
 import css_inline
-import jinja2
 import mjml
 
-from newsroom.compose import blocks, markup, personalise, plaintext
+from newsroom.compose import blocks, images, markup, personalise, plaintext, templating
 from newsroom.compose.issues import Block, Issue, Markdown, Node
 from newsroom.compose.personalise import placeholder
 from newsroom.compose.views import VIEWS, Audience, PrivateNote, Seen, walk
@@ -64,16 +63,6 @@ class Rendered:
         return "+".join(["email", *chosen])
 
 
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("newsroom", "templates"),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
-
-
 @cache
 def _inliner() -> css_inline.CSSInliner:
     # LAB-NOTES: no remote stylesheets; keep @media (responsive, dark mode) and <link> tags.
@@ -95,40 +84,54 @@ def render(issue: Issue, config: Config, list_name: str = "") -> Rendered:
     email footers say the reader subscribed to LIST_NAME (the mailing's first list, issue #16
     item 4) when one is given."""
     expressions = only_expressions(issue)  # at most issues.MAX_ONLY: load_issue checks
+    css = email_css(config)  # the theme's, the same for every variant
     with markup.reuse():  # each text parsed once for all the variants
-        variants = {"public": render_variant(issue, config, Audience(False), "public")}
+        variants = {"public": render_variant(issue, config, Audience(False), "public", css=css)}
         for size in range(len(expressions) + 1):
             for chosen in combinations(range(len(expressions)), size):
                 key = "+".join(["email", *(str(i + 1) for i in chosen)])
                 audience = Audience(True, frozenset(expressions[i] for i in chosen))
-                variants[key] = render_variant(issue, config, audience, key, list_name)
+                variants[key] = render_variant(issue, config, audience, key, list_name, css)
     return Rendered(issue, variants, expressions)
 
 
+def email_css(config: Config) -> str:
+    """The email's stylesheet (email/style.css) in the site's theme colours."""
+    theme = config.theme.context(config.text("site.base_url"))
+    return templating.render(config, "email/style.css", theme=theme)
+
+
 def render_variant(
-    issue: Issue, config: Config, audience: Audience, key: str, list_name: str = ""
+    issue: Issue,
+    config: Config,
+    audience: Audience,
+    key: str,
+    list_name: str = "",
+    css: str | None = None,
 ) -> Variant:
+    """One variant; CSS is email_css(config), given when many variants share it."""
     fields = markup.FieldTable()
     unsubscribe = _reserve(fields, "unsubscribe_url")
     preferences = _reserve(fields, "preferences_url")
     context = page_context(issue, config, audience, fields)
     items = context["items"]
     subject = fields.protect(issue.title)
-    document = (
-        _environment()
-        .get_template("email/issue.mjml.j2")
-        .render(
-            **context,
-            subject=subject,
-            preheader=fields.protect(issue.summary),
-            public=not audience.email,
-            unsubscribe_url=unsubscribe,
-            preferences_url=preferences,
-            list_name=list_name,
-        )
+    document = templating.render(
+        config,
+        "email/issue.mjml.j2",
+        **context,
+        subject=subject,
+        preheader=fields.protect(issue.summary),
+        public=not audience.email,
+        unsubscribe_url=unsubscribe,
+        preferences_url=preferences,
+        css=email_css(config) if css is None else css,
+        list_name=list_name,
     )
-    html = email_html(document)
-    content = _environment().get_template("web/content.html.j2").render(items=items)
+    base = context["base_url"]
+    html = email_html(images.in_email(document, issue.images, base), config)
+    content = templating.render(config, "web/content.html.j2", items=items)
+    content = images.on_web(content, issue.images, base)
     text = plaintext.render(issue, config, audience, fields, list_name)
     public = not audience.email
     return Variant(
@@ -145,9 +148,16 @@ def _reserve(fields: markup.FieldTable, name: str) -> str:
     return f"\ue000{len(fields.fields) - 1}\ue001"
 
 
-def email_html(mjml_source: str) -> str:
-    """MJML to email HTML: compiled by mjml-python, CSS inlined, dark-mode meta tags added."""
-    html = mjml.mjml2html(mjml_source)
+def email_html(mjml_source: str, config: Config | None = None) -> str:
+    """MJML to email HTML: compiled by mjml-python, CSS inlined, dark-mode meta tags added.
+    MJML that does not compile is a problem of the site's email templates when it has some
+    (CONFIG's), else a bug of ours."""
+    try:
+        # fonts={}: MJML links Google Fonts for a stack naming Roboto, Lato, Open Sans, Ubuntu
+        # or Droid Sans; a reader's own font of that name needs no font host (issue #14)
+        html = mjml.mjml2html(mjml_source, fonts={})
+    except ValueError as exc:
+        raise templating.mjml_problem(config, exc) from None
     html = _inliner().inline(html)
     return html.replace("<head>", "<head>" + DARK_MODE_META, 1)
 
@@ -179,6 +189,7 @@ def page_context(
         "site_name": config.text("site.name"),
         "postal_address": config.text("site.postal_address"),
         "base_url": base,
+        "theme": config.theme.context(base),
         "web_url": web_url(issue, config),
         "title": fields.protect(issue.title),
         "date_words": blocks.date_words(issue.date),
@@ -222,21 +233,20 @@ def _block_item(block: Block, seen: Seen, outline: markup.Outline) -> dict[str, 
 def web_page(issue: Issue, config: Config) -> str:
     """The public web page of an issue: the public variant in an accessible page of its own."""
     content = render_variant(issue, config, Audience(False), "public").content_html
-    return (
-        _environment()
-        .get_template("web/page.html.j2")
-        .render(
-            lang=config.text("site.lang"),
-            site_name=config.text("site.name"),
-            description=config.text("site.description"),
-            base_url=config.text("site.base_url").rstrip("/"),
-            postal_address=config.text("site.postal_address"),
-            title=public_text(issue.title),
-            summary=public_text(issue.summary),
-            date=issue.date,
-            date_words=blocks.date_words(issue.date),
-            content=content,
-        )
+    return templating.render(
+        config,
+        "web/page.html.j2",
+        lang=config.text("site.lang"),
+        site_name=config.text("site.name"),
+        description=config.text("site.description"),
+        base_url=config.text("site.base_url").rstrip("/"),
+        postal_address=config.text("site.postal_address"),
+        theme=config.theme.context(config.text("site.base_url")),
+        title=public_text(issue.title),
+        summary=public_text(issue.summary),
+        date=issue.date,
+        date_words=blocks.date_words(issue.date),
+        content=content,
     )
 
 

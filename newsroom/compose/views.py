@@ -87,6 +87,9 @@ class View:
     item: Item = _no_more  # the template's values beyond kind, title, level and html
     heading: Callable[[str, Block], str] = _same  # the text part's heading, from the title
     body: Callable[[Block], str | None] = lambda block: block.body  # Markdown (None: no html)
+    # The text part's heading when untitled and right after a block with a heading: its lines
+    # would read as that block's, for text has no border to set them apart (issue #14, item 6).
+    follows: str = ""
 
 
 def supporters_count(count: int) -> str:
@@ -225,7 +228,7 @@ def _labelled(label: str) -> Callable[[str, Block], str]:
 
 
 VIEWS: dict[str, View] = {
-    "statement": View(_statement_text, _statement_item),
+    "statement": View(_statement_text, _statement_item, follows="Statement"),
     "meeting": View(_meeting_text, _meeting_item, _labelled("Meeting")),
     "supporters": View(_supporters_text, _supporters_item, _supporters_heading, _supporters_body),
     "motion": View(_motion_text, _motion_item, _labelled("Motion"), lambda _block: None),

@@ -1,5 +1,7 @@
 """Sending as use cases, one library call each: `newsroom send` (`prepare`, `propose`, `send`),
-`send --resume` (`resume`) and `newsroom worker` (`work`), for the CLI, the demo and tests alike.
+`send --at` (`prepare`, `propose`, `schedule`), `send --resume` (`resume`) and `newsroom worker`
+(`work`, which also freezes the scheduled mailings that fall due: `freeze_due`), for the CLI,
+the demo and tests alike.
 
 The rules live here and below; whoever calls gets what happened as values and as events on a
 `Watch` (progress, a frozen mailing, the relay down or back), and words them itself. Ctrl-C or
@@ -15,11 +17,20 @@ from email.utils import parseaddr
 from typing import Protocol
 
 from newsroom.clock import Clock, utcnow
-from newsroom.delivery import audience, journal, letterhead, mailings, outbox, readiness, welcomes
+from newsroom.delivery import (
+    audience,
+    journal,
+    letterhead,
+    mailings,
+    outbox,
+    readiness,
+    schedule,
+    welcomes,
+)
 from newsroom.delivery.processes import Helpers
 from newsroom.delivery.senders import SenderLock
 from newsroom.delivery.sending import Sender, SenderReport, drive, running
-from newsroom.errors import NewsroomError
+from newsroom.errors import NewsroomError, ProblemsError
 from newsroom.mail.smtp import Pool, RelayError
 from newsroom.people import lists
 from newsroom.site import Site
@@ -114,6 +125,8 @@ class Proposal:
     had: str  # who already had the issue and is left out (empty: nobody, or --again)
     sender: str  # the From address
     relay: str  # the relay's name, "(newsroom dev-smtp)" after it when it is that
+    at: datetime | None = None  # `--at`: when a worker is to freeze and send it
+    early: bool = False  # `--now`: before the issue's date all the same
 
 
 @dataclass(frozen=True)
@@ -141,8 +154,24 @@ def prepare(
     return Prepared(planned, target, plain)
 
 
-def propose(site: Site, prepared: Prepared, *, again: bool) -> Proposal:
-    """Check the relay takes a real mailing and count who it goes to (raises when nobody)."""
+def propose(
+    site: Site,
+    prepared: Prepared,
+    *,
+    again: bool,
+    now: datetime,
+    at: datetime | None = None,
+    early: bool = False,
+) -> Proposal:
+    """Check the relay takes a real mailing and count who it goes to (raises when nobody).
+    It goes NOW, or AT (`--at`: no earlier than NOW); either way not before the issue's date
+    unless EARLY (`--now`), and not now while a mailing of the issue is scheduled."""
+    zone = site.config.text("site.timezone")
+    if at is not None:
+        schedule.check_time(at, now, zone)
+    check_date(site, prepared.planned, at or now, early=early, scheduling=at is not None)
+    if at is None:
+        _not_scheduled(site, prepared.planned)
     relay = outbox.check_relay(site, mailing=True, sender=prepared.sender)
     target, slug = prepared.expression, prepared.planned.slug
     total, had, sentence = audience.size(site.engine, target, slug)
@@ -150,7 +179,108 @@ def propose(site: Site, prepared: Prepared, *, again: bool) -> Proposal:
     if going == 0:
         raise NewsroomError(mailings.nobody_to_send_to(prepared.target, sentence, selected=total))
     sender = parseaddr(prepared.sender)[1]
-    return Proposal(prepared, going, "" if again else sentence, sender, relay)
+    return Proposal(prepared, going, "" if again else sentence, sender, relay, at, early)
+
+
+def check_date(
+    site: Site, planned: outbox.Plan, when: datetime, *, early: bool, scheduling: bool = False
+) -> None:
+    """Refuse to send PLANNED at WHEN, before its date, unless EARLY: its email links to its
+    page in the archive, which appears only then (issue #16)."""
+    if early or planned.published <= when:
+        return
+    zone = site.config.text("site.timezone")
+    dated, wall = schedule.shown(planned.published, zone), schedule.wall(planned.published, zone)
+    if scheduling:
+        raise NewsroomError(
+            f"{planned.shown} is dated {dated}: --at {schedule.shown(when, zone)} is before its "
+            "date, and its email links to its page in the archive, which appears only then. "
+            f'Give --at "{wall}" or later, or add --now to send it early all the same'
+        )
+    raise NewsroomError(
+        f"{planned.shown} is dated {dated}, which has not come yet: its email links to its page "
+        f'in the archive, which appears only then. Schedule it with --at "{wall}", or add --now '
+        "to send it now all the same"
+    )
+
+
+def _not_scheduled(site: Site, planned: outbox.Plan) -> None:
+    """Refuse to send PLANNED now while a mailing of it waits for its time: both would go."""
+    for waiting in schedule.scheduled(site.engine, planned.slug):
+        assert waiting.scheduled_at is not None
+        when = schedule.shown(waiting.scheduled_at, site.config.text("site.timezone"))
+        raise NewsroomError(
+            f"mailing {waiting.id} is scheduled to send {waiting.issue_path} to "
+            f"{waiting.expression!r} at {when}: move it with --at TIME, or cancel it with "
+            f"`newsroom mailings cancel {waiting.id}` before sending it now"
+        )
+
+
+def schedule_mailing(
+    site: Site, proposal: Proposal, *, again: bool, now: datetime, sender: str | None = None
+) -> schedule.Recorded:
+    """Record PROPOSAL (made with `at`) as a scheduled mailing, or move the one already
+    scheduled for that issue and audience; nothing is frozen until a worker finds it due.
+    It keeps the audience as given and SENDER (`--from`) as typed: saved segments are
+    expanded, and the letterhead chosen, when it is frozen, as for a mailing sent then."""
+    assert proposal.at is not None
+    planned = proposal.prepared.planned
+    return schedule.record(
+        site.engine,
+        issue_slug=planned.slug,
+        issue_path=planned.shown,
+        subject=outbox.subject(planned),
+        expression=proposal.prepared.target,
+        sender=sender or "",
+        at=proposal.at,
+        again=again,
+        early=proposal.early,
+        now=now,
+    )
+
+
+def freeze_due(site: Site, now: datetime, watch: Watch) -> int:
+    """Freeze every scheduled mailing due at NOW, its issue read and checked again: one that
+    no longer passes (or whose file is gone, or that has nobody left to send to) is paused
+    with the reason instead. Returns how many were frozen."""
+    frozen = 0
+    for mailing in schedule.due(site.engine, now):
+        try:
+            prepared = _recheck(site, mailing, now)
+            created = outbox.freeze(site, prepared.planned, prepared.expression, mailing.id, now)
+        except NewsroomError as exc:
+            reason = _reason(mailing, exc)
+            if schedule.hold(site.engine, mailing.id, reason):
+                watch.paused(mailing.id, reason)
+            continue
+        if created is not None:  # None: another worker froze it first
+            watch.frozen(created.mailing_id, created.count)
+            frozen += 1
+    return frozen
+
+
+def _recheck(site: Site, mailing: mailings.Mailing, now: datetime) -> Prepared:
+    """The issue of scheduled MAILING read again, with the checks `send` runs before a send;
+    its audience as given then (the row keeps it unexpanded) and its `--from`, if one."""
+    path = site.root / mailing.issue_path
+    if not path.is_file():
+        raise NewsroomError(
+            f"{mailing.issue_path} is gone (moved or deleted since it was scheduled)"
+        )
+    prepared = prepare(site, str(path), mailing.expression, now, mailing.sender or None)
+    check_date(site, prepared.planned, now, early=mailing.early)
+    return prepared
+
+
+def _reason(mailing: mailings.Mailing, exc: NewsroomError) -> str:
+    """Why MAILING was not frozen, in one line for `newsroom mailings`."""
+    if isinstance(exc, ProblemsError) and exc.problems:
+        more = len(exc.problems) - 1
+        said = str(exc.problems[0]) + (
+            f" (and {more} more: `newsroom check {mailing.issue_path}` lists them)" if more else ""
+        )
+        return f"not sent when due: the issue no longer passes `newsroom check`: {said}"
+    return f"not sent when due: {str(exc).splitlines()[0]}"
 
 
 def send(site: Site, proposal: Proposal, *, again: bool, now: datetime, watch: Watch) -> Outcome:
@@ -202,9 +332,10 @@ def _run(site: Site, lock: SenderLock, mailing_id: int, watch: Watch) -> Outcome
 
 
 def work(site: Site, *, once: bool, poll: float, watch: Watch, clock: Clock = utcnow) -> int:
-    """`newsroom worker`: send every mailing under way, as one of any number of workers, until
-    stopped (or, ONCE, until nothing is due), queueing the welcomes owed at each look (at the
-    time CLOCK tells); returns how many messages it sent."""
+    """`newsroom worker`: freeze the scheduled mailings as they fall due and send every mailing
+    under way, as one of any number of workers, until stopped (or, ONCE, until nothing is due),
+    queueing the welcomes owed at each look; returns how many messages it sent. CLOCK tells it
+    the time (tests pass their own)."""
     with SenderLock(site.engine) as lock:
         watch.worker_started(lock.name)
         return asyncio.run(_work(site, lock, once, poll, watch, clock))
@@ -213,7 +344,7 @@ def work(site: Site, *, once: bool, poll: float, watch: Watch, clock: Clock = ut
 async def _work(
     site: Site, lock: SenderLock, once: bool, poll: float, watch: Watch, clock: Clock
 ) -> int:
-    sender = Sender(site, lock, wait_for_retries=False)
+    sender = Sender(site, lock, clock=clock, wait_for_retries=False)
     helping: list[Helpers] = []  # the helper processes of the mailing under way, if any
     relay = _Relay(site, once, poll, watch)
     total = 0
@@ -225,8 +356,9 @@ async def _work(
     said: dict[str, str] = {}  # why each list's welcomes wait, as last told
     async with running(sender, also=stop_helpers):
         while not sender.stopping:
-            busy = False
             _welcome(site, said, watch, clock())
+            # In a thread, so that the loop hears a signal while a big audience is frozen.
+            busy = await asyncio.to_thread(freeze_due, site, clock(), watch) > 0
             under_way = mailings.under_way(site.engine)
             if under_way and await relay.up():
                 for mailing_id in under_way:

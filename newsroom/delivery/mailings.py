@@ -109,33 +109,48 @@ def create(
             status=MailingStatus.SENDING,
             paused_reason="",
             created_at=now,
+            frozen_at=now,
+            again=again,
         )
         session.add(mailing)
         session.flush()
-        for key, content in variants.items():
-            session.add(
-                MailingVariant(mailing_id=mailing.id, key=key, html=content.html, text=content.text)
-            )
-        count = 0
-        # A first mailing of an issue has nobody to leave out: skip the look-up per chunk.
-        check = not again and _sent_before(session, issue_slug, mailing.id)
-        had = AlreadyHad(issue_slug)
-        deliveries = Base.metadata.tables[
-            Delivery.__tablename__
-        ]  # Core: the ORM bulk path costs more
-        iterator = iter(addressees)
-        while batch := list(islice(iterator, chunk)):
-            going = (
-                had.sift(session, batch) if check else list({m.email: m for m in batch}.values())
-            )
-            rows = [_row(mailing.id, m) for m in going]
-            if rows:
-                session.execute(insert(deliveries), rows)
-            count += len(rows)
-        if count == 0:
-            sentence = had.sentence(session) if had.count else ""
-            raise NewsroomError(nobody_to_send_to(expression, sentence))
-        return Created(mailing.id, count, had.count)
+        count, had = fill(session, mailing, variants, addressees, again=again, chunk=chunk)
+        return Created(mailing.id, count, had)
+
+
+def fill(
+    session: Session,
+    mailing: Mailing,
+    variants: Mapping[str, Content],
+    addressees: Iterable[Addressee],
+    *,
+    again: bool,
+    chunk: int = 5000,
+) -> tuple[int, int]:
+    """MAILING's variants and one delivery per address, in SESSION's transaction (a new
+    mailing, or a scheduled one being frozen); returns (deliveries made, addresses left out
+    because they already had the issue). Raises NewsroomError when nobody is left, so that the
+    transaction is rolled back."""
+    for key, content in variants.items():
+        session.add(
+            MailingVariant(mailing_id=mailing.id, key=key, html=content.html, text=content.text)
+        )
+    count = 0
+    # A first mailing of an issue has nobody to leave out: skip the look-up per chunk.
+    check = not again and _sent_before(session, mailing.issue_slug, mailing.id)
+    had = AlreadyHad(mailing.issue_slug)
+    deliveries = Base.metadata.tables[Delivery.__tablename__]  # Core: the ORM bulk path costs more
+    iterator = iter(addressees)
+    while batch := list(islice(iterator, chunk)):
+        going = had.sift(session, batch) if check else list({m.email: m for m in batch}.values())
+        rows = [_row(mailing.id, m) for m in going]
+        if rows:
+            session.execute(insert(deliveries), rows)
+        count += len(rows)
+    if count == 0:
+        sentence = had.sentence(session) if had.count else ""
+        raise NewsroomError(nobody_to_send_to(mailing.expression, sentence))
+    return count, had.count
 
 
 def nobody_to_send_to(expression: str, had: str, selected: int | None = None) -> str:
@@ -556,9 +571,22 @@ def pause(engine: Engine, mailing_id: int, reason: str) -> bool:
 
 
 def check_resumable(engine: Engine, mailing_id: int) -> None:
-    """Raise NewsroomError unless MAILING_ID exists and was not cancelled."""
-    if get(engine, mailing_id).status == MailingStatus.CANCELLED:
+    """Raise NewsroomError unless MAILING_ID exists, was frozen and was not cancelled."""
+    mailing = get(engine, mailing_id)
+    if mailing.status == MailingStatus.CANCELLED:
         raise NewsroomError(f"mailing {mailing_id} was cancelled; it cannot be resumed")
+    if mailing.status == MailingStatus.SCHEDULED:
+        raise NewsroomError(
+            f"mailing {mailing_id} is scheduled and has nobody in it yet: a `newsroom worker` "
+            f"freezes its audience and sends it when it is due; `newsroom send {mailing.issue_path}"
+            f" --at TIME` moves it, `newsroom mailings cancel {mailing_id}` cancels it"
+        )
+    if mailing.frozen_at is None:
+        raise NewsroomError(
+            f"mailing {mailing_id} was scheduled and never frozen ({mailing.paused_reason}): "
+            f"put that right, then schedule it again with `newsroom send {mailing.issue_path} "
+            f"--at TIME`, or cancel it with `newsroom mailings cancel {mailing_id}`"
+        )
 
 
 def resume(engine: Engine, mailing_id: int) -> None:

@@ -27,7 +27,7 @@ from newsroom.compose import issues, personalise, rendering
 from newsroom.compose import preflight as issue_preflight  # outbox.preflight checks the settings
 from newsroom.compose.rendering import Rendered
 from newsroom.database import transaction
-from newsroom.delivery import audience, letterhead, mailings, readiness
+from newsroom.delivery import audience, letterhead, mailings, readiness, schedule
 from newsroom.delivery.letterhead import Letterhead
 from newsroom.delivery.mailings import Addressee, AlreadyHad, Content
 from newsroom.delivery.sending import signer, templates
@@ -53,6 +53,7 @@ class Plan:
     default_to: str
     variants: dict[str, Content]
     choose: Callable[[Callable[[str], bool]], str]
+    published: datetime  # the issue's date as an instant: no real mailing goes before it
     target: str = ""  # --to, else the issue's `to:`; may name saved segments
     letterhead: Letterhead | None = None
     saved: dict[str, str] = field(default_factory=dict)  # segments.toml: name → expression
@@ -117,6 +118,7 @@ def plan(site: Site, issue: str, to: str | None = None, sender: str | None = Non
         loaded.to or "",
         variants,
         choose,
+        loaded.published,
         target,
         head,
         saved,
@@ -193,21 +195,20 @@ def check_history(site: Site, planned: Plan) -> None:
             )
 
 
+def subject(planned: Plan) -> str:
+    return next(iter(planned.variants.values())).subject if planned.variants else planned.title
+
+
 def create(
     site: Site, planned: Plan, expression: str, *, again: bool, now: datetime
 ) -> mailings.Created:
     """Freeze the mailing of PLANNED to EXPRESSION (the target with saved segments expanded)."""
-    subject = next(iter(planned.variants.values())).subject if planned.variants else planned.title
-    if site.engine.dialect.name == "postgresql":
-        # A list imported minutes ago has no planner statistics yet, and a segment's IN
-        # subqueries then get nested-loop plans that take seconds per chunk: refresh them.
-        with site.engine.begin() as connection:
-            connection.exec_driver_sql("ANALYZE subscribers, subscriptions, subscriber_tags")
+    _analyze(site)
     return mailings.create(
         site.engine,
         issue_slug=planned.slug,
         issue_path=planned.shown,
-        subject=subject,
+        subject=subject(planned),
         expression=expression,
         variants=planned.variants,
         addressees=audience.addressees(site.engine, expression, planned.choose),
@@ -216,6 +217,34 @@ def create(
         expression_given=planned.target,
         letterhead=planned.letterhead,
     )
+
+
+def freeze(
+    site: Site, planned: Plan, expression: str, mailing_id: int, now: datetime
+) -> mailings.Created | None:
+    """Freeze scheduled MAILING_ID with PLANNED (its issue read again) to EXPRESSION (its
+    audience, saved segments expanded now): see schedule.freeze."""
+    assert planned.letterhead is not None  # plan() always chooses one
+    _analyze(site)
+    return schedule.freeze(
+        site.engine,
+        mailing_id,
+        issue_slug=planned.slug,
+        subject=subject(planned),
+        expression=expression,
+        letterhead=planned.letterhead,
+        variants=planned.variants,
+        addressees=lambda: audience.addressees(site.engine, expression, planned.choose),
+        now=now,
+    )
+
+
+def _analyze(site: Site) -> None:
+    if site.engine.dialect.name == "postgresql":
+        # A list imported minutes ago has no planner statistics yet, and a segment's IN
+        # subqueries then get nested-loop plans that take seconds per chunk: refresh them.
+        with site.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE subscribers, subscriptions, subscriber_tags")
 
 
 def preview_for(
@@ -310,7 +339,12 @@ def check_issue(
             wrong = [*issue_preflight.unknown_segments(issue, shown, saved), *wrong]
     if wrong:
         return Checked(wrong, [], {"path": str(path), "errors": [str(p) for p in wrong]})
-    rendered = rendering.render(issue, site.config)
+    try:
+        rendered = rendering.render(issue, site.config)
+    except ProblemsError as exc:  # a mistake in one of the site's templates/
+        return Checked(
+            exc.problems, [], {"path": str(path), "errors": [str(p) for p in exc.problems]}
+        )
     found = issue_preflight.warnings(issue, rendered, shown)
     named = {r.name for *_, r in issue_preflight.named(issue) if isinstance(r, segments.TagRef)}
     tags = _tags_in_use(site, named)

@@ -298,7 +298,10 @@ class _Job:
         self.journal = written
         self.changes = changes
         self.retry_for = timedelta(hours=self.config.number("sending.retry_hours"))
-        self.deadline = mailing.created_at + self.retry_for
+        # Retries end a while after the audience was frozen: for a scheduled mailing that is
+        # when it fell due, not when it was scheduled (issue #16); a welcome's, a while after it
+        # was queued (see below).
+        self.deadline = (mailing.frozen_at or mailing.created_at) + self.retry_for
         with transaction(sender.engine) as session:
             list_ids = selection.unsubscribe_lists(session, mailing.expression)
         # What the unsubscribe link names besides the person: the lists it leaves (none: every

@@ -13,12 +13,12 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from mjml import mjml2html
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsroom import tokens
+from newsroom.compose import templating
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
 from newsroom.mail import smtp, verp
@@ -29,13 +29,6 @@ from newsroom.settings import Config
 from newsroom.site import Site
 
 INTERVAL = timedelta(hours=24)  # at most one confirmation email per address per day
-
-TEMPLATES = Environment(
-    loader=PackageLoader("newsroom", "templates"),
-    autoescape=select_autoescape(["mjml", "html"]),
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-)
 
 
 def token(config: Config, person: Subscriber, list_ids: list[int], now: datetime) -> str:
@@ -72,24 +65,60 @@ def build(session: Session, config: Config, person_id: int, now: datetime) -> Co
     hours = config.number("subscribe.confirm_hours")
     expires = (now + timedelta(hours=hours)).astimezone(ZoneInfo(config.text("site.timezone")))
     text = consent.current_text(session, config)
-    context = {
+    lists = [{"name": row.name, "description": row.description} for row in pending]
+    context = template_context(
+        config, person.email, lists, link(config, value), expires, text.text, text.version
+    )
+    html, plain = render(config, context)
+    message = _message(config, person.email, str(context["subject"]), plain, html, now)
+    return Confirmation(message, verp.confirmation_sender(config, person.id, person.token_key))
+
+
+def template_context(
+    config: Config,
+    email: str,
+    lists: list[dict[str, str]],
+    url: str,
+    expires: datetime,
+    consent_text: str,
+    consent_version: str,
+) -> dict[str, object]:
+    """What `confirm.mjml` and `confirm.txt` get (docs/templates.md lists it)."""
+    return {
         "lang": config.text("site.lang"),
         "subject": f"Confirm your subscription to {config.text('site.name')}",
         "site_name": config.text("site.name"),
         "sender": parseaddr(config.text("site.sender"))[1],
         "base_url": config.text("site.base_url"),
         "postal_address": config.text("site.postal_address"),
-        "email": person.email,  # the one thing typed by the requester that we repeat: the address
-        "lists": [{"name": row.name, "description": row.description} for row in pending],
-        "link": link(config, value),
+        "email": email,  # the one thing typed by the requester that we repeat: the address
+        "lists": lists,
+        "link": url,
         "expires": expires.strftime("%-d %B %Y, %H:%M %Z"),
-        "consent_text": text.text,
-        "consent_version": text.version,
+        "consent_text": consent_text,
+        "consent_version": consent_version,
+        "theme": config.theme.context(config.text("site.base_url")),  # the logo, colours, font
     }
-    html = mjml2html(TEMPLATES.get_template("confirm.mjml").render(context))
-    plain = TEMPLATES.get_template("confirm.txt").render(context)
-    message = _message(config, person.email, str(context["subject"]), plain, html, now)
-    return Confirmation(message, verp.confirmation_sender(config, person.id, person.token_key))
+
+
+def sample_context(config: Config, now: datetime) -> dict[str, object]:
+    """A confirmation's context with made-up values: `newsroom check` renders a site's own
+    confirmation templates with it before any real one is sent."""
+    expires = now.astimezone(ZoneInfo(config.text("site.timezone")))
+    lists = [{"name": "All members", "description": "Bulletins and news for every member"}]
+    url = link(config, "TOKEN")
+    text, version = consent.site_consent_text(config), config.text("subscribe.consent_version")
+    return template_context(config, "ann@example.org", lists, url, expires, text, version)
+
+
+def render(config: Config, context: dict[str, object]) -> tuple[str, str]:
+    """The confirmation email's HTML and text parts, from the site's templates or ours."""
+    source = templating.render(config, "confirm.mjml", **context)
+    try:
+        html = mjml2html(source, fonts={})  # no Google Fonts link for a Roboto stack (issue #14)
+    except ValueError as exc:
+        raise templating.mjml_problem(config, exc, "confirm.mjml") from None
+    return html, templating.render(config, "confirm.txt", **context)
 
 
 def _message(

@@ -8,12 +8,14 @@ tests/test_consent.py checks that no other code touches the table that way.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from newsroom.models import Base, ConsentEvent, ConsentKind, ConsentText, MailingList
@@ -98,7 +100,10 @@ def event_row(
     now: datetime,
     consent_text_id: int | None = None,
     detail: str = "",
+    evidence: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """EVIDENCE: what an import's file showed of the person's own consent (opt-in and
+    confirmation time and IP, exportformats.EVIDENCE), kept as it was written there."""
     return {
         "subscriber_id": subscriber_id,
         "list_id": list_id,
@@ -110,6 +115,7 @@ def event_row(
         "user_agent": (origin.user_agent or None) and origin.user_agent[:1000],
         "consent_text_id": consent_text_id,
         "detail": detail,
+        "evidence": json.dumps(dict(evidence), ensure_ascii=False) if evidence else None,
     }
 
 
@@ -128,6 +134,17 @@ def came_from(mailing_id: int) -> ColumnElement[bool]:
     return or_(ConsentEvent.detail == marker, ConsentEvent.detail.startswith(f"{marker} "))
 
 
+def came_from_a_mailing() -> ColumnElement[bool]:
+    """Events whose detail `from_mailing` wrote, for any mailing (`mailing_of` says which)."""
+    return ConsentEvent.detail.startswith("mailing ")
+
+
+def mailing_of(detail: str) -> int | None:
+    """The mailing `from_mailing` named in DETAIL, or None: "mailing 12 (…)" → 12."""
+    found = re.match(r"mailing ([0-9]{1,18})(?: |$)", detail)
+    return int(found.group(1)) if found else None
+
+
 # Every change of a subscription appends an event, so an event is the sign that a mailing's
 # audience may have shrunk: on PostgreSQL whoever appends one sends this NOTIFY in the same
 # transaction (delivered at commit), and senders LISTEN for it before each message (changes.py).
@@ -141,6 +158,33 @@ def record_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.execute(insert(Base.metadata.tables[ConsentEvent.__tablename__]), list(rows))
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text(NOTIFY_CHANGED))
+
+
+def record_each(
+    session: Session,
+    subscriber_ids: Select[int],
+    kind: ConsentKind,
+    *,
+    list_id: int,
+    origin: Origin,
+    now: datetime,
+    detail: str = "",
+) -> None:
+    """Append the same event for every subscriber SUBSCRIBER_IDS selects, in the database itself
+    (INSERT ... SELECT: a sync may unsubscribe thousands)."""
+    row = event_row(
+        kind, subscriber_id=None, list_id=list_id, origin=origin, now=now, detail=detail
+    )
+    table = Base.metadata.tables[ConsentEvent.__tablename__]
+    ids = subscriber_ids.subquery()
+    (id_column,) = ids.c
+    columns = [
+        id_column if name == "subscriber_id" else literal(row[name], table.c[name].type)
+        for name in EVENT_COLUMNS
+    ]
+    session.execute(insert(table).from_select(list(EVENT_COLUMNS), select(*columns)))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(NOTIFY_CHANGED))
 
 
 def ledger(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
@@ -165,15 +209,17 @@ def ledger(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
             "consent_sha256": text.sha256 if text else None,
             "consent_text": text.text if text else None,
             "detail": event.detail,
+            "evidence": json.loads(event.evidence) if event.evidence else None,
         }
         for event, slug, text in session.execute(query)
     ]
 
 
 def forget(session: Session, subscriber_id: int) -> None:
-    """Erasure only: strip the personal data from a person's events; the events stay."""
+    """Erasure only: strip the personal data from a person's events (the imported evidence
+    holds IP addresses too); the events stay."""
     session.execute(
         update(ConsentEvent)
         .where(ConsentEvent.subscriber_id == subscriber_id)
-        .values(subscriber_id=None, ip=None, user_agent=None)
+        .values(subscriber_id=None, ip=None, user_agent=None, evidence=None)
     )

@@ -1,4 +1,5 @@
-"""What is held about a person, and forgetting it: subject access export, erasure, pruning.
+"""What is held about a person, and forgetting it: subject access export, erasure, pruning
+(with the site's retention periods: retention.py).
 
 Erasure (UK GDPR art. 17) deletes the subscriber, their tags, subscriptions and bounce records,
 replaces the address in past deliveries, strips the personal data from their ledger events and
@@ -8,7 +9,7 @@ event, without the address.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,8 +26,9 @@ from newsroom.models import (
     Subscription,
 )
 from newsroom.models import SubscriptionStatus as Status
-from newsroom.people import consent, suppression
+from newsroom.people import consent, retention, suppression
 from newsroom.people.consent import Origin
+from newsroom.people.retention import RetentionReport
 from newsroom.people.subscribers import CLI, require
 from newsroom.site import Site
 
@@ -104,14 +106,17 @@ def _forget(session: Session, person_id: int) -> None:
 class PruneReport:
     subscriptions: int = 0  # pending subscriptions past the confirmation expiry, removed
     subscribers: int = 0  # people left with no subscription at all, forgotten
+    retention: RetentionReport = field(default_factory=RetentionReport)
 
 
 def prune(site: Site, *, now: datetime) -> PruneReport:
     """Remove pending subscriptions older than the confirmation link's life; people who never
-    confirmed anything and have nothing left are forgotten (not suppressed: they may ask again)."""
+    confirmed anything and have nothing left are forgotten (not suppressed: they may ask again).
+    Then enforce the site's `[retention]` (retention.py), all in one transaction."""
     cutoff = now - timedelta(hours=site.config.number("subscribe.confirm_hours"))
     report = PruneReport()
     with transaction(site.engine) as session:
+        report.retention = retention.enforce(session, site.config, now)
         stale = (Subscription.status == Status.PENDING) & (Subscription.updated_at < cutoff)
         people = set(session.scalars(select(Subscription.subscriber_id).where(stale)))
         report.subscriptions = session.scalar(select(func.count()).where(stale)) or 0

@@ -1,67 +1,50 @@
-"""CSV import and export of subscribers, streamed in batches: memory does not grow with the file.
+"""Imports of subscribers from the files groups have, and the CSV export; both streamed in
+batches, so memory does not grow with the file.
 
-An import reads the file twice: first to check every row (nothing is written if any row is wrong,
-unless skip_invalid), then to write it in batches of BATCH rows with Core bulk inserts
-(LAB-NOTES: ORM add_all is six times slower). Duplicate addresses merge, within a batch in memory
-and across batches through the database.
+An import reads the file twice (importrows.py checks each row; spreadsheets.py and
+exportformats.py read the file and say which column is which): first to check every row —
+nothing is written if any row is wrong, unless skip_invalid — then to write it in batches of
+BATCH rows with Core bulk inserts (six times faster than the ORM's add_all here), all in one
+transaction: a dry run is the same import, rolled back. The addresses written are noted in a
+temporary table (listsync.Seen): a duplicate is found whatever lines lie between, and a sync
+(`--sync`) knows who the file leaves out.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from sqlalchemy import Table, and_, insert, select, update
+from sqlalchemy import Engine, and_, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from newsroom.database import transaction
+from newsroom.database import sessions, transaction
 from newsroom.errors import NewsroomError, Problem, ProblemsError
 from newsroom.models import (
-    Base,
-    ConsentKind,
     MailingList,
     Subscriber,
     SubscriberTag,
     Subscription,
 )
 from newsroom.models import SubscriptionStatus as Status
-from newsroom.people import confirmation, consent, lists, suppression, welcomes
+from newsroom.people import confirmation, consent, exportformats, lists, listsync
 from newsroom.people.consent import Origin
-from newsroom.people.subscribers import (
-    InvalidInput,
-    clean_name,
-    clean_tags,
-    normalise_email,
-)
+from newsroom.people.importbatches import Batch, ImportReport
+from newsroom.people.importrows import Reading, Row, open_file, read_rows, spreadsheet_safe
 from newsroom.site import Site
+
+__all__ = ["ImportReport", "export", "import_file", "spreadsheet_safe", "write_csv"]
 
 BATCH = 1000
 
 
-def core(model: type[Base]) -> Table:
-    """The model's table: Core inserts skip the ORM's per-row bookkeeping (twice as fast here)."""
-    return Base.metadata.tables[model.__tablename__]
-
-
 COLUMNS = ("email", "name", "tags", "lists")
-# A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection"): a
-# name typed into the public form such as `=cmd|' /C calc'!A0` would run when the export opens.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(cell: str) -> str:
-    """CELL as a spreadsheet takes it as text: a formula's first character gets a single quote
-    before it, which spreadsheets hide and which reading the export back takes off again."""
-    return "'" + cell if cell.startswith(FORMULA_START) else cell
-
-
-def _unquoted(cell: str) -> str:
-    """A cell of our own export as it was before spreadsheet_safe (an import reads it back)."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
 
 
 def write_csv(rows: Iterator[dict[str, str]], out: IO[str]) -> None:
@@ -73,109 +56,19 @@ def write_csv(rows: Iterator[dict[str, str]], out: IO[str]) -> None:
         writer.writerow({key: spreadsheet_safe(value) for key, value in row.items()})
 
 
-@dataclass
-class Row_:
-    line: int
-    email: str
-    name: str
-    tags: list[str]
-    lists: list[str]
+@dataclass(frozen=True)
+class Options:
+    list_slugs: Sequence[str]
+    confirmed: bool
+    consent_text: str
+    now: datetime
+    sync: bool
+    dry_run: bool
+    yes: bool
+    welcome: bool = False  # confirmed subscriptions owe their list's welcome issue
 
 
-@dataclass
-class ImportReport:
-    file: str
-    rows: int = 0
-    new_subscribers: int = 0
-    subscribed: int = 0  # subscriptions created or moved to the import's status
-    unchanged: int = 0  # subscriptions that were already there
-    rejected: list[Problem] = field(default_factory=list)
-    skipped: list[Problem] = field(default_factory=list)
-    confirmations_sent: int = 0
-    welcomes: int = 0  # subscriptions confirmed now whose list's welcome issue is owed
-
-
-def read_rows(
-    path: Path, default_lists: Sequence[str], known: set[str]
-) -> Iterator[Row_ | Problem]:
-    """Each data row of the CSV checked: a Row_, or a Problem naming FILE:LINE."""
-    label = path.name
-    try:
-        handle = path.open(encoding="utf-8-sig", newline="")  # -sig: a BOM from Excel is fine
-    except OSError as exc:
-        raise NewsroomError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        reader = csv.reader(handle, strict=True)
-        line = 1
-        try:
-            header = _header(label, next(reader, None))
-            for record in reader:
-                start, line = line + 1, reader.line_num
-                if not any(cell.strip() for cell in record):
-                    continue
-                yield _row(label, start, header, record, default_lists, known)
-        except UnicodeDecodeError:
-            raise ProblemsError(
-                [Problem(label, line + 1, "is not UTF-8 text: save the file as 'CSV UTF-8'")]
-            ) from None
-        except csv.Error as exc:
-            raise ProblemsError([Problem(label, reader.line_num, f"broken CSV: {exc}")]) from None
-
-
-def _header(label: str, record: list[str] | None) -> list[str]:
-    if record is None:
-        raise ProblemsError(
-            [Problem(label, 1, "the file is empty: it needs a header row (email,name,tags,lists)")]
-        )
-    names = [cell.strip().lower() for cell in record]
-    problems = [
-        Problem(label, 1, f"unknown column {name!r}; columns: {', '.join(COLUMNS)}")
-        for name in names
-        if name not in COLUMNS
-    ]
-    problems += [
-        Problem(label, 1, f"column {n!r} appears twice") for n in set(names) if names.count(n) > 1
-    ]
-    if "email" not in names:
-        problems.append(Problem(label, 1, "no 'email' column: the header row must name one"))
-    if problems:
-        raise ProblemsError(problems)
-    return names
-
-
-def _row(
-    label: str,
-    line: int,
-    header: list[str],
-    record: list[str],
-    default_lists: Sequence[str],
-    known: set[str],
-) -> Row_ | Problem:
-    if len(record) != len(header):
-        return Problem(
-            label,
-            line,
-            f'{len(record)} fields but the header has {len(header)} (a comma inside a name needs "quotes")',
-        )
-    cells = {name: _unquoted(cell) for name, cell in zip(header, record, strict=True)}
-    try:
-        email = normalise_email(cells["email"])
-        name = clean_name(cells.get("name"))
-        tags = clean_tags(cells.get("tags", "").split())
-    except InvalidInput as exc:
-        return Problem(label, line, str(exc))
-    slugs = list(dict.fromkeys([*default_lists, *cells.get("lists", "").split()]))
-    unknown = [slug for slug in slugs if slug not in known]
-    if unknown:
-        return Problem(
-            label, line, f"unknown list {unknown[0]!r} (lists: {', '.join(sorted(known))})"
-        )
-    if not slugs:
-        return Problem(label, line, "no list: give --list SLUG or fill the 'lists' column")
-    return Row_(line, email, name, tags, slugs)
-
-
-def import_csv(
+def import_file(
     site: Site,
     path: Path,
     *,
@@ -185,20 +78,27 @@ def import_csv(
     skip_invalid: bool = False,
     now: datetime,
     send_confirmations: bool = True,
+    fmt: str | None = None,
+    mapping: Sequence[str] = (),
+    sheet: str | None = None,
+    sync: bool = False,
+    dry_run: bool = False,
+    yes: bool = False,
     welcome: bool = False,
 ) -> ImportReport:
-    """Import subscribers from CSV (columns email, name, tags, lists).
+    """Import subscribers from PATH (CSV, .xlsx, a Mailman list; the format recognised by its
+    header, or FMT; MAPPING's `COLUMN=field` for other columns).
 
     With confirmed=True the people already consented (existing members): their subscriptions are
-    confirmed and each gets an `imported` event recording CONSENT_TEXT. Otherwise subscriptions are
-    pending and each new person gets one confirmation email. Nobody who left a list, and no erased
-    address, is put back: those rows are skipped and reported. With WELCOME (and confirmed),
-    each subscription confirmed now owes its list's welcome issue (people/welcomes.py).
+    confirmed and each gets an `imported` event recording CONSENT_TEXT, and the file's evidence
+    of their opt-in where it has some. Otherwise subscriptions are pending and each new person
+    gets one confirmation email. Nobody who left a list, and no erased address, is put back:
+    those rows are skipped and reported. With SYNC the file is the whole of the one list in
+    LIST_SLUGS: whoever is on it and not in the file is unsubscribed. DRY_RUN does it all and
+    keeps nothing. With WELCOME (and confirmed), each subscription confirmed now owes its list's
+    welcome issue (people/welcomes.py).
     """
-    if confirmed and not (consent_text or "").strip():
-        raise NewsroomError('--confirmed needs --consent "TEXT": the consent these people gave')
-    if consent_text and not confirmed:
-        raise NewsroomError("--consent is only for --confirmed imports")
+    _check_options(list_slugs, confirmed, consent_text, skip_invalid, fmt, sync)
     if welcome and not confirmed:
         raise NewsroomError(
             "--welcome is only for --confirmed imports: people imported as pending get their "
@@ -206,25 +106,23 @@ def import_csv(
         )
     with transaction(site.engine) as session:
         known = set(lists.active_lists(session))
-        for slug in list_slugs:
-            if slug not in known:
-                raise NewsroomError(f"unknown list {slug!r} (lists: {', '.join(sorted(known))})")
-    report = ImportReport(path.name)
-    for item in read_rows(path, list_slugs, known):
+    for slug in list_slugs:
+        if slug not in known:
+            raise NewsroomError(f"unknown list {slug!r} (lists: {', '.join(sorted(known))})")
+    reading = open_file(path, fmt, mapping, sheet)
+    report = ImportReport(path.name, reading.describe(), reading.layout.dropped, dry_run=dry_run)
+    for item in read_rows(reading, list_slugs, known):
         report.rows += 1
         if isinstance(item, Problem):
             report.rejected.append(item)
-    if report.rejected and not skip_invalid:
-        summary = Problem(
-            path.name,
-            0,
-            f"nothing imported: {len(report.rejected)} row(s) are wrong; fix them, "
-            "or use --skip-invalid to import the others",
-        )
-        raise ProblemsError([*report.rejected, summary])
+    if report.rejected and (sync or not skip_invalid):
+        fix = "a sync takes the whole file or nothing" if sync else "or use --skip-invalid to import the others"  # fmt: skip
+        summary = f"nothing imported: {len(report.rejected)} row(s) are wrong; fix them, {fix}"
+        raise ProblemsError([*report.rejected, Problem(path.name, 0, summary)])
     text = (consent_text or "").strip()
-    _write(site, path, report, list_slugs, known, confirmed, text, now, welcome)
-    if not confirmed and send_confirmations:
+    options = Options(list_slugs, confirmed, text, now, sync, dry_run, yes, welcome)
+    _write(site, reading, report, known, options)
+    if not confirmed and send_confirmations and not dry_run:
         try:
             report.confirmations_sent = confirmation.send_due(site, now, touched_at=now)
         except NewsroomError as exc:
@@ -232,193 +130,90 @@ def import_csv(
     return report
 
 
-def _write(
-    site: Site,
-    path: Path,
-    report: ImportReport,
+def _check_options(
     list_slugs: Sequence[str],
-    known: set[str],
     confirmed: bool,
-    consent_text: str,
-    now: datetime,
-    welcome: bool = False,
+    consent_text: str | None,
+    skip_invalid: bool,
+    fmt: str | None,
+    sync: bool,
 ) -> None:
-    with transaction(site.engine) as session:
+    if confirmed and not (consent_text or "").strip():
+        raise NewsroomError('--confirmed needs --consent "TEXT": the consent these people gave')
+    if consent_text and not confirmed:
+        raise NewsroomError("--consent is only for --confirmed imports")
+    if fmt is not None and fmt not in exportformats.FORMATS:
+        raise NewsroomError(f"unknown format {fmt!r}; formats: {', '.join(exportformats.FORMATS)}")
+    if sync and len(list_slugs) != 1:
+        raise NewsroomError("--sync makes the file the whole of one list: give exactly one --list")
+    if sync and skip_invalid:
+        raise NewsroomError(
+            "--sync cannot --skip-invalid: a row left out would unsubscribe that person"
+        )
+
+
+@contextmanager
+def _changes(engine: Engine, keep: bool) -> Iterator[Session]:
+    """One transaction for the whole write, committed if KEEP, else rolled back (a dry run), with
+    the import's temporary table made first and dropped after."""
+    session = sessions(engine)()
+    try:
+        listsync.create(session)
+        yield session
+        if keep:
+            session.commit()
+        else:
+            session.rollback()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        try:
+            listsync.drop(session)
+            session.commit()  # the drop alone
+        except SQLAlchemyError:  # the connection failed already: that error is on its way
+            session.rollback()
+        session.close()
+
+
+def _write(
+    site: Site, reading: Reading, report: ImportReport, known: set[str], options: Options
+) -> None:
+    label, now = reading.source.label, options.now
+    origin = Origin("import", "sync" if options.sync else "admin")
+    with _changes(site.engine, keep=not options.dry_run) as session:
         ids = {slug: row.id for slug, row in lists.active_lists(session).items()}
         text_id = (
-            consent.consent_text(session, consent_text, f"import {now:%Y-%m-%d}").id
-            if confirmed
+            consent.consent_text(session, options.consent_text, f"import {now:%Y-%m-%d}").id
+            if options.confirmed
             else None
         )
-        writer = _Batch(session, site, path.name, ids, confirmed, text_id, now, report, welcome)
-        batch: list[Row_] = []
-        for item in read_rows(path, list_slugs, known):
-            if isinstance(item, Row_):
+        if options.sync:
+            slug = options.list_slugs[0]
+            report.sync = listsync.start(session, slug, ids[slug])
+        writer = Batch(
+            session, site, label, ids, options.confirmed, text_id, now, report, origin,
+            welcome=options.welcome,
+        )  # fmt: skip
+        batch: list[Row] = []
+        for item in read_rows(reading, options.list_slugs, known):
+            if isinstance(item, Row):
                 batch.append(item)
             if len(batch) >= BATCH:
                 writer.write(batch)
                 batch = []
         writer.write(batch)
-
-
-@dataclass
-class _Batch:
-    session: Session
-    site: Site
-    file: str
-    list_ids: dict[str, int]
-    confirmed: bool
-    text_id: int | None
-    now: datetime
-    report: ImportReport
-    welcome: bool = False  # confirmed subscriptions owe their list's welcome issue
-
-    def write(self, rows: list[Row_]) -> None:
-        merged = self._merge(rows)
-        if not merged:
-            return
-        erased = suppression.suppressed_among(self.session, self.site.config, list(merged))
-        for email in erased:
-            row = merged.pop(email)
-            self.report.skipped.append(
-                Problem(
-                    self.file,
-                    row.line,
-                    "skipped: this address was erased at the person's request (suppression list)",
-                )
+        if report.sync is not None:
+            listsync.finish(
+                session,
+                report.sync,
+                file=label,
+                origin=origin,
+                now=now,
+                max_removal=site.config.number("subscribe.sync_max_removal"),
+                yes=options.yes,
+                dry_run=options.dry_run,
             )
-        people = self._people(merged)
-        self._tags(merged, people)
-        self._subscriptions(merged, people)
-
-    def _merge(self, rows: list[Row_]) -> dict[str, Row_]:
-        merged: dict[str, Row_] = {}
-        for row in rows:
-            seen = merged.get(row.email)
-            if seen is None:
-                merged[row.email] = row
-                continue
-            seen.name = seen.name or row.name
-            seen.tags = list(dict.fromkeys([*seen.tags, *row.tags]))
-            seen.lists = list(dict.fromkeys([*seen.lists, *row.lists]))
-        return merged
-
-    def _people(self, merged: dict[str, Row_]) -> dict[str, int]:
-        emails = list(merged)
-        found = {
-            email: (id_, name)
-            for id_, email, name in self.session.execute(
-                select(Subscriber.id, Subscriber.email, Subscriber.name).where(
-                    Subscriber.email.in_(emails)
-                )
-            )
-        }
-        new = [
-            {"email": e, "name": merged[e].name, "created_at": self.now}
-            for e in emails
-            if e not in found
-        ]
-        if new:
-            self.session.execute(insert(core(Subscriber)), new)
-            self.report.new_subscribers += len(new)
-        named = [
-            {"id": id_, "name": merged[e].name}
-            for e, (id_, name) in found.items()
-            if merged[e].name and not name
-        ]
-        if named:
-            self.session.execute(update(Subscriber), named)
-        rows = self.session.execute(
-            select(Subscriber.id, Subscriber.email).where(Subscriber.email.in_(emails))
-        )
-        return {email: id_ for id_, email in rows}
-
-    def _tags(self, merged: dict[str, Row_], people: dict[str, int]) -> None:
-        wanted = {(people[e], t) for e, row in merged.items() for t in row.tags}
-        if not wanted:
-            return
-        have = {
-            (sid, tag)
-            for sid, tag in self.session.execute(
-                select(SubscriberTag.subscriber_id, SubscriberTag.tag).where(
-                    SubscriberTag.subscriber_id.in_({sid for sid, _ in wanted})
-                )
-            )
-        }
-        new = [{"subscriber_id": sid, "tag": tag} for sid, tag in wanted - have]
-        if new:
-            self.session.execute(insert(core(SubscriberTag)), new)
-
-    def _subscriptions(self, merged: dict[str, Row_], people: dict[str, int]) -> None:
-        pairs = {
-            (people[e], self.list_ids[s]): merged[e] for e, row in merged.items() for s in row.lists
-        }
-        existing = self._existing(pairs)
-        status = Status.CONFIRMED if self.confirmed else Status.PENDING
-        kind = ConsentKind.IMPORTED if self.confirmed else ConsentKind.REQUESTED
-        origin = Origin("import", "admin")
-        new, moved, events = [], [], []
-        slug_of = {v: k for k, v in self.list_ids.items()}
-        for (sid, lid), row in pairs.items():
-            current = existing.get((sid, lid))
-            if current is None:
-                new.append(
-                    {
-                        "subscriber_id": sid,
-                        "list_id": lid,
-                        "status": status,
-                        "created_at": self.now,
-                        "updated_at": self.now,
-                    }
-                )
-            elif current.status == Status.PENDING and self.confirmed:
-                moved.append({"id": current.id, "status": status, "updated_at": self.now})
-            elif current.status in (Status.CONFIRMED, Status.PENDING):
-                self.report.unchanged += 1
-                continue
-            else:
-                self.report.skipped.append(
-                    Problem(
-                        self.file,
-                        row.line,
-                        f"skipped for {slug_of[lid]}: {current.status} on "
-                        f"{current.updated_at:%Y-%m-%d} (only the person can subscribe again)",
-                    )
-                )
-                continue
-            events.append(
-                consent.event_row(
-                    kind,
-                    subscriber_id=sid,
-                    list_id=lid,
-                    origin=origin,
-                    now=self.now,
-                    consent_text_id=self.text_id,
-                    detail=f"from {self.file}",
-                )
-            )
-        if new:
-            self.session.execute(insert(core(Subscription)), new)
-        if moved:
-            self.session.execute(update(Subscription), moved)
-        consent.record_many(self.session, events)
-        self.report.subscribed += len(new) + len(moved)
-        if self.welcome and self.confirmed:
-            moved_ids = {r["id"] for r in moved}
-            owed = [k for k in pairs if k not in existing or existing[k].id in moved_ids]
-            self.report.welcomes += welcomes.owe(self.session, self.site, owed, self.now)
-
-    def _existing(self, pairs: dict[tuple[int, int], Row_]) -> dict[tuple[int, int], Any]:
-        if not pairs:
-            return {}
-        query = select(
-            Subscription.id,
-            Subscription.subscriber_id,
-            Subscription.list_id,
-            Subscription.status,
-            Subscription.updated_at,
-        ).where(Subscription.subscriber_id.in_({sid for sid, _ in pairs}))
-        return {(r.subscriber_id, r.list_id): r for r in self.session.execute(query)}
 
 
 def export(site: Site, list_slug: str | None = None) -> Iterator[dict[str, str]]:

@@ -12,16 +12,16 @@ import base64
 import hashlib
 import json
 import logging
+import mimetypes
 import re
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -29,57 +29,54 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
 from newsroom import tokens
 from newsroom.clock import Clock, utcnow
+from newsroom.compose import templating
 from newsroom.errors import ConfigError, NewsroomError
 from newsroom.mail.smtp import RelayError
 from newsroom.people import consent, lists, preferences, subscribers
 from newsroom.site import Site
-from newsroom.web import feeds
+from newsroom.web import feeds, pages
 from newsroom.web.archive import Archive, Published
 from newsroom.web.groupcommit import GroupCommit
-from newsroom.web.security import CSP, CSP_HEADER, ClientLimit, FormGuard, SecurityHeaders
+from newsroom.web.security import CSP_HEADER, ClientLimit, FormGuard, SecurityHeaders
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-TEMPLATES = Environment(
-    loader=PackageLoader("newsroom", "templates"),
-    autoescape=select_autoescape(["html"]),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 ONE_CLICK = ("List-Unsubscribe", "One-Click")  # RFC 8058 section 3.1: the POST body's one field
 ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
 URLENCODED = "application/x-www-form-urlencoded"
 
 
-def stylesheet() -> str:
-    return resources.files("newsroom").joinpath("templates/web/site.css").read_text("utf-8")
+def stylesheet(site: Site) -> str:
+    """/style.css: the web side's one stylesheet (the site's templates/web/site.css, or ours),
+    in the site's theme colours."""
+    config = site.config
+    root = urlsplit(config.text("site.base_url")).path.rstrip("/")
+    return templating.render(config, "web/site.css", theme=config.theme.context(root))
 
 
 class Pages:
-    """The site's own pages, rendered with what every page shows (name, language, links)."""
+    """The site's own pages (its templates/ first), rendered with what every page shows (name,
+    language, links: pages.base_context)."""
 
     def __init__(self, site: Site) -> None:
-        config = site.config
-        self.root = urlsplit(config.text("site.base_url")).path.rstrip("/")
-        self.base = {
-            "lang": config.text("site.lang"),
-            "site_name": config.text("site.name"),
-            "description": config.text("site.description"),
-            "postal_address": config.text("site.postal_address"),
-            "root": self.root,
-            "csp": CSP,
-            "token_page": False,
-        }
+        self.config = site.config
+        self.base = pages.base_context(site.config)
+        self.root = str(self.base["root"])
 
     def html(self, name: str, **context: Any) -> str:
-        return TEMPLATES.get_template(f"web/{name}.html").render({**self.base, **context})
+        return templating.render(self.config, f"web/{name}.html", **{**self.base, **context})
 
     def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(self.html(name, **context), status_code=status)
@@ -97,7 +94,8 @@ class Web:
         self.pages = Pages(site)
         self.guard = FormGuard(site.config)
         self.limiter = ClientLimit(site.config.text("web.subscribe_rate"))
-        self.style = stylesheet()
+        self.style = stylesheet(site)
+        self.theme_files = site.config.theme.files()
         self.archive = Archive(site, clock)
         # One-click unsubscribes arriving together share a transaction; on SQLite in the event
         # loop when the write lock is free, else in a thread (groupcommit.py).
@@ -152,20 +150,15 @@ class Web:
     ) -> Response:
         cookie = self.guard.cookie_value(request.cookies.get(FormGuard.COOKIE))
         public = await run_in_threadpool(preferences.public_lists, self.site)
-        response = self.pages.page(
-            name,
-            status,
-            lists=public,
-            form_token=self.guard.field(cookie, self.clock()),
-            consent_text=consent.site_consent_text(self.site.config),
-            error=error,
-            values={
-                "email": values.get("email", "") if values else "",
-                "name": values.get("name", "") if values else "",
-                "lists": values.getlist("lists") if values else [],
-            },
-            **context,
-        )
+        form = pages.form_context(self.site.config, public, self.guard.field(cookie, self.clock()))
+        form["error"] = error
+        if values:
+            form["values"] = {
+                "email": values.get("email", ""),
+                "name": values.get("name", ""),
+                "lists": values.getlist("lists"),
+            }
+        response = self.pages.page(name, status, **form, **context)
         response.set_cookie(
             FormGuard.COOKIE,
             cookie,
@@ -443,6 +436,16 @@ class Web:
             raise HTTPException(404)
         return Response(data, media_type="text/calendar; charset=utf-8")
 
+    async def image(self, request: Request) -> Response:
+        address = f"images/{request.path_params['digest']}/{request.path_params['name']}"
+        found = await run_in_threadpool(self.archive.image, address)
+        if found is None:
+            raise HTTPException(404)
+        path, media_type = found
+        # The address changes with the content (images.py): a cache may keep it for ever.
+        immutable = {"Cache-Control": "public, max-age=31536000, immutable"}
+        return FileResponse(path, media_type=media_type, headers=immutable)
+
     async def _published(self, request: Request) -> Published:
         found = await run_in_threadpool(self.archive.get, request.path_params["slug"])
         if found is None:
@@ -475,6 +478,14 @@ class Web:
             media_type="text/css",
             headers={"Cache-Control": "public, max-age=3600"},
         )
+
+    async def theme_file(self, request: Request) -> Response:
+        """The logo and the link icons that emails and pages show (theme.py: why from here)."""
+        data = self.theme_files.get(request.url.path.removeprefix(self.pages.root).lstrip("/"))
+        if data is None:
+            raise HTTPException(404)
+        kind = mimetypes.guess_type(request.path_params["name"])[0] or "application/octet-stream"
+        return Response(data, media_type=kind, headers={"Cache-Control": "public, max-age=86400"})
 
     async def health(self, request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -567,10 +578,13 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/preferences/{token}", web.preferences, methods=["GET", "POST"]),
         Route("/issues/{slug}/", web.issue, methods=["GET"]),
         Route("/issues/{slug}/{name}.ics", web.ics, methods=["GET"]),
+        Route("/images/{digest}/{name}", web.image, methods=["GET"]),
         Route("/feed.xml", web.rss, methods=["GET"]),
         Route("/atom.xml", web.atom, methods=["GET"]),
         Route("/lists/{slug}/feed.xml", web.list_feed, methods=["GET"]),
         Route("/style.css", web.stylesheet, methods=["GET"]),
+        Route("/theme/{name}", web.theme_file, methods=["GET"]),
+        Route("/theme/icons/{name}", web.theme_file, methods=["GET"]),
         Route("/healthz", web.health, methods=["GET"]),
     ]
 
@@ -580,6 +594,7 @@ def create_app(site: Site, *, clock: Clock = utcnow) -> Starlette:
     first, so a misconfigured site fails at start-up with one clear line."""
     site.config.secret_key  # noqa: B018 -- raises ConfigError naming the setting when unset
     lists.sync(site)
+    pages.refuse_broken(site, clock())  # a mistake in the site's templates/, at its line
     web = Web(site, clock)
     app = Starlette(
         routes=routes(web),
@@ -590,19 +605,21 @@ def create_app(site: Site, *, clock: Clock = utcnow) -> Starlette:
     return app
 
 
-def static_files(site: Site, now: datetime) -> dict[str, bytes]:
+def static_files(site: Site, now: datetime) -> dict[str, bytes | Path]:
     """The public part of the web side as files (`newsroom build`): index, issue pages and their
-    calendar files, feeds, per-list feeds, the stylesheet. The subscribe form itself stays on
-    `newsroom serve` (it needs a CSRF cookie): the static index links to /subscribe."""
+    calendar files, feeds, per-list feeds, the stylesheet, the images' copies (files in the
+    site's image cache), the theme's logo and icons. The subscribe form itself stays on `newsroom serve` (it needs a CSRF
+    cookie): the static index links to /subscribe."""
+    pages.refuse_broken(site, now)  # a mistake in the site's templates/, at its line
     archive = Archive(site, lambda: now)
-    pages = Pages(site)
     issues = archive.issues()
     config = site.config
-    files = {
-        "index.html": pages.html("index", issues=issues, dynamic=False).encode(),
-        "style.css": stylesheet().encode(),
+    files: dict[str, bytes | Path] = {
+        "index.html": Pages(site).html("index", issues=issues, dynamic=False).encode(),
+        "style.css": stylesheet(site).encode(),
         "feed.xml": feeds.rss(config, issues),
         "atom.xml": feeds.atom(config, issues),
+        **config.theme.files(),  # the logo and icons emails show, at site.base_url
     }
     for published in issues:
         files[f"issues/{published.slug}/index.html"] = published.page_html.encode()
@@ -612,4 +629,5 @@ def static_files(site: Site, now: datetime) -> dict[str, bytes]:
         path = f"lists/{row.slug}/feed.xml"
         sent = archive.sent_to(row.slug)
         files[path] = feeds.rss(config, sent, f"/{path}", row.name)
+    files |= archive.image_files()
     return files

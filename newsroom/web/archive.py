@@ -7,13 +7,17 @@ draft and appears nowhere. Only the public variant is ever used (rendering.py le
 `private` and `only` blocks, join links and merge fields). A list's welcome issue (`welcome` in
 lists.toml) is an email to someone who has just joined, never published: a feed's readers
 have not just joined anything.
+
+The images every correct issue names are published too, drafts' included: an email can go out
+before its issue's publication instant, and its pictures must show then. Their addresses carry
+a digest of their content (images.py), so nobody finds a draft's picture by guessing its name.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -21,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from newsroom import segments
-from newsroom.compose import blocks, calendar, markup, rendering
+from newsroom.compose import blocks, calendar, images, markup, rendering
 from newsroom.compose.issues import Issue, load_all, load_issue, shown_path, slug_problems
 from newsroom.compose.markup import fill_public
 from newsroom.compose.rendering import Audience
@@ -80,6 +84,8 @@ class Archive:
         self.clock = clock
         self._signature: tuple[tuple[str, int, int], ...] | None = None
         self._all: list[Published] = []
+        self._pictures: dict[str, images.Picture] = {}  # address -> picture, every issue's
+        self.cache = site.root / images.CACHE
 
     def issues(self) -> list[Published]:
         """Published issues, newest first."""
@@ -99,15 +105,42 @@ class Archive:
         slugs = sent_to(self.site, list_slug)
         return [p for p in self.issues() if p.slug in slugs]
 
+    def image(self, address: str) -> tuple[Path, str] | None:
+        """The file to answer /ADDRESS with (made once, kept in the cache) and its media type,
+        or None when no correct issue names such an image."""
+        self.issues()  # brings the pictures up to date
+        picture = self._pictures.get(address)
+        if picture is None:
+            return None
+        try:
+            return images.publish(picture, self.cache)[address], picture.media_type
+        except NewsroomError as exc:  # changed since, or cannot be decoded: the rest is served
+            log.warning("image not published: %s", exc)
+            return None
+
+    def image_files(self) -> dict[str, Path]:
+        """Every picture's published copies (address -> file in the cache), made if need be."""
+        self.issues()
+        files: dict[str, Path] = {}
+        for picture in dict.fromkeys(self._pictures.values()):
+            files |= images.publish(picture, self.cache)
+        return files
+
     def _files(self) -> tuple[tuple[str, int, int], ...]:
+        """What the rendered archive depends on: each file in issues/ and each picture."""
         folder = self.site.issues_dir
         if not folder.is_dir():
             return ()
         found = []
-        for path in [*sorted(folder.iterdir()), self.site.lists_file]:  # lists.toml: welcomes
-            if path.is_file():
+        paths = [p for p in sorted(folder.iterdir()) if p.is_file()]
+        paths.append(self.site.lists_file)  # lists.toml: which issues are welcomes
+        for path in [*paths, *sorted({p.path for p in self._pictures.values()})]:
+            try:
                 info = path.stat()
-                found.append((path.name, info.st_mtime_ns, info.st_size))
+            except OSError:  # a picture since deleted
+                found.append((str(path), 0, -1))
+                continue
+            found.append((str(path), info.st_mtime_ns, info.st_size))
         return tuple(found)
 
     def _load(self) -> list[Published]:
@@ -132,6 +165,12 @@ class Archive:
                 log.warning("not published: %s", str(exc).splitlines()[0])
             except Exception:  # a bug of ours: the rest of the archive is still served
                 log.exception("not published: %s", shown_path(path, config))
+        self._pictures = {
+            copy.address: picture
+            for published in found
+            for picture in published.issue.images.values()
+            for copy in picture.copies()
+        }
         return sorted(found, key=lambda p: (p.issue.published, p.slug), reverse=True)
 
 
@@ -140,7 +179,8 @@ def sent_to(site: Site, list_slug: str) -> set[str]:
     with transaction(site.engine) as session:
         rows = session.execute(
             select(Mailing.issue_slug, Mailing.expression).where(
-                Mailing.status != MailingStatus.CANCELLED
+                Mailing.status != MailingStatus.CANCELLED,
+                Mailing.frozen_at.is_not(None),  # a scheduled mailing has not gone to it yet
             )
         ).all()
     return {slug for slug, expression in rows if list_slug in addressed(expression)}
@@ -186,9 +226,9 @@ def check_out_folder(out: Path) -> None:
         )
 
 
-def build(site: Site, out: Path, files: dict[str, bytes]) -> BuildReport:
-    """Write FILES (relative path -> bytes) as the whole content of OUT, replacing the previous
-    build there."""
+def build(site: Site, out: Path, files: Mapping[str, bytes | Path]) -> BuildReport:
+    """Write FILES (relative path -> bytes, or a file to copy) as the whole content of OUT,
+    replacing the previous build there."""
     check_out_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     for child in out.iterdir():  # only a folder with our marker gets here
@@ -200,7 +240,10 @@ def build(site: Site, out: Path, files: dict[str, bytes]) -> BuildReport:
     for relative, data in files.items():
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        if isinstance(data, Path):
+            shutil.copyfile(data, path)  # an image copy: copied from the cache, never held
+        else:
+            path.write_bytes(data)
     issues = sum(1 for name in files if name.startswith("issues/") and name.endswith("index.html"))
     return BuildReport(out, issues, len(files))
 

@@ -110,7 +110,7 @@ class Preview:
     def __init__(self, root: Path, path: Path, address: str | None, clock: Clock) -> None:
         self.root, self.path, self.address, self.clock = root, path.resolve(), address, clock
         self._lock = threading.Lock()
-        self._named: list[Path] = []  # the files the issue read last time (supporters lists)
+        self._named: list[Path] = []  # the files read last time: supporters, images, logo
         self._shown: Shown | None = None
 
     def _watched(self) -> list[Path]:
@@ -168,10 +168,15 @@ class Preview:
             issue = issues.load_issue(self.path, config)
         except ProblemsError as exc:
             raise ProblemsError([*exc.problems, *clash]) from None
+        logo = config.theme.logo
         self._named = [
-            self.path.parent / b.data.source
-            for b in issue.blocks
-            if isinstance(b.data, blocks.Supporters) and b.data.source
+            *(
+                self.path.parent / b.data.source
+                for b in issue.blocks
+                if isinstance(b.data, blocks.Supporters) and b.data.source
+            ),
+            *(picture.path for picture in issue.images.values()),  # issues/images/…
+            *([logo.path] if logo is not None else []),  # the theme's logo file
         ]
         known = lists.read_lists(site.lists_file)
         wrong = [*preflight.unknown_lists(issue, shown, known), *clash]

@@ -1,7 +1,7 @@
 """welcome emails: the welcomes owed and given, mailings of a kind, deliveries added later
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-04 10:00:00.000000
 
 Issue #16, item 3: a list may name a welcome issue, sent once to each person confirmed on it.
@@ -19,8 +19,8 @@ from alembic import op
 
 import newsroom.models
 
-revision = "0004"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
