@@ -166,7 +166,7 @@ def init(state: State, folder: Path | None, name: str | None) -> None:
 
 @main.group(cls=Group)
 def db() -> None:
-    """The database: migrations.
+    """The database: migrations, backups, and the move from SQLite to PostgreSQL.
 
     \b
     Example:
@@ -190,6 +190,54 @@ def upgrade(state: State) -> None:
         click.echo(f"applied {', '.join(applied)}; the database is at {applied[-1]}")
     else:
         click.echo(f"the database is up to date ({database.head_revision()})")
+
+
+@db.command(name="copy")
+@click.option("--to", "to", required=True, metavar="URL", help="An empty PostgreSQL database.")
+@pass_state
+def copy_database(state: State, to: str) -> None:
+    """Copy this SQLite site's database into an empty PostgreSQL database, in one transaction.
+
+    Stop newsroom first (serve, worker, cron jobs): what changes after the copy began is not
+    in it. The target gets the schema, every row with its id, and its counts checked.
+
+    \b
+    Example:
+      newsroom db copy --to postgresql+psycopg://newsroom@db.example.org/newsroom
+    """
+    from newsroom import dbcopy
+
+    report = dbcopy.copy(
+        state.site.engine, to, progress=lambda t, n: click.echo(f"{t:20} {n:>9,} rows")
+    )
+    total = sum(report.counts.values())
+    click.echo(
+        f"copied {total:,} rows in {len(report.counts)} tables into {report.target}; the counts match."
+    )
+    click.echo(
+        "Next: point the site at it, in newsroom.toml ([database] url = ...) or the environment:"
+    )
+    click.echo(f"  NEWSROOM_DATABASE_URL={report.target}  (with the password you gave)")
+    click.echo("and keep the SQLite file as a backup until the site runs well on PostgreSQL.")
+
+
+@db.command(name="backup")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@pass_state
+def backup_database(state: State, file: Path, force: bool) -> None:
+    """Write a consistent copy of the site's SQLite database to FILE, while newsroom runs.
+
+    To restore: stop newsroom, copy FILE over the database file, start newsroom.
+
+    \b
+    Example:
+      newsroom db backup backups/newsroom-$(date +%F).db
+    """
+    from newsroom import dbcopy
+
+    size = dbcopy.backup(state.site.engine, file, force=force)
+    click.echo(f"backed up the database to {file} ({size:,} bytes)")
 
 
 @main.command(name="settings")

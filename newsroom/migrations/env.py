@@ -4,11 +4,21 @@ from alembic import context
 
 from newsroom.models import Base
 
-engine = context.config.attributes["engine"]
-with engine.begin() as connection:
+
+def run(connection):  # type: ignore[no-untyped-def]
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
     )
     context.run_migrations()
+
+
+# `db copy` gives a connection in its own transaction, to commit the schema with the rows or
+# neither (issue #17, item 5); every other caller gives the engine.
+shared = context.config.attributes.get("connection")
+if shared is not None:
+    run(shared)
+else:
+    with context.config.attributes["engine"].begin() as connection:
+        run(connection)
