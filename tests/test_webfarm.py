@@ -108,7 +108,9 @@ def test_two_requests_at_once_to_two_servers_send_one_confirmation(
         for address in addresses:  # each one posted to both servers at the same moment
             together = threading.Barrier(2)
 
-            def send(server: Server, address: str = address) -> int:
+            def send(
+                server: Server, address: str = address, together: threading.Barrier = together
+            ) -> int:
                 together.wait()
                 return post(browser, server, token, address).status_code
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import bindparam, insert, or_, select, update
@@ -527,7 +528,7 @@ def unsubscribe_by_tokens(
     TokenError of a token that is not valid, which changes nothing and stops nothing else.
     Without WAIT, raises database.Busy at once if SQLite's write lock is taken."""
     answers: list[list[str] | tokens.TokenError] = []
-    payloads: list[dict[str, object]] = []
+    payloads: list[dict[str, Any]] = []
     for request in requests:
         try:
             payloads.append(tokens.read(site.config, "unsubscribe", request.token, now=request.now))
@@ -549,12 +550,12 @@ def unsubscribe_by_tokens(
     return answers
 
 
-def _subscriber_of(payload: dict[str, object]) -> int:
+def _subscriber_of(payload: dict[str, Any]) -> int:
     person = payload.get("s")
     return person if isinstance(person, int) else -1
 
 
-def _leave(raw: Raw, request: Leaving, payload: dict[str, object]) -> list[str]:
+def _leave(raw: Raw, request: Leaving, payload: dict[str, Any]) -> list[str]:
     now = request.now
     person, chosen, mailing = payload.get("s"), payload.get("l"), payload.get("m")
     # The digest of address and token key: a subscriber id can be reused after an erasure,

@@ -61,15 +61,13 @@ class ClientWindows:
             if room < 1:
                 return False
             ends = datetime.fromtimestamp((index + 1) * self.window, UTC)
-            statement = insert(ClientWindow).values(
-                key=self.key(client, index), ends_at=ends, count=1
-            )
-            statement = statement.on_conflict_do_update(
+            row = insert(ClientWindow).values(key=self.key(client, index), ends_at=ends, count=1)
+            counted = row.on_conflict_do_update(
                 index_elements=[ClientWindow.key],
                 set_={"count": ClientWindow.count + 1},
                 where=ClientWindow.count < room,
             ).returning(ClientWindow.count)
-            return conn.execute(statement).first() is not None
+            return conn.execute(counted).first() is not None
 
     def retry_after(self, client: str, now: float) -> int:
         """Seconds until CLIENT may try again, if it sends nothing meanwhile."""
