@@ -288,10 +288,10 @@ class ProcessedReport(Base):
 
 
 class ClientWindow(Base):
-    """How many subscribe requests one client made in one window of `web.subscribe_rate`, for
-    the limit several web servers share on PostgreSQL (issue #17). The key is a keyed hash of
-    the client's address and the window, never the address: rows of different windows cannot
-    be linked to each other or to anyone, and a row goes once the window after it has ended."""
+    """How many subscribe requests one client made in one slot (a sixtieth) of the window of
+    `web.subscribe_rate`, for the limit several web servers share on PostgreSQL (issue #17). The
+    key is a keyed hash of the client's address and the slot, never the address: two rows cannot
+    be linked to each other or to anyone. ENDS_AT: when the slot stops counting (the row goes)."""
 
     __tablename__ = "client_windows"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -7,6 +7,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,7 @@ from newsroom.models import (
 )
 from newsroom.people import subscribers
 from newsroom.site import Site
+from newsroom.web.clientwindows import ClientWindows
 from tests.conftest import POSTGRES_URL
 from tests.smtpserver import TestSMTPServer
 from tests.webserver import Server, start
@@ -170,3 +172,40 @@ def test_one_click_groups_committed_by_both_servers_at_once(servers: Servers, si
             .where(ConsentEvent.kind == ConsentKind.UNSUBSCRIBED)
         )
     assert left == 30  # each left once: the second click changed nothing
+
+
+T0 = datetime(2026, 3, 2, 9, 0, 30, tzinfo=UTC).timestamp()
+
+
+def test_a_client_window_slides_and_its_rows_go(site: Site) -> None:
+    limit = ClientWindows(site, "3/hour")
+    minute = 60.0
+    assert [limit.allow("192.0.2.7", T0 + m * minute) for m in (0, 20, 40, 50)] == [
+        True,
+        True,
+        True,
+        False,  # a refused request is not counted
+    ]
+    assert limit.retry_after("192.0.2.7", T0 + 50 * minute) == 10 * minute - 30  # T0's slot
+    assert limit.allow("198.51.100.1", T0 + 50 * minute)  # another client, its own count
+    assert limit.allow("192.0.2.7", T0 + 60 * minute)  # the first request no longer counts
+    assert not limit.allow("192.0.2.7", T0 + 61 * minute)
+    with transaction(site.engine) as session:
+        keys = session.scalars(select(ClientWindow.key)).all()  # the first row has gone
+    assert len(keys) == 4 and not any("192.0.2" in k or "198.51" in k for k in keys)
+    assert limit.allow("192.0.2.7", T0 + 3 * 60 * minute)  # a later slot sweeps the old rows
+    with transaction(site.engine) as session:
+        assert session.scalars(select(ClientWindow.count)).all() == [1]
+
+
+def test_a_clients_last_place_is_taken_once_by_many_at_once(site: Site) -> None:
+    limits = [ClientWindows(site, "5/minute") for _ in range(2)]  # two servers' limiters
+    together = threading.Barrier(20)
+
+    def ask(n: int) -> bool:
+        together.wait()
+        return limits[n % 2].allow("203.0.113.9", T0)
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(ask, range(20)))
+    assert answers.count(True) == 5

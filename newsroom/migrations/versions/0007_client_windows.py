@@ -6,8 +6,9 @@ Create Date: 2026-12-02 04:40:00.000000
 
 Issue #17, item 2: with two `newsroom serve` processes on one PostgreSQL, a client's subscribe
 requests are counted in the database rather than in each process's memory. One row per client
-and window of `web.subscribe_rate`, keyed by a keyed hash of both (never the IP address); the
-web side deletes a row once the window after it has ended (web/clientwindows.py).
+and slot (a sixtieth of the window of `web.subscribe_rate`), keyed by a keyed hash of both
+(never the IP address); the web side deletes a row once it no longer counts
+(web/clientwindows.py).
 """
 
 import sqlalchemy as sa
