@@ -326,3 +326,15 @@ class ProcessedReport(Base):
     outcome: Mapped[str] = mapped_column(String(40))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ClientWindow(Base):
+    """How many subscribe requests one client made in one slot (a sixtieth) of the window of
+    `web.subscribe_rate`, for the limit several web servers share on PostgreSQL (issue #17). The
+    key is a keyed hash of the client's address and the slot, never the address: two rows cannot
+    be linked to each other or to anyone. ENDS_AT: when the slot stops counting (the row goes)."""
+
+    __tablename__ = "client_windows"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    count: Mapped[int] = mapped_column(Integer)

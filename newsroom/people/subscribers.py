@@ -12,9 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsroom import tokens
@@ -215,11 +217,9 @@ def add(
 def _person(
     session: Session, email: str, name: str, tags: Sequence[str], now: datetime
 ) -> Subscriber:
-    person = get(session, email)
+    person = _locked(session, email)
     if person is None:
-        person = Subscriber(email=email, name=name, created_at=now)
-        session.add(person)
-        session.flush()
+        person = _new_person(session, email, name, now)
     elif name and not person.name:
         person.name = name
     have = set(
@@ -228,6 +228,35 @@ def _person(
     for tag in tags:
         if tag not in have:
             session.add(SubscriberTag(subscriber_id=person.id, tag=tag))
+    return person
+
+
+def _locked(session: Session, email: str) -> Subscriber | None:
+    """The subscriber with EMAIL, its row locked until the commit (SELECT ... FOR UPDATE on
+    PostgreSQL; SQLite has one writer at a time anyway): two requests for one address, on two
+    web servers at once, take their turns, and the second sees confirmation_sent_at as the
+    first left it (at most one confirmation a day, issue #17, item 2)."""
+    query = select(Subscriber).where(Subscriber.email == email).with_for_update()
+    return session.scalars(query.execution_options(populate_existing=True)).first()
+
+
+def _new_person(session: Session, email: str, name: str, now: datetime) -> Subscriber:
+    """A new subscriber row, or, if another transaction added the address meanwhile (the insert
+    waited for it, then broke the unique email), theirs, locked."""
+    person = Subscriber(email=email, name=name, created_at=now)
+    if session.get_bind().dialect.name != "postgresql":
+        session.add(person)
+        session.flush()
+        return person
+    try:
+        with session.begin_nested():  # a savepoint: the duplicate undoes this insert only
+            session.add(person)
+            session.flush()
+    except IntegrityError:
+        found = _locked(session, email)
+        if found is None:  # added and erased again meanwhile
+            raise
+        return found
     return person
 
 
@@ -344,6 +373,7 @@ def confirm(
     origin = Origin("web", "link", ip, user_agent)
     with transaction(site.engine) as session:
         person = token_person(session, payload, "confirm")
+        session.refresh(person, with_for_update=True)  # two clicks at once: one records it
         result = ConfirmResult(person.email, [], [])
         confirmed: list[tuple[int, int]] = []
         for sub, slug in subscriptions_of(session, person.id, payload.get("l")):
@@ -375,6 +405,7 @@ def resend_confirmation(site: Site, token: str, *, now: datetime) -> bool:
     payload = tokens.read(site.config, "confirm", token, now=now, allow_expired=True)
     with transaction(site.engine) as session:
         person = token_person(session, payload, "confirm")
+        session.refresh(person, with_for_update=True)  # one resend, whichever server asks
         pending = [
             s for s, _ in subscriptions_of(session, person.id, None) if s.status == Status.PENDING
         ]
@@ -519,18 +550,35 @@ def unsubscribe_by_tokens(
     TokenError of a token that is not valid, which changes nothing and stops nothing else.
     Without WAIT, raises database.Busy at once if SQLite's write lock is taken."""
     answers: list[list[str] | tokens.TokenError] = []
+    payloads: list[dict[str, Any]] = []
+    for request in requests:
+        try:
+            payloads.append(tokens.read(site.config, "unsubscribe", request.token, now=request.now))
+        except tokens.TokenError as exc:
+            payloads.append({})
+            answers.append(exc)
+        else:
+            answers.append([])
+    # Rows are locked in subscriber order, whatever order the requests came in: two web servers
+    # committing groups at once wait for each other rather than deadlock (issue #17, item 2).
+    order = sorted(range(len(requests)), key=lambda i: _subscriber_of(payloads[i]))
     with raw_transaction(site.engine, wait=wait) as raw:
-        for request in requests:
-            try:
-                answers.append(_leave(site, raw, request))
-            except tokens.TokenError as exc:
-                answers.append(exc)
+        for i in order:
+            if not isinstance(answers[i], tokens.TokenError):
+                try:
+                    answers[i] = _leave(raw, requests[i], payloads[i])
+                except tokens.TokenError as exc:
+                    answers[i] = exc
     return answers
 
 
-def _leave(site: Site, raw: Raw, request: Leaving) -> list[str]:
+def _subscriber_of(payload: dict[str, Any]) -> int:
+    person = payload.get("s")
+    return person if isinstance(person, int) else -1
+
+
+def _leave(raw: Raw, request: Leaving, payload: dict[str, Any]) -> list[str]:
     now = request.now
-    payload = tokens.read(site.config, "unsubscribe", request.token, now=now)
     person, chosen, mailing = payload.get("s"), payload.get("l"), payload.get("m")
     # The digest of address and token key: a subscriber id can be reused after an erasure,
     # even by the same address, its old links not.

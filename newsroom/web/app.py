@@ -48,6 +48,7 @@ from newsroom.people import consent, lists, preferences, subscribers
 from newsroom.site import Site
 from newsroom.web import feeds, pages
 from newsroom.web.archive import Archive, Published
+from newsroom.web.clientwindows import ClientWindows
 from newsroom.web.groupcommit import GroupCommit
 from newsroom.web.security import CSP_HEADER, ClientLimit, FormGuard, SecurityHeaders
 
@@ -93,7 +94,11 @@ class Web:
         self.clock = clock
         self.pages = Pages(site)
         self.guard = FormGuard(site.config)
-        self.limiter = ClientLimit(site.config.text("web.subscribe_rate"))
+        # One server on SQLite keeps the limit in memory; on PostgreSQL, where several servers
+        # may share the site, in the database (issue #17, item 2).
+        rate = site.config.text("web.subscribe_rate")
+        self.shared = site.engine.dialect.name == "postgresql"
+        self.limiter = ClientWindows(site, rate) if self.shared else ClientLimit(rate)
         self.style = stylesheet(site)
         self.theme_files = site.config.theme.files()
         self.archive = Archive(site, clock)
@@ -182,13 +187,13 @@ class Web:
                 form,
             )
         client = _client(request)
-        if not self.limiter.allow(client, now.timestamp()):
+        if not await self._allowed(client, now.timestamp()):
             response = self.pages.message(
                 "Too many requests",
                 "Too many subscribe requests came from your network. Please try again later.",
                 429,
             )
-            response.headers["Retry-After"] = str(self.limiter.retry_after(client, now.timestamp()))
+            response.headers["Retry-After"] = str(await self._retry_after(client, now.timestamp()))
             return response
         if form.get("website"):  # the honeypot: hidden from people, filled in by bots
             log.info("subscribe: honeypot filled, ignored")
@@ -209,6 +214,16 @@ class Web:
             self._subscribe, email, name, chosen, client, request.headers.get("user-agent"), now
         )
         return answer
+
+    async def _allowed(self, client: str, now: float) -> bool:
+        if self.shared:  # a query: not in the event loop
+            return await run_in_threadpool(self.limiter.allow, client, now)
+        return self.limiter.allow(client, now)
+
+    async def _retry_after(self, client: str, now: float) -> int:
+        if self.shared:
+            return await run_in_threadpool(self.limiter.retry_after, client, now)
+        return self.limiter.retry_after(client, now)
 
     async def _subscribe(
         self,
