@@ -1,7 +1,7 @@
 """client windows: the subscribe form's rate limit shared by several web servers
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-02 04:40:00.000000
 
 Issue #17, item 2: with two `newsroom serve` processes on one PostgreSQL, a client's subscribe
@@ -17,7 +17,7 @@ from alembic import op
 import newsroom.models
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
