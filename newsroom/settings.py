@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsroom import textfiles
 from newsroom import theme as themes
-from newsroom.errors import ConfigError
+from newsroom.errors import ConfigError, Problem
 
 CONFIG_FILE = "newsroom.toml"
 ENV_FILE = ".env"
@@ -333,6 +333,26 @@ def toml_error(exc: tomllib.TOMLDecodeError, text: str) -> tuple[int, str]:
     match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
     message = re.sub(r"\s*\(at (line|end).*\)", "", str(exc))
     return (int(match.group(1)) if match else max(1, len(text.splitlines()))), message
+
+
+def key_problems(
+    label: str, text: str, section: str, table: Mapping[str, Any], keys: Mapping[str, type]
+) -> list[Problem]:
+    """The keys of TOML table `[SECTION]` (in file LABEL, read from TEXT) that KEYS (name →
+    type) does not know, or whose value is of another type, each at its line: the one check of
+    lists.toml's and segments.toml's tables."""
+    problems = []
+    for key, value in table.items():
+        where = toml_line(text, section, key)
+        if key not in keys:
+            known = ", ".join(keys)
+            problems.append(
+                Problem(label, where, f"[{section}] unknown key {key!r}; known: {known}")
+            )
+        elif not isinstance(value, keys[key]):
+            kind = "true or false" if keys[key] is bool else "text in quotes"
+            problems.append(Problem(label, where, f"[{section}] {key} must be {kind}"))
+    return problems
 
 
 def toml_line(text: str, section: str, key: str | None) -> int:

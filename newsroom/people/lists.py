@@ -111,15 +111,7 @@ def _check_list(
                 f"(and not one of {', '.join(sorted(RESERVED))})",
             )
         )
-    for key, value in table.items():
-        where = settings.toml_line(text, slug, key)
-        if key not in KEYS:
-            problems.append(
-                Problem(label, where, f"[{slug}] unknown key {key!r}; known: {', '.join(KEYS)}")
-            )
-        elif not isinstance(value, KEYS[key]):
-            kind = "true or false" if KEYS[key] is bool else "text in quotes"
-            problems.append(Problem(label, where, f"[{slug}] {key} must be {kind}"))
+    problems.extend(settings.key_problems(label, text, slug, table, KEYS))
     if "name" not in table:
         problems.append(Problem(label, line, f'[{slug}] needs a name = "..."'))
     if table.get("opt_in", "double") not in OPT_IN:

@@ -85,14 +85,7 @@ def _check_table(
                 f"saved segment name {name!r} must be lower-case letters, digits and hyphens",
             )
         )
-    for key, value in table.items():
-        where = settings.toml_line(text, name, key)
-        if key not in KEYS:
-            problems.append(
-                Problem(label, where, f"[{name}] unknown key {key!r}; known: {', '.join(KEYS)}")
-            )
-        elif not isinstance(value, KEYS[key]):
-            problems.append(Problem(label, where, f"[{name}] {key} must be text in quotes"))
+    problems.extend(settings.key_problems(label, text, name, table, KEYS))
     if "expr" not in table:
         problems.append(
             Problem(label, line, f'[{name}] needs an expr = "..." (such as "tag:north")')
