@@ -7,9 +7,12 @@ It imports nothing heavy itself, so that the protection is in place before the i
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import os
 import signal
 import sys
+import threading
 
 INTERRUPTED = 128 + signal.SIGINT  # the status a shell reports for a command ended by Ctrl-C
 _pressed = False
@@ -23,6 +26,33 @@ def _on_interrupt(signum: int, frame: object) -> None:
     global _pressed
     _pressed = True
     raise KeyboardInterrupt
+
+
+def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """Python drops an exception raised in a finaliser (a weakref callback, `__del__`) with
+    "Exception ignored in …" and a traceback, and goes on. A Ctrl-C that lands there is not
+    noise to show but an interrupt lost: deliver it again, from another thread, so that it
+    lands where the program is once the finaliser is over."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _default_unraisable(unraisable)
+        return
+    try:
+        _redeliver()
+    except KeyboardInterrupt:  # the new one landed in here already: once more
+        _redeliver()
+
+
+def _redeliver() -> None:
+    main = threading.main_thread().ident
+    if main is None or _interrupted:
+        return
+    # The low-level start: threading.Thread.start() waits for the thread, and the signal it
+    # sends would land in that wait, still inside this hook.
+    with contextlib.suppress(RuntimeError):  # no new threads at interpreter shutdown
+        _thread.start_new_thread(signal.pthread_kill, (main, signal.SIGINT))
+
+
+_default_unraisable = sys.unraisablehook
 
 
 def pressed() -> bool:
@@ -49,6 +79,7 @@ def interrupted() -> None:
 
 def main(args: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, _on_interrupt)
+    sys.unraisablehook = _unraisable
     try:
         import click
 
