@@ -19,7 +19,8 @@ the other senders then wait through.
 
 On SQLite one sender runs at a time (senders.py) with its helpers on the same machine: they
 keep the rates in their own memory, each its part (`ratelimit.RateLimiter.from_config`), and
-never take the database's write lock to pace themselves.
+never take the database's write lock to pace themselves. (The reservation itself works on
+SQLite too, on SQLite's clock: the tests check its arithmetic on both databases.)
 """
 
 from __future__ import annotations
@@ -168,8 +169,8 @@ class SitePace:
         block = self.reserve(window.key, count, window.rate)
         answered = self.clock()
         # The database read its clock somewhere within the round trip, so the middle is off
-        # by at most half of it: keep the offset of the quickest round trip (a slow one, on a
-        # loaded machine, can take a tenth of a second), unless the clocks may have drifted
+        # by at most half of it: keep the offset of the quickest round trip (a slow one took
+        # 0.2 s on a loaded machine, in tests/test_sitepace.py's rate tests), unless the clocks may have drifted
         # apart by more since (DRIFT) than the new round trip is slower.
         rtt = answered - asked
         if self._offset is None or rtt <= self._offset[1] + DRIFT * (asked - self._offset[2]):
