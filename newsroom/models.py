@@ -338,3 +338,14 @@ class ClientWindow(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class SendWindow(Base):
+    """When the next message may go at one of the site's sending rates, kept for every sender
+    of the site together (issue #17): KEY is '' for `sending.rate`, a domain for its rate in
+    `sending.domain_rates`; FREE_AT is the first instant no sender has reserved yet, in seconds
+    since the epoch on the database's own clock (delivery/sitepace.py)."""
+
+    __tablename__ = "send_windows"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    free_at: Mapped[float] = mapped_column(Float)

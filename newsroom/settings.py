@@ -110,7 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("smtp", "password", str, "", "SMTP password", secret=True),
     S("smtp", "connections", int, 4, "SMTP connections open at once while sending", check=_positive),
     S("smtp", "timeout", float, 30.0, "Seconds to wait for the relay before giving up on a command", check=_positive),
-    S("sending", "rate", str, "600/minute", "Most messages a sender (with its helpers) sends per second, minute or hour", check=_rate),
+    S("sending", "rate", str, "600/minute", "Most messages the site sends per second, minute or hour, all its senders together", check=_rate),
     S("sending", "domain_rates", str, "", "Per-domain limits, e.g. 'gmail.com=100/minute, outlook.com=60/minute'"),
     S("sending", "retry_hours", float, 48.0, "How long deferred (4xx) deliveries are retried", check=_positive),
     S("sending", "max_consecutive_errors", int, 10, "Errors in a row that pause a mailing", check=_positive),

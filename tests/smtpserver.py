@@ -35,6 +35,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters (SMTPUTF8)
+    arrived: float = 0.0  # time.monotonic() when its data was taken (the rate tests' stamps)
 
     @property
     def message(self) -> EmailMessage:
@@ -215,6 +216,7 @@ class _Handler:
                     list(envelope.rcpt_tos),
                     content,
                     list(envelope.mail_options),
+                    time.monotonic(),
                 )
             )
         return "250 OK queued"

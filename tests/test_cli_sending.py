@@ -265,7 +265,7 @@ def test_two_workers_share_a_mailing_on_postgresql(
     if opened.engine.dialect.name == "sqlite":
         pytest.skip("on SQLite one sender runs at a time")
     monkeypatch.setenv("NEWSROOM_SENDING_BATCH", "20")
-    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "300/second")  # each
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "300/second")  # both together (sitepace.py)
     emails = subscribe(opened, 600)
     workers = [start_worker(), start_worker()]
     created = make_mailing(opened)

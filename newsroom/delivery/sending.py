@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 
 from newsroom import tokens
 from newsroom.database import transaction
-from newsroom.delivery import journal, letterhead, mailings, readiness
+from newsroom.delivery import journal, letterhead, mailings, readiness, sitepace
 from newsroom.delivery.changes import Changes
 from newsroom.delivery.letterhead import Letterhead
 from newsroom.delivery.mailings import Claimed, Result
@@ -48,7 +48,7 @@ from newsroom.mail.messages import (
     parse_sender,
     wire_address,
 )
-from newsroom.mail.ratelimit import RateLimiter, per_second
+from newsroom.mail.ratelimit import per_second
 from newsroom.mail.smtp import (
     FAIL,
     POLICY,
@@ -145,7 +145,7 @@ class Sender:
         self.rng = rng or random.Random()
         self.on_result = on_result
         self.wait_for_retries = wait_for_retries
-        self.pool = pool or Pool(site.config)
+        self.pool = pool or Pool(site.config, limiter=sitepace.limiter(self.engine, self.config))
         self.stopping = False
         self._stopped = asyncio.Event()  # set by stop(): wakes any wait, before or after run()
         self.journals = journal.folder(site.root)
@@ -154,8 +154,10 @@ class Sender:
 
     def share(self, processes: int) -> None:
         """This sender is one of PROCESSES sending the next mailing together (itself and its
-        helpers): it keeps to its part of `sending.rate` and the domain rates."""
-        self.pool.limiter = RateLimiter.from_config(self.config, share=processes)
+        helpers): on SQLite it keeps to its part of `sending.rate` and the domain rates, on
+        PostgreSQL to the site's, with every sender of the site (sitepace.py)."""
+        self.pool.limiter.close()
+        self.pool.limiter = sitepace.limiter(self.engine, self.config, share=processes)
 
     def stop(self) -> None:
         """Finish what is in flight, claim nothing more."""

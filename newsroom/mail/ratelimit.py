@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from newsroom.errors import ConfigError
 from newsroom.settings import Config, parse_rate
@@ -28,6 +29,15 @@ def domain_rates(text: str) -> dict[str, float]:
             raise ConfigError(f"sending.domain_rates: {item!r} must look like gmail.com=100/minute")
         rates[domain.strip().lower()] = per_second(rate, f"sending.domain_rates ({domain})")
     return rates
+
+
+class Limiter(Protocol):
+    """What a pool of connections awaits before each message (`smtp.Pool`): this process's
+    RateLimiter, or the site's pace kept in the database (delivery/sitepace.py)."""
+
+    async def wait(self, address: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Pace:
@@ -79,3 +89,6 @@ class RateLimiter:
         delay = self.delay(address)
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def close(self) -> None:
+        pass

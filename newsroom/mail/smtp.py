@@ -31,7 +31,7 @@ from aiosmtplib.email import extract_recipients
 
 from newsroom.errors import NewsroomError
 from newsroom.mail import asyncrun, dkim
-from newsroom.mail.ratelimit import RateLimiter
+from newsroom.mail.ratelimit import Limiter, RateLimiter
 from newsroom.settings import Config
 
 SENT, RETRY, FAIL, POLICY = "sent", "retry", "fail", "policy"
@@ -466,11 +466,11 @@ class Pool:
     """`smtp.connections` connections sending from one stream of messages, within the rate."""
 
     def __init__(
-        self, config: Config, *, connections: int | None = None, limiter: RateLimiter | None = None
+        self, config: Config, *, connections: int | None = None, limiter: Limiter | None = None
     ) -> None:
         self.config = config
         self.size = connections or config.integer("smtp.connections")
-        self.limiter = limiter or RateLimiter.from_config(config)
+        self.limiter: Limiter = limiter or RateLimiter.from_config(config)
         self.connections = [Connection(config) for _ in range(self.size)]
         self.stopping = False
         self.journal: Journal = NoJournal()
@@ -526,3 +526,4 @@ class Pool:
 
     async def close(self) -> None:
         await asyncio.gather(*(c.quit() for c in self.connections))
+        self.limiter.close()
