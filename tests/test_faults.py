@@ -129,3 +129,67 @@ def test_a_worker_killed_mid_mailing_leaves_its_claims_to_the_others(
     assert [e for e, n in got.items() if n > 1] == []  # nobody doubled
     assert set(emails) - set(got) <= set(uncertain)  # nobody lost
     assert len(in_status(opened, ident, "sent")) == len(emails) - len(uncertain)
+
+
+# --- the relay goes away ----------------------------------------------------------------------
+
+
+def data_commands(server: TestSMTPServer, since: int) -> int:
+    return sum(command.startswith("DATA ") for command in list(server.commands)[since:])
+
+
+def test_the_relay_going_away_defers_only_what_was_in_flight(
+    opened: Site,
+    smtp_server: TestSMTPServer,
+    workers: Callable[[], tuple[Output, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The relay stops mid-mailing with a message on each connection (held at DATA) and comes
+    back on the same port: those messages are deferred (sending.retry_first, then sent), the rest
+    wait as they were, the mailing is never paused, and the worker waits with backoff and says
+    when the relay answers again. Everyone gets the issue once."""
+    connections = 4
+    monkeypatch.setenv("NEWSROOM_SMTP_CONNECTIONS", str(connections))
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "400/second")
+    monkeypatch.setenv("NEWSROOM_SENDING_RETRY_FIRST", "1")  # deferred: retried 0.5-1.5 s on
+    monkeypatch.setenv("NEWSROOM_SMTP_TIMEOUT", "30")  # the held messages end with the relay
+    emails = subscribe(opened, 1500)
+    worker, _name = workers()
+    created = make_mailing(opened)
+    ident = created.mailing_id
+    wait_for(partial(received_at_least, smtp_server, 200), "messages", 120)
+    mark = len(smtp_server.commands)
+    smtp_server.stall("DATA", 120.0)  # each connection's next message waits for an answer
+    wait_for(lambda: data_commands(smtp_server, mark) >= connections, "every connection held", 60)
+    smtp_server.stop()  # the relay goes away, the held messages unanswered
+    smtp_server.rules.clear()
+    wait_for(partial(worker.says, "worker: cannot reach the SMTP relay"), "the worker to wait", 60)
+
+    assert status(opened, ident) == MailingStatus.SENDING  # never paused for it
+    deferred = in_status(opened, ident, "deferred")
+    assert len(deferred) == connections  # the messages in flight, and no others
+    assert not set(deferred) & set(received(smtp_server))
+    sent = in_status(opened, ident, "sent")
+    assert sorted(in_status(opened, ident, "pending")) == sorted(
+        set(emails) - set(sent) - set(deferred)
+    )
+    assert in_status(opened, ident, "sending") == []
+
+    smtp_server.start()  # back, on the same port
+    wait_for(partial(settled, opened, ident), "the mailing to finish", 180)
+    wait_for(partial(worker.says, "worker: the relay answers again"), "the worker to say so", 60)
+    lines = stop(worker)
+    assert status(opened, ident) == MailingStatus.DONE
+    assert len(in_status(opened, ident, "sent")) == len(emails)
+    got = received(smtp_server)
+    assert set(got) == set(emails) and set(got.values()) == {1}
+    with opened.engine.connect() as connection:
+        attempts = dict(
+            connection.execute(
+                select(Delivery.email, Delivery.attempts).where(Delivery.mailing_id == ident)
+            ).all()
+        )
+    assert {attempts[e] for e in deferred} == {2}  # deferred once, then sent
+    assert set(attempts.values()) == {1, 2}
+    down = [line for line in lines if "cannot reach the SMTP relay" in line]
+    assert len(down) == 1 and "trying again in 0.5 s, then less often" in down[0], lines

@@ -465,7 +465,11 @@ class _WorkerShown(dispatch.Quiet):
         click.echo(f"mailing {mailing_id} fell due: {count} deliveries frozen", err=True)
 
     def relay_down(self, reason: str, poll: float) -> None:
-        click.echo(f"worker: {reason}; trying again every {poll:g} s", err=True)
+        click.echo(
+            f"worker: {reason}; trying again in {poll:g} s, then less often "
+            f"(at most every {dispatch.RELAY_WAIT_MAX:g} s)",
+            err=True,
+        )
 
     def relay_up(self) -> None:
         click.echo("worker: the relay answers again", err=True)

@@ -36,6 +36,9 @@ from newsroom.people import lists
 from newsroom.site import Site
 
 INTERRUPTED = "paused with Ctrl-C"
+# How long a worker waits between looks at a relay that does not answer: from the first, twice
+# as long each time, at most the last: soon back after a restart, never hammering a dead host.
+RELAY_WAIT_FIRST, RELAY_WAIT_MAX = 0.5, 30.0
 
 
 class Watch(Protocol):
@@ -57,7 +60,8 @@ class Watch(Protocol):
         """A worker holds the sender lock NAME."""
 
     def relay_down(self, reason: str, poll: float) -> None:
-        """The relay does not answer; the worker looks again every POLL seconds."""
+        """The relay does not answer; the worker looks again in POLL seconds, then twice as
+        long each time, up to RELAY_WAIT_MAX."""
 
     def relay_up(self) -> None:
         """The relay answers again."""
@@ -328,6 +332,14 @@ def _run(site: Site, lock: SenderLock, mailing_id: int, watch: Watch) -> Outcome
     report = helpers.finish(asyncio.run(go()), waiting=waiting)
     if report.interrupted:
         mailings.pause(site.engine, mailing_id, INTERRUPTED)
+    elif report.relay_down and not report.paused:
+        # `send` does not wait for a relay (a worker does): what was in flight is deferred,
+        # the rest is still to do, and --resume carries on.
+        report.paused = (
+            f"the relay stopped answering: {report.relay_down}; when it is back, "
+            f"`newsroom send --resume {mailing_id}` sends the rest"
+        )
+        mailings.pause(site.engine, mailing_id, report.paused)
     return Outcome(report, mailings.counts(site.engine, mailing_id))
 
 
@@ -367,9 +379,13 @@ async def _work(
                     report = await _work_on(site, lock, sender, mailing_id, helping, watch)
                     total += report.sent
                     busy = busy or report.sent + report.failed + report.deferred > 0
+                    if report.relay_down:
+                        break  # the relay went away: wait for it (below), then go on
             if once and not busy:
                 break
-            if not busy:
+            if relay.down:
+                await sender.sleep(relay.wait())
+            elif not busy:
                 await sender.sleep(poll)
     return total
 
@@ -407,11 +423,19 @@ async def _work_on(
 
 class _Relay:
     """Whether the relay answers before a worker claims anything: while it is down the worker
-    waits (saying so once) instead of deferring every delivery and pausing the mailing."""
+    waits (saying so once), looking again with backoff, instead of deferring every delivery
+    and pausing the mailing. A relay that goes away mid-batch costs the messages in flight
+    (deferred: sending.py); the pool takes no more (smtp.Pool.down) and the worker waits here."""
 
     def __init__(self, site: Site, once: bool, poll: float, watch: Watch) -> None:
         self.site, self.once, self.poll, self.watch = site, once, poll, watch
         self.down = False
+        self.delay = RELAY_WAIT_FIRST
+
+    def wait(self) -> float:
+        """Seconds to wait before the next look at a relay that is down."""
+        wait, self.delay = self.delay, min(self.delay * 2, RELAY_WAIT_MAX)
+        return wait
 
     async def up(self) -> bool:
         pool = Pool(self.site.config, connections=1)
@@ -421,14 +445,14 @@ class _Relay:
             if self.once:
                 raise
             if not self.down:
-                self.watch.relay_down(str(exc), self.poll)
+                self.watch.relay_down(str(exc), self.delay)
             self.down = True
             return False
         finally:
             await pool.close()
         if self.down:
             self.watch.relay_up()
-        self.down = False
+        self.down, self.delay = False, RELAY_WAIT_FIRST
         # A mailing is waiting: never with placeholder settings through a real relay. The
         # settings are read once, so waiting would not help: stop, saying what to set.
         readiness.check_relay(self.site.config, greeting)

@@ -344,9 +344,10 @@ def _hard_bounce(session: Session, config: Any, result: Result, now: datetime) -
     bounces.record_bounce(session, config, delivery, "hard", result.response, now, source="sending")
 
 
-def backoff(attempts: int, rng: random.Random) -> timedelta:
-    """Exponential backoff with jitter: 5 min, 10, 20, ... at most 6 hours, each ×0.5–1.5."""
-    base = min(BACKOFF_FIRST * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
+def backoff(attempts: int, rng: random.Random, first: timedelta = BACKOFF_FIRST) -> timedelta:
+    """Exponential backoff with jitter: FIRST (`sending.retry_first`, 5 min), then twice as long
+    each time, at most 6 hours, each ×0.5–1.5."""
+    base = min(first * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
     return base * (0.5 + rng.random())
 
 
