@@ -4,8 +4,14 @@ restarting under a worker (a PostgreSQL cluster the test starts itself in a temp
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pwd
 import re
+import shutil
 import signal
+import subprocess
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -14,12 +20,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from newsroom import site as sites
 from newsroom.delivery import mailings
 from newsroom.models import Delivery, MailingStatus
 from newsroom.site import Site
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, TEST_SECRET
 from tests.sendhelp import make_mailing, subscribe
-from tests.smtpserver import TestSMTPServer
+from tests.smtpserver import TestSMTPServer, free_port
 from tests.test_cli_sending import Output, in_status, newsroom, received_at_least, wait_for
 
 pytestmark = pytest.mark.slow
@@ -193,3 +200,97 @@ def test_the_relay_going_away_defers_only_what_was_in_flight(
     assert set(attempts.values()) == {1, 2}
     down = [line for line in lines if "cannot reach the SMTP relay" in line]
     assert len(down) == 1 and "trying again in 0.5 s, then less often" in down[0], lines
+
+
+# --- the database restarts --------------------------------------------------------------------
+
+
+class Cluster:
+    """A PostgreSQL cluster of the test's own in a temporary folder (never the machine's),
+    run as the postgres user when the test runs as root, on a free port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.data, self.port = folder, folder / "data", free_port()
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def run(self, *args: str) -> None:
+        done = subprocess.run([*self.as_postgres, *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def init(self) -> Cluster:
+        self.run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        return self
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.folder / "postgres.log")
+        self.run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self.run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+        pytest.skip("PostgreSQL's initdb and pg_ctl are not on PATH")
+    folder = Path(tempfile.mkdtemp(prefix="newsroom-pg-"))  # in /tmp: postgres can reach it
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    own = Cluster(folder).init()
+    own.start()
+    try:
+        yield own
+    finally:
+        with contextlib.suppress(AssertionError):  # stopped already
+            own.stop("immediate")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_worker_outlasts_the_database_restarting(
+    tmp_path: Path,
+    cluster: Cluster,
+    smtp_server: TestSMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database stops mid-send and starts again: the worker says it waits, looks again
+    with backoff, takes its sender lock again, settles its own claims from its journal and
+    finishes the mailing; nobody lost, nobody doubled."""
+    root = tmp_path / "site"
+    monkeypatch.setenv("NEWSROOM_DATABASE_URL", cluster.url)
+    monkeypatch.setenv("NEWSROOM_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("NEWSROOM_SITE_LOCAL", "true")
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "300/second")
+    sites.init(root, "Test Newsroom")
+    site = Site.open(root)
+    emails = subscribe(site, 1500)
+    created = make_mailing(site)
+    ident = created.mailing_id
+    worker = Output(newsroom(root, "worker", "--poll", "0.05"))
+    try:
+        wait_for(partial(worker.says, " started (Ctrl-C to stop)"), "the worker to start", 60)
+        wait_for(partial(received_at_least, smtp_server, 200), "messages", 120)
+        cluster.stop()  # mid-send: every connection closed, the sender lock with them
+        wait_for(partial(worker.says, "worker: the database does not answer"), "a wait", 60)
+        assert worker.process.poll() is None
+        cluster.start()
+        wait_for(partial(worker.says, "worker: the database answers again"), "a reconnect", 120)
+        wait_for(partial(settled, site, ident), "the mailing to finish", 180)
+        lines = stop(worker)
+    finally:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.finish()
+    assert status(site, ident) == MailingStatus.DONE
+    got = received(smtp_server)
+    assert set(got) == set(emails)  # nobody lost
+    assert [e for e, n in got.items() if n > 1] == []  # nobody doubled
+    assert len(in_status(site, ident, "sent")) == len(emails)
+    down = [line for line in lines if "the database does not answer" in line]
+    assert len(down) == 1 and "trying again in 0.5 s, then less often" in down[0], lines
+    site.close()

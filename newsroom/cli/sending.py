@@ -477,6 +477,20 @@ class _WorkerShown(dispatch.Quiet):
     def paused(self, mailing_id: int, reason: str) -> None:
         click.echo(f"mailing {mailing_id} paused: {reason}", err=True)
 
+    def database_down(self, reason: str, wait: float) -> None:
+        click.echo(
+            f"worker: the database does not answer ({reason}); trying again in {wait:g} s, "
+            f"then less often (at most every {dispatch.DATABASE_WAIT_MAX:g} s)",
+            err=True,
+        )
+
+    def database_up(self, settled: int) -> None:
+        click.echo(
+            f"worker: the database answers again; {settled} of this worker's deliveries "
+            "settled from its journal",
+            err=True,
+        )
+
     def welcomes_wait(self, list_slug: str, count: int, reason: str) -> None:
         click.echo(f"worker: {count} welcome(s) to {list_slug} wait: {reason}", err=True)
 

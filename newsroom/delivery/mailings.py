@@ -504,6 +504,35 @@ def _settle(
     return settled
 
 
+def settle_own(engine: Engine, lock: SenderLock, where: Path, now: datetime) -> int:
+    """The claims LOCK's sender left `sending` when the database went away mid-batch, settled
+    from its own journal (closed since: its run ended) as a dead sender's would be. What the
+    journal cannot tell is uncertain: handed to another claimant name, which no one holds, so
+    that the mailing can finish. Returns how many deliveries were settled."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(Delivery.mailing_id, Delivery.id).where(
+                Delivery.status == D.SENDING, Delivery.claimed_by == lock.name
+            )
+        ).all()
+    claims: dict[int, list[int]] = {}
+    for mailing_id, id_ in rows:
+        claims.setdefault(mailing_id, []).append(id_)
+    settled = 0
+    for mailing_id, ids in claims.items():
+        said = journal.read(where, lock.name, mailing_id)
+        if said is not None:
+            settled += _settle(engine, lock.name, ids, said, now)
+            journal.discard(where, lock.name, mailing_id)
+    with engine.begin() as connection:
+        connection.execute(
+            update(Delivery)
+            .where(Delivery.status == D.SENDING, Delivery.claimed_by == lock.name)
+            .values(claimed_by=f"{lock.name} (before the database restarted)")
+        )
+    return settled
+
+
 def uncertain_ids(engine: Engine, mailing_id: int, lock: SenderLock) -> list[int]:
     with engine.connect() as connection:
         rows = connection.execute(
