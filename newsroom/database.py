@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
@@ -44,6 +44,32 @@ def connect(url: str) -> Engine:
             f"cannot open the database {parsed.render_as_string()}: {reason}"
         ) from None
     return engine
+
+
+# PostgreSQL's SQLSTATEs for a server going away or not taking connections yet (PostgreSQL
+# manual, appendix A): class 08 connection exceptions, admin_shutdown, crash_shutdown,
+# cannot_connect_now. Anything else is a real error and is not waited out.
+GONE_STATES = ("57P01", "57P02", "57P03")
+
+
+def lost(exc: BaseException) -> bool:
+    """Whether EXC says the PostgreSQL server went away or cannot be reached (restarted,
+    stopped, starting up), rather than that a statement went wrong: what `newsroom worker`
+    waits out. Never true on SQLite."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is installed with newsroom
+        return False
+    if isinstance(exc, psycopg.InterfaceError):
+        return True  # a connection already closed under us
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in GONE_STATES
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

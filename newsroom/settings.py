@@ -113,6 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("sending", "rate", str, "600/minute", "Most messages the site sends per second, minute or hour, all its senders together", check=_rate),
     S("sending", "domain_rates", str, "", "Per-domain limits, e.g. 'gmail.com=100/minute, outlook.com=60/minute'"),
     S("sending", "retry_hours", float, 48.0, "How long deferred (4xx) deliveries are retried", check=_positive),
+    S("sending", "retry_first", float, 300.0, "Seconds before a deferred delivery's first retry; each later one waits twice as long (×0.5–1.5), at most 6 hours", check=_positive),
     S("sending", "max_consecutive_errors", int, 10, "Errors in a row that pause a mailing", check=_positive),
     S("sending", "batch", int, 100, "Deliveries a sender claims at once, their outcomes committed together (sending.journal off: after a crash at most this many per sender are uncertain)", check=_positive),
     S("sending", "journal", bool, True, "Journal each message as it is handed to the relay, so a crash leaves at most one per connection uncertain (false: a whole batch)"),

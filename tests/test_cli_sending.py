@@ -247,7 +247,7 @@ def test_a_worker_waits_for_mailings_outlasts_the_relay_and_stops_cleanly(
     assert counts["sending"] == 0 and counts["pending"] > 0  # put back, not uncertain
     assert len(lines) == 4, lines  # started, relay down, relay back, stopped: nothing else
     assert lines[1].startswith("worker: cannot reach the SMTP relay 127.0.0.1:")
-    assert lines[1].endswith("; trying again every 0.05 s")
+    assert lines[1].endswith("; trying again in 0.5 s, then less often (at most every 30 s)")
     assert lines[2:] == [
         "worker: the relay answers again",
         f"worker stopped: {9 + counts['sent']} sent",

@@ -19,6 +19,7 @@ from newsroom.mail.smtp import (
     POLICY,
     RETRY,
     SENT,
+    UNREACHED,
     UNSENDABLE,
     Outgoing,
     Pool,
@@ -324,7 +325,7 @@ def test_pool_reconnects_after_drop_and_times_out(relay: tuple[TestSMTPServer, S
 def test_unreachable_relay_is_retry_not_crash(site: Site) -> None:
     site.config._values["smtp.port"] = 1
     outcomes = send(site, items(1), connections=1)
-    assert outcomes[0].kind == RETRY and "cannot reach" in outcomes[0].text
+    assert outcomes[0].kind == UNREACHED and "cannot reach" in outcomes[0].text
 
 
 def test_classify() -> None:
@@ -379,10 +380,10 @@ def test_starttls_checks_the_certificate_and_logs_in(
     values.update({"smtp.host": "localhost", "smtp.port": port, "smtp.security": "starttls"})
     values.update({"smtp.username": "news", "smtp.password": "s3cret"})
     [refused] = send(site, items(1), connections=1)  # a certificate nobody vouches for
-    assert refused.kind == RETRY and "CERTIFICATE_VERIFY_FAILED" in refused.text
+    assert refused.kind == UNREACHED and "CERTIFICATE_VERIFY_FAILED" in refused.text
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     assert [o.kind for o in send(site, items(2), connections=1)] == [SENT, SENT]
     assert logins[-1] == ("news", "s3cret")
     values.update({"smtp.password": "wrong", "smtp.timeout": 2})
     [denied] = send(site, items(1), connections=1)
-    assert denied.kind == RETRY and logins[-1] == ("news", "wrong")
+    assert denied.kind == UNREACHED and logins[-1] == ("news", "wrong")

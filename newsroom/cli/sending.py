@@ -465,13 +465,31 @@ class _WorkerShown(dispatch.Quiet):
         click.echo(f"mailing {mailing_id} fell due: {count} deliveries frozen", err=True)
 
     def relay_down(self, reason: str, poll: float) -> None:
-        click.echo(f"worker: {reason}; trying again every {poll:g} s", err=True)
+        click.echo(
+            f"worker: {reason}; trying again in {poll:g} s, then less often "
+            f"(at most every {dispatch.RELAY_WAIT_MAX:g} s)",
+            err=True,
+        )
 
     def relay_up(self) -> None:
         click.echo("worker: the relay answers again", err=True)
 
     def paused(self, mailing_id: int, reason: str) -> None:
         click.echo(f"mailing {mailing_id} paused: {reason}", err=True)
+
+    def database_down(self, reason: str, wait: float) -> None:
+        click.echo(
+            f"worker: the database does not answer ({reason}); trying again in {wait:g} s, "
+            f"then less often (at most every {dispatch.DATABASE_WAIT_MAX:g} s)",
+            err=True,
+        )
+
+    def database_up(self, settled: int) -> None:
+        click.echo(
+            f"worker: the database answers again; {settled} of this worker's deliveries "
+            "settled from its journal",
+            err=True,
+        )
 
     def welcomes_wait(self, list_slug: str, count: int, reason: str) -> None:
         click.echo(f"worker: {count} welcome(s) to {list_slug} wait: {reason}", err=True)

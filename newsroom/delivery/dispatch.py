@@ -6,16 +6,22 @@ the demo and tests alike.
 The rules live here and below; whoever calls gets what happened as values and as events on a
 `Watch` (progress, a frozen mailing, the relay down or back), and words them itself. Ctrl-C or
 SIGTERM finishes the messages in flight and pauses (sending.running).
+
+A worker outlasts its PostgreSQL server restarting (`database.lost`): it waits, looking again
+with backoff, takes its sender lock again on a new connection, settles its own claims from its
+journal (mailings.settle_own) and carries on. `send` and its helpers stop with the error instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 from typing import Protocol
 
+from newsroom import database
 from newsroom.clock import Clock, utcnow
 from newsroom.delivery import (
     audience,
@@ -36,6 +42,11 @@ from newsroom.people import lists
 from newsroom.site import Site
 
 INTERRUPTED = "paused with Ctrl-C"
+# How long a worker waits between looks at a relay that does not answer: from the first, twice
+# as long each time, at most the last: soon back after a restart, never hammering a dead host.
+RELAY_WAIT_FIRST, RELAY_WAIT_MAX = 0.5, 30.0
+# The same for a database that went away: a restart takes seconds, so look again sooner.
+DATABASE_WAIT_FIRST, DATABASE_WAIT_MAX = 0.5, 10.0
 
 
 class Watch(Protocol):
@@ -57,10 +68,17 @@ class Watch(Protocol):
         """A worker holds the sender lock NAME."""
 
     def relay_down(self, reason: str, poll: float) -> None:
-        """The relay does not answer; the worker looks again every POLL seconds."""
+        """The relay does not answer; the worker looks again in POLL seconds, then twice as
+        long each time, up to RELAY_WAIT_MAX."""
 
     def relay_up(self) -> None:
         """The relay answers again."""
+
+    def database_down(self, reason: str, wait: float) -> None:
+        """The database went away; the worker looks again in WAIT seconds, then less often."""
+
+    def database_up(self, settled: int) -> None:
+        """The database answers again; SETTLED claims of this worker settled from its journal."""
 
     def paused(self, mailing_id: int, reason: str) -> None:
         """A mailing the worker was sending paused itself (not by Ctrl-C)."""
@@ -91,6 +109,12 @@ class Quiet:
         pass
 
     def relay_up(self) -> None:
+        pass
+
+    def database_down(self, reason: str, wait: float) -> None:
+        pass
+
+    def database_up(self, settled: int) -> None:
         pass
 
     def paused(self, mailing_id: int, reason: str) -> None:
@@ -328,6 +352,14 @@ def _run(site: Site, lock: SenderLock, mailing_id: int, watch: Watch) -> Outcome
     report = helpers.finish(asyncio.run(go()), waiting=waiting)
     if report.interrupted:
         mailings.pause(site.engine, mailing_id, INTERRUPTED)
+    elif report.relay_down and not report.paused:
+        # `send` does not wait for a relay (a worker does): what was in flight is deferred,
+        # the rest is still to do, and --resume carries on.
+        report.paused = (
+            f"the relay stopped answering: {report.relay_down}; when it is back, "
+            f"`newsroom send --resume {mailing_id}` sends the rest"
+        )
+        mailings.pause(site.engine, mailing_id, report.paused)
     return Outcome(report, mailings.counts(site.engine, mailing_id))
 
 
@@ -354,24 +386,76 @@ async def _work(
             helpers.stop()
 
     said: dict[str, str] = {}  # why each list's welcomes wait, as last told
+
+    async def look() -> bool:
+        """One look for work, and the work found; True when there was some."""
+        nonlocal total
+        _welcome(site, said, watch, clock())
+        # In a thread, so that the loop hears a signal while a big audience is frozen.
+        busy = await asyncio.to_thread(freeze_due, site, clock(), watch) > 0
+        under_way = mailings.under_way(site.engine)
+        if under_way and await relay.up():
+            for mailing_id in under_way:
+                if sender.stopping:
+                    break
+                report = await _work_on(site, lock, sender, mailing_id, helping, watch)
+                total += report.sent
+                busy = busy or report.sent + report.failed + report.deferred > 0
+                if report.relay_down:
+                    break  # the relay went away: wait for it (below), then go on
+        return busy
+
     async with running(sender, also=stop_helpers):
         while not sender.stopping:
-            _welcome(site, said, watch, clock())
-            # In a thread, so that the loop hears a signal while a big audience is frozen.
-            busy = await asyncio.to_thread(freeze_due, site, clock(), watch) > 0
-            under_way = mailings.under_way(site.engine)
-            if under_way and await relay.up():
-                for mailing_id in under_way:
-                    if sender.stopping:
-                        break
-                    report = await _work_on(site, lock, sender, mailing_id, helping, watch)
-                    total += report.sent
-                    busy = busy or report.sent + report.failed + report.deferred > 0
+            try:
+                busy = await look()
+            except Exception as exc:
+                if once or not database.lost(exc):
+                    raise
+                helping.clear()  # they stopped with the same error (processes.py)
+                await _rejoin(site, lock, sender, watch, exc, clock)
+                continue
             if once and not busy:
                 break
-            if not busy:
+            if relay.down:
+                await sender.sleep(relay.wait())
+            elif not busy:
                 await sender.sleep(poll)
     return total
+
+
+async def _rejoin(
+    site: Site, lock: SenderLock, sender: Sender, watch: Watch, exc: Exception, clock: Clock
+) -> None:
+    """Wait for the database that went away (EXC), with backoff, until this worker holds its
+    sender lock again and has settled what it claimed before (mailings.settle_own)."""
+    wait = DATABASE_WAIT_FIRST
+    watch.database_down(_said(exc), wait)
+    while not sender.stopping:
+        await sender.sleep(wait)
+        wait = min(wait * 2, DATABASE_WAIT_MAX)
+        site.engine.dispose()  # the pooled connections died with the server
+        try:
+            settled = await asyncio.to_thread(_retake, site, lock, clock())
+        except Exception as again:
+            if not database.lost(again):
+                raise
+            continue
+        watch.database_up(settled)
+        return
+
+
+def _retake(site: Site, lock: SenderLock, now: datetime) -> int:
+    lock.reconnect()
+    return mailings.settle_own(site.engine, lock, journal.folder(site.root), now)
+
+
+def _said(exc: BaseException) -> str:
+    """The first line of what the driver said about a lost database."""
+    inner = getattr(exc, "orig", None) or exc
+    with contextlib.suppress(IndexError):
+        return str(inner).strip().splitlines()[0]
+    return type(inner).__name__
 
 
 def _welcome(site: Site, said: dict[str, str], watch: Watch, now: datetime) -> None:
@@ -407,11 +491,19 @@ async def _work_on(
 
 class _Relay:
     """Whether the relay answers before a worker claims anything: while it is down the worker
-    waits (saying so once) instead of deferring every delivery and pausing the mailing."""
+    waits (saying so once), looking again with backoff, instead of deferring every delivery
+    and pausing the mailing. A relay that goes away mid-batch costs the messages in flight
+    (deferred: sending.py); the pool takes no more (smtp.Pool.down) and the worker waits here."""
 
     def __init__(self, site: Site, once: bool, poll: float, watch: Watch) -> None:
         self.site, self.once, self.poll, self.watch = site, once, poll, watch
         self.down = False
+        self.delay = RELAY_WAIT_FIRST
+
+    def wait(self) -> float:
+        """Seconds to wait before the next look at a relay that is down."""
+        wait, self.delay = self.delay, min(self.delay * 2, RELAY_WAIT_MAX)
+        return wait
 
     async def up(self) -> bool:
         pool = Pool(self.site.config, connections=1)
@@ -421,14 +513,14 @@ class _Relay:
             if self.once:
                 raise
             if not self.down:
-                self.watch.relay_down(str(exc), self.poll)
+                self.watch.relay_down(str(exc), self.delay)
             self.down = True
             return False
         finally:
             await pool.close()
         if self.down:
             self.watch.relay_up()
-        self.down = False
+        self.down, self.delay = False, RELAY_WAIT_FIRST
         # A mailing is waiting: never with placeholder settings through a real relay. The
         # settings are read once, so waiting would not help: stop, saying what to set.
         readiness.check_relay(self.site.config, greeting)

@@ -344,9 +344,10 @@ def _hard_bounce(session: Session, config: Any, result: Result, now: datetime) -
     bounces.record_bounce(session, config, delivery, "hard", result.response, now, source="sending")
 
 
-def backoff(attempts: int, rng: random.Random) -> timedelta:
-    """Exponential backoff with jitter: 5 min, 10, 20, ... at most 6 hours, each ×0.5–1.5."""
-    base = min(BACKOFF_FIRST * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
+def backoff(attempts: int, rng: random.Random, first: timedelta = BACKOFF_FIRST) -> timedelta:
+    """Exponential backoff with jitter: FIRST (`sending.retry_first`, 5 min), then twice as long
+    each time, at most 6 hours, each ×0.5–1.5."""
+    base = min(first * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
     return base * (0.5 + rng.random())
 
 
@@ -500,6 +501,35 @@ def _settle(
                 part = chosen[start : start + 1000]
                 statement = update(Delivery).where(Delivery.id.in_(part), *mine).values(**values)
                 settled += connection.execute(statement).rowcount
+    return settled
+
+
+def settle_own(engine: Engine, lock: SenderLock, where: Path, now: datetime) -> int:
+    """The claims LOCK's sender left `sending` when the database went away mid-batch, settled
+    from its own journal (closed since: its run ended) as a dead sender's would be. What the
+    journal cannot tell is uncertain: handed to another claimant name, which no one holds, so
+    that the mailing can finish. Returns how many deliveries were settled."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(Delivery.mailing_id, Delivery.id).where(
+                Delivery.status == D.SENDING, Delivery.claimed_by == lock.name
+            )
+        ).all()
+    claims: dict[int, list[int]] = {}
+    for mailing_id, id_ in rows:
+        claims.setdefault(mailing_id, []).append(id_)
+    settled = 0
+    for mailing_id, ids in claims.items():
+        said = journal.read(where, lock.name, mailing_id)
+        if said is not None:
+            settled += _settle(engine, lock.name, ids, said, now)
+            journal.discard(where, lock.name, mailing_id)
+    with engine.begin() as connection:
+        connection.execute(
+            update(Delivery)
+            .where(Delivery.status == D.SENDING, Delivery.claimed_by == lock.name)
+            .values(claimed_by=f"{lock.name} (before the database restarted)")
+        )
     return settled
 
 

@@ -12,6 +12,7 @@ settles most (journal.py), and the rest are *uncertain*. To tell a live claimant
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -20,6 +21,7 @@ import socket
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsroom.errors import NewsroomError
 
@@ -96,6 +98,15 @@ class SenderLock:
             self._connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             return False
         return True
+
+    def reconnect(self) -> None:
+        """After the database went away (PostgreSQL restarted): the lock went with its
+        connection, so take it again on a new one; raises while the database is still away."""
+        if self._connection is not None:
+            with contextlib.suppress(SQLAlchemyError):  # it is dead: only let go of it
+                self._connection.invalidate()
+            self._connection = None
+        self.acquire()
 
     def release(self) -> None:
         if self._fd is not None:

@@ -54,6 +54,7 @@ from newsroom.mail.smtp import (
     POLICY,
     RETRY,
     SENT,
+    UNREACHED,
     UNSENDABLE,
     NoJournal,
     Outgoing,
@@ -121,6 +122,7 @@ class SenderReport:
     uncertain: int = 0
     next_retry: datetime | None = None
     interrupted: bool = False
+    relay_down: str = ""  # why the relay stopped answering mid-mailing, if it did
 
 
 class Sender:
@@ -192,7 +194,7 @@ class Sender:
         mailing_id = job.mailing.id
         report = SenderReport(mailing_id)
         size = batch_size(self.config)
-        while not self.stopping and not report.paused:
+        while not self.stopping and not report.paused and not report.relay_down:
             current = mailings.get(self.engine, mailing_id)
             if current.status != MailingStatus.SENDING:
                 report.paused = current.paused_reason or current.status
@@ -300,6 +302,7 @@ class _Job:
         self.journal = written
         self.changes = changes
         self.retry_for = timedelta(hours=self.config.number("sending.retry_hours"))
+        self.retry_first = timedelta(seconds=self.config.number("sending.retry_first"))
         # Retries end a while after the audience was frozen: for a scheduled mailing that is
         # when it fell due, not when it was scheduled (issue #16); a welcome's, a while after it
         # was queued (see below).
@@ -337,6 +340,9 @@ class _Job:
             return message.key not in results
 
         def heard(outcome: RelayAnswer) -> None:
+            if outcome.kind == UNREACHED:  # never offered: back to the queue, below
+                report.relay_down = report.relay_down or outcome.text
+                return
             results[outcome.key] = self._result(by_id[outcome.key], outcome, now, report)
             if sender.on_result is not None:
                 sender.on_result(results[outcome.key])
@@ -427,7 +433,7 @@ class _Job:
                 report,
             )
         if outcome.kind == RETRY:
-            retry_at = now + mailings.backoff(claimed.attempts, sender.rng)
+            retry_at = now + mailings.backoff(claimed.attempts, sender.rng, self.retry_first)
             # A delivery added later (a welcome) has its retries from when it was added.
             added = claimed.added_at
             if retry_at <= (self.deadline if added is None else added + self.retry_for):

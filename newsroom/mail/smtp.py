@@ -36,6 +36,7 @@ from newsroom.settings import Config
 
 SENT, RETRY, FAIL, POLICY = "sent", "retry", "fail", "policy"
 UNSENDABLE = "unsendable"  # not offered to the relay at all: the relay is not at fault
+UNREACHED = "unreached"  # no connection could be opened: nothing offered, the pool stops
 
 
 class RelayError(NewsroomError):
@@ -202,7 +203,8 @@ class RelayAnswer:
 
     key: int
     kind: str  # sent, retry (4xx, 421, 552, connection lost), fail (5xx), policy (5.7.x),
-    # or unsendable (never offered to this relay: it lacks SMTPUTF8)
+    # unsendable (never offered to this relay: it lacks SMTPUTF8), or unreached (the relay
+    # does not answer at all: never offered, and the pool takes no more)
     code: int
     text: str
 
@@ -342,9 +344,12 @@ class Connection:
         transport.set_protocol(self.wire)
 
     async def send(self, message: Outgoing, journal: Journal | None = None) -> RelayAnswer:
-        try:
-            if self.wire is None or self.wire.lost:
+        if self.wire is None or self.wire.lost:
+            try:
                 await self.open()
+            except ConnectionLost as exc:
+                return RelayAnswer(message.key, UNREACHED, 0, str(exc))
+        try:
             wire = self.wire
             assert wire is not None
             timer = asyncio.get_running_loop().call_later(self.timeout, wire.timeout)
@@ -473,6 +478,7 @@ class Pool:
         self.limiter: Limiter = limiter or RateLimiter.from_config(config)
         self.connections = [Connection(config) for _ in range(self.size)]
         self.stopping = False
+        self.down = ""  # why the relay could not be reached, once a connection could not open
         self.journal: Journal = NoJournal()
 
     async def check(self) -> str:
@@ -494,12 +500,33 @@ class Pool:
         ready: Callable[[Outgoing], bool] = lambda _message: True,
     ) -> None:
         """Send MESSAGES over every connection until they run out or `stop()` is called;
-        ON_OUTCOME hears about each message sent. Messages not taken stay in the iterator.
-        READY has the last word on each message, right before it goes: False drops it."""
+        ON_OUTCOME hears about each message taken. Messages not taken stay in the iterator.
+        READY has the last word on each message, right before it goes: False drops it.
+        When a connection cannot be opened the relay is down (`down` says why): that message
+        is UNREACHED and the pool takes no more, so only the messages in flight are lost with
+        it instead of the whole stream. An error raised by a callback stops the pool too, and
+        is raised once the messages in flight on the other connections are answered."""
+        self.down = ""
         work = (self._work(c, messages, on_outcome, ready) for c in self.connections)
-        await asyncio.gather(*work)
+        results = await asyncio.gather(*work, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _work(
+        self,
+        connection: Connection,
+        messages: Iterator[Outgoing],
+        on_outcome: Callable[[RelayAnswer], Any],
+        ready: Callable[[Outgoing], bool],
+    ) -> None:
+        try:
+            await self._drive(connection, messages, on_outcome, ready)
+        except BaseException:
+            self.stop()  # the other connections finish what they hold, and take no more
+            raise
+
+    async def _drive(
         self,
         connection: Connection,
         messages: Iterator[Outgoing],
@@ -516,6 +543,9 @@ class Pool:
             if not ready(message):
                 continue  # dropped by the caller at the last moment (an unsubscribe)
             outcome = await connection.send(message, self.journal)
+            if outcome.kind == UNREACHED:
+                self.down = self.down or outcome.text
+                self.stop()
             on_outcome(outcome)
             if outcome.kind == RETRY and outcome.code == 0:
                 await asyncio.sleep(0.2)  # a dropped or unreachable relay: do not spin
