@@ -82,7 +82,7 @@ def make_site(folder: Path, url: str, size: int, port: int) -> sites.Site:
     os.environ.update(
         NEWSROOM_DATABASE_URL=url,
         NEWSROOM_SECRET_KEY="bench-secret",
-        NEWSROOM_SMTP_PORT=str(port),
+        NEWSROOM_SMTP_PORT=str(port or 25),
         NEWSROOM_SMTP_HOST="127.0.0.1",
         NEWSROOM_SMTP_CONNECTIONS=str(SESSIONS),
         NEWSROOM_SENDING_RATE="1000000/second",
