@@ -116,8 +116,9 @@ def create(
     """Freeze a mailing: its variants and one delivery per address, in one transaction.
 
     Addresses that already had ISSUE_SLUG (sent, or still to be sent, by another mailing) are
-    left out unless AGAIN. Members stream through in chunks, so memory does not grow with the
-    audience."""
+    left out unless AGAIN. ADDRESSEES given as a query (`Selected`) become deliveries in one
+    INSERT … SELECT; given one by one, they stream through in chunks: either way memory does
+    not grow with the audience."""
     with transaction(engine) as session:
         mailing = Mailing(
             issue_slug=issue_slug,
@@ -190,7 +191,11 @@ def _fill_from(
     result = session.connection().execute(
         insert(deliveries).from_select([*columns, "last_response"], source)
     )
-    return int(result.rowcount)
+    if result.rowcount >= 0:
+        return int(result.rowcount)
+    # psycopg reports no row count for this statement (-1): count them, by ix_deliveries_work.
+    made = select(func.count()).select_from(Delivery).where(Delivery.mailing_id == mailing.id)
+    return int(session.connection().scalar(made) or 0)
 
 
 def _fill_with(
