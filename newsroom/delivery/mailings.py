@@ -19,9 +19,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from newsroom.database import transaction
@@ -69,6 +81,16 @@ class Addressee:
     variant_key: str
 
 
+@runtime_checkable
+class Selected(Protocol):
+    """A mailing's audience as one query (`audience.Query`): the database writes the deliveries
+    itself, with no row passing through Python (bench/bench_scale.py)."""
+
+    def rows(self, session: Session) -> Select[int, str, str]:
+        """(subscriber id, email, variant key) of each addressee, one row per address."""
+        ...
+
+
 @dataclass(frozen=True)
 class Created:
     mailing_id: int
@@ -84,7 +106,7 @@ def create(
     subject: str,
     expression: str,
     variants: Mapping[str, Content],
-    addressees: Iterable[Addressee],
+    addressees: Iterable[Addressee] | Selected,
     again: bool = False,
     now: datetime,
     chunk: int = 5000,
@@ -94,8 +116,9 @@ def create(
     """Freeze a mailing: its variants and one delivery per address, in one transaction.
 
     Addresses that already had ISSUE_SLUG (sent, or still to be sent, by another mailing) are
-    left out unless AGAIN. Members stream through in chunks, so memory does not grow with the
-    audience."""
+    left out unless AGAIN. ADDRESSEES given as a query (`Selected`) become deliveries in one
+    INSERT … SELECT; given one by one, they stream through in chunks: either way memory does
+    not grow with the audience."""
     with transaction(engine) as session:
         mailing = Mailing(
             issue_slug=issue_slug,
@@ -122,7 +145,7 @@ def fill(
     session: Session,
     mailing: Mailing,
     variants: Mapping[str, Content],
-    addressees: Iterable[Addressee],
+    addressees: Iterable[Addressee] | Selected,
     *,
     again: bool,
     chunk: int = 5000,
@@ -135,22 +158,64 @@ def fill(
         session.add(
             MailingVariant(mailing_id=mailing.id, key=key, html=content.html, text=content.text)
         )
-    count = 0
-    # A first mailing of an issue has nobody to leave out: skip the look-up per chunk.
+    # A first mailing of an issue has nobody to leave out: skip the look-up.
     check = not again and _sent_before(session, mailing.issue_slug, mailing.id)
     had = AlreadyHad(mailing.issue_slug)
-    deliveries = Base.metadata.tables[Delivery.__tablename__]  # Core: the ORM bulk path costs more
-    iterator = iter(addressees)
-    while batch := list(islice(iterator, chunk)):
-        going = had.sift(session, batch) if check else list({m.email: m for m in batch}.values())
-        rows = [_row(mailing.id, m) for m in going]
-        if rows:
-            session.execute(insert(deliveries), rows)
-        count += len(rows)
+    if isinstance(addressees, Selected):
+        count = _fill_from(session, mailing, addressees.rows(session), had if check else None)
+    else:
+        count = _fill_with(session, mailing, addressees, had if check else None, chunk)
     if count == 0:
         sentence = had.sentence(session) if had.count else ""
         raise NewsroomError(nobody_to_send_to(mailing.expression, sentence))
     return count, had.count
+
+
+def _fill_from(
+    session: Session, mailing: Mailing, rows: Select[int, str, str], had: AlreadyHad | None
+) -> int:
+    """One INSERT … SELECT of ROWS as MAILING's deliveries, without those in HAD (counted)."""
+    email = rows.selected_columns[1]
+    if had is not None:
+        had.count_among(session, rows.with_only_columns(email).order_by(None))
+        earlier = exists().where(
+            Mailing.id == Delivery.mailing_id, _had(had.issue_slug), Delivery.email == email
+        )
+        rows = rows.where(~earlier)
+    source = rows.add_columns(
+        literal(mailing.id), literal(D.PENDING.value), literal(0), literal("")
+    )
+    columns = ["subscriber_id", "email", "variant_key", "mailing_id", "status", "attempts"]
+    deliveries = Base.metadata.tables[Delivery.__tablename__]
+    session.flush()  # the variants first: the statement below goes past the session
+    result = session.connection().execute(
+        insert(deliveries).from_select([*columns, "last_response"], source)
+    )
+    if result.rowcount >= 0:
+        return int(result.rowcount)
+    # psycopg reports no row count for this statement (-1): count them, by ix_deliveries_work.
+    made = select(func.count()).select_from(Delivery).where(Delivery.mailing_id == mailing.id)
+    return int(session.connection().scalar(made) or 0)
+
+
+def _fill_with(
+    session: Session,
+    mailing: Mailing,
+    addressees: Iterable[Addressee],
+    had: AlreadyHad | None,
+    chunk: int,
+) -> int:
+    """ADDRESSEES as MAILING's deliveries in chunks, without those in HAD (counted)."""
+    count = 0
+    deliveries = Base.metadata.tables[Delivery.__tablename__]  # Core: the ORM bulk path costs more
+    iterator = iter(addressees)
+    while batch := list(islice(iterator, chunk)):
+        going = had.sift(session, batch) if had else list({m.email: m for m in batch}.values())
+        rows = [_row(mailing.id, m) for m in going]
+        if rows:
+            session.execute(insert(deliveries), rows)
+        count += len(rows)
+    return count
 
 
 def nobody_to_send_to(expression: str, had: str, selected: int | None = None) -> str:

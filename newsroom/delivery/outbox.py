@@ -58,6 +58,9 @@ class Plan:
     letterhead: Letterhead | None = None
     saved: dict[str, str] = field(default_factory=dict)  # segments.toml: name → expression
     warnings: list[Problem] = field(default_factory=list)  # about the lists' own senders
+    # The issue's `only` expressions, saved names expanded, in the order of the variant keys'
+    # numbers (`email+1+3`): what `choose` matches, for the database to match (audience.Query).
+    only: tuple[str, ...] = ()
 
 
 def find_issue(site: Site, name: str) -> Path:
@@ -123,6 +126,7 @@ def plan(site: Site, issue: str, to: str | None = None, sender: str | None = Non
         head,
         saved,
         letterhead.warnings(site.config, known),
+        tuple(only[e] for e in rendered.only_expressions),
     )
 
 
@@ -211,7 +215,7 @@ def create(
         subject=subject(planned),
         expression=expression,
         variants=planned.variants,
-        addressees=audience.addressees(site.engine, expression, planned.choose),
+        addressees=audience.Query(expression, planned.only),
         again=again,
         now=now,
         expression_given=planned.target,
@@ -234,7 +238,7 @@ def freeze(
         expression=expression,
         letterhead=planned.letterhead,
         variants=planned.variants,
-        addressees=lambda: audience.addressees(site.engine, expression, planned.choose),
+        addressees=lambda: audience.Query(expression, planned.only),
         now=now,
     )
 

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, case, select, update
 from newsroom.database import transaction
 from newsroom.delivery import mailings
 from newsroom.delivery.letterhead import Letterhead
-from newsroom.delivery.mailings import Addressee, Content, Created
+from newsroom.delivery.mailings import Addressee, Content, Created, Selected
 from newsroom.delivery.senders import is_sqlite
 from newsroom.errors import NewsroomError
 from newsroom.models import Mailing, MailingStatus
@@ -210,7 +210,7 @@ def freeze(
     expression: str,
     letterhead: Letterhead,
     variants: Mapping[str, Content],
-    addressees: Callable[[], Iterable[Addressee]],
+    addressees: Callable[[], Iterable[Addressee] | Selected],
     now: datetime,
 ) -> Created | None:
     """Take scheduled MAILING_ID to `sending` with its variants and audience, in one
