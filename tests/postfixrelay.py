@@ -113,8 +113,12 @@ class PostfixRelay:
         if not path.exists():
             return []
         if path.is_dir():  # a Maildir: each message appears whole (tmp/ then new/)
-            maildir = mailbox.Maildir(path, factory=None, create=False)
-            return [maildir.get_bytes(key) for key in sorted(maildir.keys())]
+            # Read new/ and cur/ as they are: local(8) makes the folder's tmp/, new/ and cur/
+            # one after another, and mailbox.Maildir fails while one is still missing.
+            found = [
+                p for sub in ("new", "cur") if (path / sub).is_dir() for p in (path / sub).iterdir()
+            ]
+            return [message.read_bytes() for message in sorted(found, key=lambda p: p.name)]
         mbox = mailbox.mbox(path, create=False)
         try:  # the lock local(8) takes while it appends (fcntl and a dot-lock file)
             mbox.lock()
