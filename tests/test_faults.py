@@ -294,3 +294,46 @@ def test_a_worker_outlasts_the_database_restarting(
     down = [line for line in lines if "the database does not answer" in line]
     assert len(down) == 1 and "trying again in 0.5 s, then less often" in down[0], lines
     site.close()
+
+
+def test_send_stops_in_one_line_when_the_database_goes_away(
+    tmp_path: Path,
+    cluster: Cluster,
+    smtp_server: TestSMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the worker waits for the database: `newsroom send` stops with one line and no
+    traceback, and `send --resume` finishes the mailing once the database is back, nobody lost
+    and nobody doubled."""
+    root = tmp_path / "site"
+    monkeypatch.setenv("NEWSROOM_DATABASE_URL", cluster.url)
+    monkeypatch.setenv("NEWSROOM_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("NEWSROOM_SITE_LOCAL", "true")
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "300/second")
+    sites.init(root, "Test Newsroom")
+    site = Site.open(root)
+    emails = subscribe(site, 1500)
+    ident = make_mailing(site).mailing_id
+    site.close()
+    sender = Output(newsroom(root, "send", "--resume", str(ident), "--yes"))
+    try:
+        wait_for(partial(received_at_least, smtp_server, 200), "messages", 120)
+        cluster.stop()
+        lines = sender.finish(120)
+    finally:
+        if sender.process.poll() is None:
+            sender.process.kill()
+            sender.finish()
+    assert sender.process.returncode == 1, lines
+    said = [line for line in lines if line.strip()]
+    assert said[-1].startswith("Error: the database stopped answering ("), lines
+    assert not any("Traceback" in line or "Error: unexpected" in line for line in said), lines
+    cluster.start()
+    finished = Output(newsroom(root, "send", "--resume", str(ident), "--yes"))
+    assert finished.finish(180) and finished.process.returncode == 0, finished.lines
+    site = Site.open(root)
+    got = received(smtp_server)
+    assert set(got) - set(emails) == set()
+    assert [e for e, n in got.items() if n > 1] == []  # nobody doubled
+    assert len(in_status(site, ident, "sent")) + len(in_status(site, ident, "sending")) == 1500
+    site.close()
