@@ -65,7 +65,7 @@ class Rendered:
 
 @cache
 def _inliner() -> css_inline.CSSInliner:
-    # LAB-NOTES: no remote stylesheets; keep @media (responsive, dark mode) and <link> tags.
+    # No remote stylesheets (nothing is fetched while rendering); keep @media (responsive, dark mode) and <link> tags.
     return css_inline.CSSInliner(
         load_remote_stylesheets=False, keep_at_rules=True, keep_link_tags=True
     )

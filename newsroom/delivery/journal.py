@@ -1,7 +1,7 @@
 """A sender's journal: which messages it handed to the relay, and what the relay answered.
 
 Deliveries are claimed and their outcomes committed in batches (mailings.py), because a commit
-per message costs too much on PostgreSQL (LAB-NOTES). Alone, that would leave a whole batch
+per message costs too much on PostgreSQL (bench/bench_send.py). Alone, that would leave a whole batch
 uncertain after a crash. So each sender also appends to a file of its own, per mailing, one line
 right before a message's end-of-data dot goes out (`h ID`: from then on the relay may have it —
 RFC 5321 §4.1.1.4, it takes responsibility when it answers the dot) and one right after the

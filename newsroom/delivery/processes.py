@@ -1,6 +1,6 @@
 """Helper sender processes on this machine for one mailing (`sending.processes`).
 
-One Python process is CPU-bound well below what a relay takes (LAB-NOTES), so `newsroom send`
+One Python process is CPU-bound well below what a relay takes (bench/bench_send.py), so `newsroom send`
 can start helpers. Each claims its own batches (SKIP LOCKED on PostgreSQL; on SQLite the claim is
 one atomic UPDATE), under the parent's lock: helpers are named PARENT/N, so any sender can tell
 their claims are alive while the parent is. A helper dies with its parent (PR_SET_PDEATHSIG) and
