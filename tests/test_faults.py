@@ -252,6 +252,19 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def own_site(
+    tmp_path: Path, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Site]:
+    """A new site on CLUSTER, sending at 300 a second, opened."""
+    root = tmp_path / "site"
+    monkeypatch.setenv("NEWSROOM_DATABASE_URL", cluster.url)
+    monkeypatch.setenv("NEWSROOM_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("NEWSROOM_SITE_LOCAL", "true")
+    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "300/second")
+    sites.init(root, "Test Newsroom")
+    return root, Site.open(root)
+
+
 def test_a_worker_outlasts_the_database_restarting(
     tmp_path: Path,
     cluster: Cluster,
@@ -261,13 +274,7 @@ def test_a_worker_outlasts_the_database_restarting(
     """The database stops mid-send and starts again: the worker says it waits, looks again
     with backoff, takes its sender lock again, settles its own claims from its journal and
     finishes the mailing; nobody lost, nobody doubled."""
-    root = tmp_path / "site"
-    monkeypatch.setenv("NEWSROOM_DATABASE_URL", cluster.url)
-    monkeypatch.setenv("NEWSROOM_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("NEWSROOM_SITE_LOCAL", "true")
-    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "300/second")
-    sites.init(root, "Test Newsroom")
-    site = Site.open(root)
+    root, site = own_site(tmp_path, cluster, monkeypatch)
     emails = subscribe(site, 1500)
     created = make_mailing(site)
     ident = created.mailing_id
@@ -305,13 +312,7 @@ def test_send_stops_in_one_line_when_the_database_goes_away(
     """Only the worker waits for the database: `newsroom send` stops with one line and no
     traceback, and `send --resume` finishes the mailing once the database is back, nobody lost
     and nobody doubled."""
-    root = tmp_path / "site"
-    monkeypatch.setenv("NEWSROOM_DATABASE_URL", cluster.url)
-    monkeypatch.setenv("NEWSROOM_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("NEWSROOM_SITE_LOCAL", "true")
-    monkeypatch.setenv("NEWSROOM_SENDING_RATE", "300/second")
-    sites.init(root, "Test Newsroom")
-    site = Site.open(root)
+    root, site = own_site(tmp_path, cluster, monkeypatch)
     emails = subscribe(site, 1500)
     ident = make_mailing(site).mailing_id
     site.close()
