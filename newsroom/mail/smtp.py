@@ -547,7 +547,7 @@ class Pool:
                 self.down = self.down or outcome.text
                 self.stop()
             on_outcome(outcome)
-            if outcome.kind == RETRY and outcome.code == 0:
+            if outcome.kind in (RETRY, UNREACHED) and outcome.code == 0:
                 await asyncio.sleep(0.2)  # a dropped or unreachable relay: do not spin
 
     def stop(self) -> None:
