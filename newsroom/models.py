@@ -251,19 +251,28 @@ class MailingVariant(Base):
 
 
 class Delivery(Base):
-    """One message of a mailing to one address."""
+    """One message of a mailing to one address.
+
+    Deliveries are written up to a million in one statement (a mailing's freeze), so the table
+    carries only what that statement must keep up (bench/bench_scale.py, bench/RESULTS.md):
+    - One index by address answers both "one delivery per address per mailing" and "has this
+      address already had this issue?" (a second index by address cost 4 s of a 20 s freeze).
+    - No foreign keys: PostgreSQL checks one with a trigger per row, about 4 s a million each.
+      The code keeps both references instead: a mailing's deliveries are written in the
+      transaction that makes it (or freezes a scheduled one), and mailings are never deleted;
+      erasure sets `subscriber_id` to NULL itself (people/erasure.py), and whoever writes
+      deliveries holds erasure off until its commit (`erasure.hold_off`), so nobody erased
+      while a mailing is frozen is left in it.
+    """
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("mailing_id", "email"),
+        UniqueConstraint("email", "mailing_id"),
         Index("ix_deliveries_work", "mailing_id", "status", "next_attempt_at"),
-        Index("ix_deliveries_email", "email"),  # has this address already had this issue?
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    mailing_id: Mapped[int] = mapped_column(ForeignKey("mailings.id", ondelete="CASCADE"))
-    subscriber_id: Mapped[int | None] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="SET NULL"), nullable=True, index=True
-    )
+    mailing_id: Mapped[int] = mapped_column(Integer)  # mailings.id (kept by the code: see above)
+    subscriber_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     email: Mapped[str] = mapped_column(String(320))
     variant_key: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)

@@ -11,10 +11,21 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from newsroom import tokens
 from newsroom.database import transaction
-from newsroom.models import Base, ConsentEvent, Subscriber, Subscription
+from newsroom.models import (
+    Base,
+    BounceEvent,
+    ConsentEvent,
+    Delivery,
+    Mailing,
+    MailingList,
+    Subscriber,
+    Subscription,
+    Welcome,
+)
 from newsroom.people import erasure, lists, subscribers
 from newsroom.site import Site
 from tests.smtpserver import TestSMTPServer
@@ -106,3 +117,62 @@ def test_0005_gives_ledger_events_room_for_imported_evidence(site: Site) -> None
         (event,) = session.scalars(select(ConsentEvent))
         assert (event.detail, event.evidence) == ("from old.csv", None)
         event.evidence = '{"optin_ip": "192.0.2.1"}'
+
+
+def test_0009_keeps_what_points_at_deliveries_both_ways(site: Site) -> None:
+    """0009 changes the constraints of `deliveries`, which SQLite does by copying the table:
+    the welcomes and bounce events pointing at deliveries keep pointing at the same ones (the
+    copy's drop would have set them to NULL), and one delivery per address per mailing holds
+    before and after."""
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    lists.sync(site, now)
+    with transaction(site.engine) as session:
+        person = Subscriber(email="ann@example.org")
+        session.add(person)
+        mailing = Mailing(
+            issue_slug="x", issue_path="issues/x.md", subject="X", expression="all-members"
+        )
+        session.add(mailing)
+        session.flush()
+        made = [
+            Delivery(mailing_id=mailing.id, subscriber_id=person.id, email=email, variant_key="")
+            for email in ("ann@example.org", "bob@example.org", "cy@example.org")
+        ]
+        session.add_all(made)
+        session.flush()
+        list_id = session.scalar(select(MailingList.id).where(MailingList.slug == "all-members"))
+        welcome = Welcome(list_id=list_id, subscriber_id=person.id, confirmed_at=now)
+        session.add(welcome)
+        welcome.delivery_id = made[1].id
+        session.add(BounceEvent(subscriber_id=person.id, delivery_id=made[2].id, kind="hard"))
+        ids = (mailing.id, [d.id for d in made])
+
+    def pointing() -> tuple[object, ...]:
+        with site.engine.connect() as connection:
+            return (
+                connection.scalar(text("SELECT delivery_id FROM welcomes")),
+                connection.scalar(text("SELECT delivery_id FROM bounce_events")),
+                connection.execute(text("SELECT id FROM deliveries ORDER BY id")).scalars().all(),
+            )
+
+    def twice_refused() -> None:
+        with pytest.raises(IntegrityError), site.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (mailing_id, email, variant_key, status, attempts, "
+                    "last_response) VALUES (:m, 'ann@example.org', '', 'pending', 0, '')"
+                ),
+                {"m": ids[0]},
+            )
+
+    expected = (ids[1][1], ids[1][2], ids[1])
+    assert pointing() == expected
+    twice_refused()
+    command.downgrade(alembic_config(site), "0008")
+    try:
+        assert pointing() == expected
+        twice_refused()
+    finally:
+        command.upgrade(alembic_config(site), "head")
+    assert pointing() == expected
+    twice_refused()

@@ -93,7 +93,7 @@ def test_init_with_a_broken_existing_config_reports_its_line(tmp_path: Path) -> 
 def test_db_upgrade_on_a_current_database(cli: Run) -> None:
     result = cli("db", "upgrade")
     assert result.exit_code == 0, result.stderr
-    assert "the database is up to date (0008)" in result.stdout
+    assert "the database is up to date (0009)" in result.stdout
 
 
 def test_db_upgrade_migrates_an_empty_database(

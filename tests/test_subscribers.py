@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from newsroom import tokens
 from newsroom.database import transaction
+from newsroom.delivery import mailings
+from newsroom.delivery.mailings import Addressee, Content
 from newsroom.errors import NewsroomError
-from newsroom.models import ConsentEvent, MailingList, Subscriber, Subscription, Suppression
+from newsroom.models import (
+    ConsentEvent,
+    Delivery,
+    Mailing,
+    MailingList,
+    Subscriber,
+    Subscription,
+    Suppression,
+)
 from newsroom.people import erasure, lists, subscribers, suppression
 from newsroom.people.subscribers import InvalidInput, Suppressed
 from newsroom.site import Site
 from tests.smtpserver import TestSMTPServer
+from tests.test_cli_sending import wait_for
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -228,6 +241,40 @@ def test_a_dump_of_the_database_does_not_reveal_erased_addresses(ready: Site) ->
     import hashlib
 
     assert stored != hashlib.sha256(b"ann@example.org").hexdigest()  # keyed, not a plain hash
+
+
+def test_an_erasure_during_a_freeze_leaves_no_address_in_the_mailing(ready: Site) -> None:
+    """deliveries.subscriber_id has no foreign key (models.Delivery): a freeze holds erasure
+    off until it commits, and the erasure then replaces the address it wrote. On PostgreSQL the
+    erasure is seen waiting on the lock first; SQLite writes one transaction at a time."""
+    subscribers.add(ready, "ann@example.org", ["press"], now=NOW)  # single opt-in: confirmed
+    with transaction(ready.engine) as session:
+        ann = session.scalars(select(Subscriber)).one()
+    erasing = threading.Thread(
+        target=erasure.erase, args=(ready, "ann@example.org"), kwargs={"now": NOW}
+    )
+    with transaction(ready.engine) as session:
+        mailing = Mailing(issue_slug="x", issue_path="issues/x.md", subject="X", expression="press")
+        session.add(mailing)
+        session.flush()
+        content = {"": Content("X", "<p>X</p>", "X")}
+        mailings.fill(session, mailing, content, [Addressee(ann.id, ann.email, "")], again=False)
+        session.flush()
+        erasing.start()
+        if ready.engine.dialect.name != "sqlite":
+            wait_for(partial(waiting_for_an_advisory_lock, ready), "the erasure to wait")
+    erasing.join(60)
+    assert not erasing.is_alive()
+    with transaction(ready.engine) as session:
+        (delivery,) = session.scalars(select(Delivery)).all()
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+    assert delivery.subscriber_id is None and "ann" not in delivery.email
+
+
+def waiting_for_an_advisory_lock(site: Site) -> bool:
+    with site.engine.connect() as connection:
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        return bool(connection.scalar(text(query)))
 
 
 def test_confirming_again_after_erasure_lifts_the_suppression(

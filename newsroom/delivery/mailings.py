@@ -55,6 +55,7 @@ from newsroom.models import (
     SubscriptionStatus,
     utcnow,
 )
+from newsroom.people import erasure
 
 D = DeliveryStatus
 # Statuses that mean "this address has had, or is getting, this issue".
@@ -153,7 +154,9 @@ def fill(
     """MAILING's variants and one delivery per address, in SESSION's transaction (a new
     mailing, or a scheduled one being frozen); returns (deliveries made, addresses left out
     because they already had the issue). Raises NewsroomError when nobody is left, so that the
-    transaction is rolled back."""
+    transaction is rolled back. ADDRESSEES given one by one must be read after this begins
+    (it holds erasure off before reading them: `erasure.hold_off`)."""
+    erasure.hold_off(session)
     for key, content in variants.items():
         session.add(
             MailingVariant(mailing_id=mailing.id, key=key, html=content.html, text=content.text)

@@ -54,7 +54,7 @@ from newsroom.models import (
     Welcome,
     WelcomeStatus,
 )
-from newsroom.people import lists
+from newsroom.people import erasure, lists
 from newsroom.people.lists import ListSpec
 from newsroom.site import Site
 
@@ -142,6 +142,7 @@ def queue(site: Site, now: datetime) -> Queued:
     plans = {slug: _plan_or_reason(site, specs.get(slug)) for slug in owed}
     with transaction(site.engine) as session:
         _one_at_a_time(session)
+        erasure.hold_off(session)  # before reading who is owed a welcome
         result.dropped += _drop(session, Welcome.confirmed_at < now - WAIT, LATE)
         for slug, planned in plans.items():
             if isinstance(planned, Plan):

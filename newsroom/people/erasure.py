@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, select, update
+from sqlalchemy import String, cast, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from newsroom.database import transaction
@@ -90,7 +90,25 @@ def erase(site: Site, email: str, *, now: datetime, origin: Origin = CLI) -> Non
         )
 
 
+# A PostgreSQL advisory lock, held to the commit: shared by whoever writes deliveries naming
+# subscribers (a mailing's freeze, the welcome queue), alone by an erasure. deliveries.
+# subscriber_id has no foreign key (models.Delivery), so this is what keeps a person erased
+# while a mailing is frozen out of it: either the erasure commits first and the freeze, which
+# reads its audience after taking the lock, does not see them; or the freeze commits first and
+# the erasure then replaces their address in it too. SQLite writes one transaction at a time.
+ERASURE_LOCK = 17_0004
+
+
+def hold_off(session: Session) -> None:
+    """Hold any erasure off until SESSION's transaction ends: call it before reading the
+    people whose deliveries it writes."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": ERASURE_LOCK})
+
+
 def _forget(session: Session, person_id: int) -> None:
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ERASURE_LOCK})
     consent.forget(session, person_id)
     # Past deliveries keep their counts but not the address (a unique placeholder per row).
     session.execute(
@@ -98,7 +116,7 @@ def _forget(session: Session, person_id: int) -> None:
         .where(Delivery.subscriber_id == person_id)
         .values(email="erased-" + cast(Delivery.id, String), subscriber_id=None)
     )
-    # Tags, subscriptions and bounce events go with the subscriber (ON DELETE CASCADE).
+    # Tags, subscriptions, welcomes and bounce events go with the subscriber (ON DELETE CASCADE).
     session.execute(delete(Subscriber).where(Subscriber.id == person_id))
 
 
