@@ -39,9 +39,8 @@ def connect(url: str) -> Engine:
         with engine.connect():
             pass
     except (OperationalError, ImportError, ArgumentError) as exc:
-        reason = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
         raise NewsroomError(
-            f"cannot open the database {parsed.render_as_string()}: {reason}"
+            f"cannot open the database {parsed.render_as_string()}: {said(exc)}"
         ) from None
     return engine
 
@@ -70,6 +69,14 @@ def lost(exc: BaseException) -> bool:
         return False
     state = exc.sqlstate
     return state is None or state.startswith("08") or state in GONE_STATES
+
+
+def said(exc: BaseException) -> str:
+    """The first line of what the driver said (SQLAlchemy wraps it in EXC), for one line of
+    output; the error's type when it said nothing."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = str(inner).strip().splitlines()
+    return lines[0] if lines else type(inner).__name__
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

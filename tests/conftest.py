@@ -22,6 +22,7 @@ from newsroom import site as sites
 from newsroom.cli.main import main
 from newsroom.models import Base
 from newsroom.site import Site
+from tests.sendhelp import Workers
 from tests.smtpserver import TestSMTPServer
 
 POSTGRES_URL = os.environ.get("NEWSROOM_TEST_POSTGRES_URL", "")
@@ -109,6 +110,14 @@ def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestSMTPServer]:
     monkeypatch.setenv("NEWSROOM_SMTP_PORT", str(server.port))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def workers(site_dir: Path) -> Iterator[Workers]:
+    """Starts `newsroom worker` processes of the test's site; kills any the test left."""
+    team = Workers(site_dir)
+    yield team
+    team.close()
 
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's: the project never downloads a browser of its own

@@ -1,11 +1,17 @@
 """Helpers for the sending tests: subscribers in the database, a mailing, a sender run, a site
-that signs with DKIM."""
+that signs with DKIM, newsroom processes and their output, and `newsroom worker`s."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import dkim
@@ -148,3 +154,81 @@ def sign_with_dkim(
         return bool(dkim.verify(data, dnsfunc=dns))
 
     return verifies
+
+
+# --- newsroom processes ------------------------------------------------------------------------
+
+
+def newsroom(site_dir: Path, *args: str) -> subprocess.Popen[str]:
+    """`newsroom --site SITE_DIR ARGS…` as a process, its output and errors on one pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsroom", "--site", str(site_dir), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+class Output:
+    """The lines a running process prints, read as they come by a thread."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def says(self, words: str) -> bool:
+        return any(words in line for line in self.lines)
+
+    def finish(self, seconds: float = 30.0) -> list[str]:
+        self.process.wait(timeout=seconds)
+        self.reader.join(timeout=seconds)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return self.lines
+
+
+def wait_for(ready: Callable[[], object], what: str, seconds: float = 30.0) -> None:
+    """Poll READY until it holds (a generous deadline: the machine is shared)."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.002)
+
+
+STARTED = re.compile(r"worker (\S+) started \(Ctrl-C to stop\)")
+
+
+class Workers:
+    """`newsroom worker` processes of one site, polling every 0.05 s (the `workers` fixture:
+    any a test leaves running are killed after it)."""
+
+    def __init__(self, site_dir: Path) -> None:
+        self.site_dir = site_dir
+        self.started: list[Output] = []
+
+    def start(self, count: int = 1, seconds: float = 120.0) -> list[Output]:
+        """COUNT workers started together, each waited for until it says it has started (it
+        holds its sender lock by then)."""
+        batch = [Output(newsroom(self.site_dir, "worker", "--poll", "0.05")) for _ in range(count)]
+        self.started.extend(batch)
+        for output in batch:
+            wait_for(partial(output.says, " started (Ctrl-C to stop)"), "a worker", seconds)
+        return batch
+
+    @staticmethod
+    def name(output: Output) -> str:
+        """The sender name a worker started under (its claims carry it)."""
+        return next(m for line in output.lines if (m := STARTED.search(line))).group(1)
+
+    def close(self) -> None:
+        for output in self.started:
+            if output.process.poll() is None:
+                output.process.kill()
+            output.finish()

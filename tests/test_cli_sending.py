@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import IO
@@ -30,7 +30,7 @@ from newsroom.people.consent import Origin
 from newsroom.people.subscribers import Leaving
 from newsroom.site import Site
 from tests.conftest import Run
-from tests.sendhelp import make_mailing, subscribe
+from tests.sendhelp import Workers, make_mailing, newsroom, subscribe, wait_for
 from tests.smtpserver import TestSMTPServer, free_port
 
 
@@ -145,15 +145,6 @@ def test_worker_once_sends_everything(cli: Run, opened: Site, fast: TestSMTPServ
     assert len(fast.messages) == 8
 
 
-def newsroom(site_dir: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "newsroom", "--site", str(site_dir), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def test_worker_once_with_the_relay_down_is_one_line(
     cli: Run, opened: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -170,53 +161,10 @@ def test_worker_once_with_the_relay_down_is_one_line(
     assert in_status(opened, 1, "pending") == ["p0@example.net"]  # nothing deferred or paused
 
 
-class Output:
-    """The lines a running process prints, read as they come by a thread."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def says(self, words: str) -> bool:
-        return any(words in line for line in self.lines)
-
-    def finish(self, seconds: float = 30.0) -> list[str]:
-        self.process.wait(timeout=seconds)
-        self.reader.join(timeout=seconds)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-        return self.lines
-
-
-@pytest.fixture
-def start_worker(site_dir: Path) -> Iterator[Callable[[], Output]]:
-    """Starts `newsroom worker` processes (polling every 0.05 s); kills any a test left."""
-    started: list[Output] = []
-
-    def start() -> Output:
-        output = Output(newsroom(site_dir, "worker", "--poll", "0.05"))
-        started.append(output)
-        wait_for(partial(output.says, " started (Ctrl-C to stop)"), "the worker to start")
-        return output
-
-    yield start
-    for output in started:
-        if output.process.poll() is None:
-            output.process.kill()
-            output.finish()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_a_worker_waits_for_mailings_outlasts_the_relay_and_stops_cleanly(
-    start_worker: Callable[[], Output],
+    workers: Workers,
     opened: Site,
     fast: TestSMTPServer,
     monkeypatch: pytest.MonkeyPatch,
@@ -224,7 +172,7 @@ def test_a_worker_waits_for_mailings_outlasts_the_relay_and_stops_cleanly(
 ) -> None:
     monkeypatch.setenv("NEWSROOM_SENDING_RATE", "50/second")
     emails = subscribe(opened, 3)
-    worker = start_worker()  # on an idle site: nothing to do yet
+    (worker,) = workers.start()  # on an idle site: nothing to do yet
     make_mailing(opened, slug="first")  # mailings made one after another, while it waits
     wait_for(partial(received_at_least, fast, 3), "the first mailing")
     make_mailing(opened, slug="second")
@@ -257,7 +205,7 @@ def test_a_worker_waits_for_mailings_outlasts_the_relay_and_stops_cleanly(
 
 @pytest.mark.slow
 def test_two_workers_share_a_mailing_on_postgresql(
-    start_worker: Callable[[], Output],
+    workers: Workers,
     opened: Site,
     fast: TestSMTPServer,
     monkeypatch: pytest.MonkeyPatch,
@@ -267,33 +215,23 @@ def test_two_workers_share_a_mailing_on_postgresql(
     monkeypatch.setenv("NEWSROOM_SENDING_BATCH", "20")
     monkeypatch.setenv("NEWSROOM_SENDING_RATE", "300/second")  # both together (sitepace.py)
     emails = subscribe(opened, 600)
-    workers = [start_worker(), start_worker()]
+    two = workers.start(2)
     created = make_mailing(opened)
     wait_for(partial(received_at_least, fast, 600), "every message")
     wait_for(
         lambda: mailings.get(opened.engine, created.mailing_id).status == MailingStatus.DONE,
         "the mailing to be done",
     )
-    for worker in workers:
+    for worker in two:
         worker.process.send_signal(signal.SIGTERM)
-    sent = [
-        int(w.finish()[-1].removeprefix("worker stopped: ").removesuffix(" sent")) for w in workers
-    ]
-    assert [w.process.returncode for w in workers] == [0, 0]
+    sent = [int(w.finish()[-1].removeprefix("worker stopped: ").removesuffix(" sent")) for w in two]
+    assert [w.process.returncode for w in two] == [0, 0]
     received = Counter(m.rcpt_tos[0] for m in fast.messages)
     assert sorted(received) == sorted(emails) and set(received.values()) == {1}
     assert sum(sent) == 600 and min(sent) > 0  # both took part
 
 
 ONE_CLICK = Origin("web", "one-click")
-
-
-def wait_for(ready: Callable[[], object], what: str, seconds: float = 30.0) -> None:
-    """Poll READY until it holds (a generous deadline: the machine is shared)."""
-    deadline = time.monotonic() + seconds
-    while not ready():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.002)
 
 
 def received_at_least(server: TestSMTPServer, count: int) -> bool:

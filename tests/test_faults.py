@@ -7,13 +7,12 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import re
 import shutil
 import signal
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -25,13 +24,11 @@ from newsroom.delivery import mailings
 from newsroom.models import Delivery, MailingStatus
 from newsroom.site import Site
 from tests.conftest import POSTGRES_URL, TEST_SECRET
-from tests.sendhelp import make_mailing, subscribe
+from tests.sendhelp import Output, Workers, make_mailing, newsroom, subscribe, wait_for
 from tests.smtpserver import TestSMTPServer, free_port
-from tests.test_cli_sending import Output, in_status, newsroom, received_at_least, wait_for
+from tests.test_cli_sending import in_status, received_at_least
 
 pytestmark = pytest.mark.slow
-
-STARTED = re.compile(r"worker (\S+) started \(Ctrl-C to stop\)")
 
 
 @pytest.fixture
@@ -39,25 +36,6 @@ def opened(site_dir: Path, smtp_server: TestSMTPServer) -> Iterator[Site]:
     site = Site.open(site_dir)
     yield site
     site.close()
-
-
-@pytest.fixture
-def workers(site_dir: Path) -> Iterator[Callable[[], tuple[Output, str]]]:
-    """Starts `newsroom worker` processes; returns each with its sender name. Kills any left."""
-    started: list[Output] = []
-
-    def start() -> tuple[Output, str]:
-        output = Output(newsroom(site_dir, "worker", "--poll", "0.05"))
-        started.append(output)
-        wait_for(partial(output.says, " started (Ctrl-C to stop)"), "a worker to start", 60)
-        found = next(m for line in output.lines if (m := STARTED.search(line)))
-        return output, found.group(1)
-
-    yield start
-    for output in started:
-        if output.process.poll() is None:
-            output.process.kill()
-        output.finish()
 
 
 def stop(worker: Output) -> list[str]:
@@ -87,7 +65,7 @@ def settled(site: Site, mailing_id: int) -> bool:
 def test_a_worker_killed_mid_mailing_leaves_its_claims_to_the_others(
     opened: Site,
     smtp_server: TestSMTPServer,
-    workers: Callable[[], tuple[Output, str]],
+    workers: Workers,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Three workers on one mailing, one SIGKILLed once messages flow: the others settle its
@@ -98,10 +76,11 @@ def test_a_worker_killed_mid_mailing_leaves_its_claims_to_the_others(
     monkeypatch.setenv("NEWSROOM_SENDING_RATE", "600/second")  # each: a mailing of ~3 s or more
     monkeypatch.setenv("NEWSROOM_SMTP_TIMEOUT", "10")
     emails = subscribe(opened, 2000)
-    team = [workers() for _ in range(3)]
+    team = workers.start(3)
     created = make_mailing(opened)
     ident = created.mailing_id
-    victim, victim_name = team[0]
+    victim = team[0]
+    victim_name = Workers.name(victim)
 
     def victim_sent() -> bool:  # it has claimed and sent: its death leaves work behind
         with opened.engine.connect() as connection:
@@ -117,7 +96,7 @@ def test_a_worker_killed_mid_mailing_leaves_its_claims_to_the_others(
     victim.finish(60)
     assert received_at_least(smtp_server, 1) and len(smtp_server.messages) < len(emails)
     wait_for(partial(settled, opened, ident), "the others to finish the mailing", 180)
-    for worker, _name in team[1:]:
+    for worker in team[1:]:
         stop(worker)
 
     assert status(opened, ident) == MailingStatus.DONE
@@ -148,7 +127,7 @@ def data_commands(server: TestSMTPServer, since: int) -> int:
 def test_the_relay_going_away_defers_only_what_was_in_flight(
     opened: Site,
     smtp_server: TestSMTPServer,
-    workers: Callable[[], tuple[Output, str]],
+    workers: Workers,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The relay stops mid-mailing with a message on each connection (held at DATA) and comes
@@ -161,7 +140,7 @@ def test_the_relay_going_away_defers_only_what_was_in_flight(
     monkeypatch.setenv("NEWSROOM_SENDING_RETRY_FIRST", "1")  # deferred: retried 0.5-1.5 s on
     monkeypatch.setenv("NEWSROOM_SMTP_TIMEOUT", "30")  # the held messages end with the relay
     emails = subscribe(opened, 1500)
-    worker, _name = workers()
+    (worker,) = workers.start()
     created = make_mailing(opened)
     ident = created.mailing_id
     wait_for(partial(received_at_least, smtp_server, 200), "messages", 120)

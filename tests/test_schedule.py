@@ -25,9 +25,9 @@ from newsroom.models import Delivery, Mailing, MailingStatus, MailingVariant, ut
 from newsroom.site import Site
 from newsroom.web import archive
 from tests.conftest import Run
-from tests.sendhelp import subscribe
+from tests.sendhelp import Workers, subscribe, wait_for
 from tests.smtpserver import TestSMTPServer
-from tests.test_cli_sending import Output, error_line, newsroom, received_at_least, wait_for
+from tests.test_cli_sending import error_line, received_at_least
 from tests.test_migrations import alembic_config
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)  # the commands' clock: 1 December, 10:00 GMT
@@ -413,31 +413,25 @@ def test_two_workers_freezing_at_once_on_postgresql(cli: Run, opened: Site) -> N
 
 @pytest.mark.slow
 def test_a_running_worker_process_picks_up_a_scheduled_mailing(
-    site_dir: Path, opened: Site, smtp_server: TestSMTPServer
+    site_dir: Path, opened: Site, smtp_server: TestSMTPServer, workers: Workers
 ) -> None:
     """The process has the real clock: the mailing is recorded with the library, due a second
     ago by that clock, after the worker has started and looked once."""
     write_issue(site_dir, date="2020-12-04")  # dated before the real clock's today
-    worker = Output(newsroom(site_dir, "worker", "--poll", "0.05"))
-    try:
-        wait_for(partial(worker.says, " started (Ctrl-C to stop)"), "the worker to start")
-        now = utcnow()
-        recorded = schedule.record(
-            opened.engine, issue_slug="bulletin", issue_path=ISSUE, subject="Bulletin",
-            expression="all-members", at=now - timedelta(seconds=1), again=False, early=False,
-            now=now,
-        )  # fmt: skip
-        wait_for(partial(received_at_least, smtp_server, 3), "the scheduled mailing")
-        wait_for(
-            lambda: mailings.get(opened.engine, recorded.mailing_id).status == MailingStatus.DONE,
-            "the mailing to be done",
-        )
-        worker.process.send_signal(signal.SIGTERM)
-        lines = worker.finish()
-    finally:
-        if worker.process.poll() is None:
-            worker.process.kill()
-            worker.finish()
+    (worker,) = workers.start()
+    now = utcnow()
+    recorded = schedule.record(
+        opened.engine, issue_slug="bulletin", issue_path=ISSUE, subject="Bulletin",
+        expression="all-members", at=now - timedelta(seconds=1), again=False, early=False,
+        now=now,
+    )  # fmt: skip
+    wait_for(partial(received_at_least, smtp_server, 3), "the scheduled mailing")
+    wait_for(
+        lambda: mailings.get(opened.engine, recorded.mailing_id).status == MailingStatus.DONE,
+        "the mailing to be done",
+    )
+    worker.process.send_signal(signal.SIGTERM)
+    lines = worker.finish()
     assert worker.process.returncode == 0, lines
     assert lines[1:] == [
         f"mailing {recorded.mailing_id} fell due: 3 deliveries frozen",

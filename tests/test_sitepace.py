@@ -9,9 +9,7 @@ import bisect
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from functools import partial
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text, update
@@ -21,9 +19,15 @@ from newsroom.delivery.sitepace import LATE, SitePace
 from newsroom.mail.ratelimit import RateLimiter
 from newsroom.models import MailingStatus, SendWindow
 from newsroom.site import Site
-from tests.sendhelp import make_mailing, subscribe, subscribe_people
+from tests.sendhelp import (
+    Output,
+    Workers,
+    make_mailing,
+    subscribe,
+    subscribe_people,
+    wait_for,
+)
 from tests.smtpserver import TestSMTPServer
-from tests.test_cli_sending import Output, newsroom, wait_for
 
 # A one-second window may carry this much more than the rate: the server stamps a message when
 # its loop gets to it, and on a loaded machine (two shared cores, the workers, PostgreSQL and
@@ -112,26 +116,6 @@ def test_sqlite_keeps_the_rate_in_each_process(site: Site) -> None:
 
 
 @pytest.fixture
-def workers(site_dir: Path) -> Iterator[Callable[[int], list[Output]]]:
-    """Starts COUNT `newsroom worker` processes and waits until each holds its lock; kills
-    any a test left."""
-    started: list[Output] = []
-
-    def start(count: int) -> list[Output]:
-        batch = [Output(newsroom(site_dir, "worker", "--poll", "0.05")) for _ in range(count)]
-        started.extend(batch)
-        for output in batch:
-            wait_for(partial(output.says, " started (Ctrl-C to stop)"), "a worker", 120)
-        return batch
-
-    yield start
-    for output in started:
-        if output.process.poll() is None:
-            output.process.kill()
-        output.finish()
-
-
-@pytest.fixture
 def postgres(site: Site, smtp_server: TestSMTPServer, monkeypatch: pytest.MonkeyPatch) -> Site:
     if site.engine.dialect.name == "sqlite":
         pytest.skip("on SQLite one sender runs at a time: nobody to share the rate with")
@@ -158,12 +142,12 @@ def stop_all(outputs: list[Output]) -> list[int]:
 def test_three_workers_keep_one_rate_for_the_site(
     postgres: Site,
     smtp_server: TestSMTPServer,
-    workers: Callable[[int], list[Output]],
+    workers: Workers,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NEWSROOM_SENDING_RATE", "300/second")  # for the site, not each worker
     emails = subscribe(postgres, 3000)
-    started = workers(3)
+    started = workers.start(3)
     created = make_mailing(postgres)
     wait_for(lambda: len(smtp_server.messages) >= 3000, "every message", 300)
     wait_for(partial(done, postgres, created.mailing_id), "the mailing to be done", 120)
@@ -182,12 +166,12 @@ def test_three_workers_keep_one_rate_for_the_site(
 def test_a_dead_workers_share_goes_to_the_others(
     postgres: Site,
     smtp_server: TestSMTPServer,
-    workers: Callable[[int], list[Output]],
+    workers: Workers,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NEWSROOM_SENDING_RATE", "300/second")
     subscribe(postgres, 3000)
-    started = workers(3)
+    started = workers.start(3)
     created = make_mailing(postgres)
     wait_for(lambda: len(smtp_server.messages) >= 900, "a third of the mailing", 300)
     started[0].process.send_signal(signal.SIGKILL)
@@ -210,7 +194,7 @@ def test_a_dead_workers_share_goes_to_the_others(
 def test_a_domains_rate_holds_for_the_site(
     postgres: Site,
     smtp_server: TestSMTPServer,
-    workers: Callable[[int], list[Output]],
+    workers: Workers,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Half the list at the limited domain: the others' messages use the overall rate meanwhile.
@@ -219,7 +203,7 @@ def test_a_domains_rate_holds_for_the_site(
     people = {f"o{i}@example.org": f"Org {i}" for i in range(300)}
     people.update({f"n{i}@example.net": f"Net {i}" for i in range(300)})
     subscribe_people(postgres, people)
-    started = workers(2)
+    started = workers.start(2)
     created = make_mailing(postgres)
     wait_for(lambda: len(smtp_server.messages) >= len(people), "every message", 300)
     wait_for(partial(done, postgres, created.mailing_id), "the mailing to be done", 120)

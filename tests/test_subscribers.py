@@ -28,8 +28,8 @@ from newsroom.models import (
 from newsroom.people import erasure, lists, subscribers, suppression
 from newsroom.people.subscribers import InvalidInput, Suppressed
 from newsroom.site import Site
+from tests.sendhelp import wait_for
 from tests.smtpserver import TestSMTPServer
-from tests.test_cli_sending import wait_for
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 

@@ -52,10 +52,10 @@ class State:
         from newsroom import database
 
         if database.lost(exc):  # only `newsroom worker` waits for it to come back
-            first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             return (
-                f"the database stopped answering ({first}); once it is back, run the command "
-                "again (a mailing: newsroom send --resume ID, which settles what was in flight)"
+                f"the database stopped answering ({database.said(exc)}); once it is back, run "
+                "the command again (a mailing: newsroom send --resume ID, which settles what "
+                "was in flight)"
             )
         assert self._site is not None
         return database.setup_problem(self._site.engine)

@@ -15,7 +15,6 @@ journal (mailings.settle_own) and carries on. `send` and its helpers stop with t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
@@ -430,7 +429,7 @@ async def _rejoin(
     """Wait for the database that went away (EXC), with backoff, until this worker holds its
     sender lock again and has settled what it claimed before (mailings.settle_own)."""
     wait = DATABASE_WAIT_FIRST
-    watch.database_down(_said(exc), wait)
+    watch.database_down(database.said(exc), wait)
     while not sender.stopping:
         await sender.sleep(wait)
         wait = min(wait * 2, DATABASE_WAIT_MAX)
@@ -448,14 +447,6 @@ async def _rejoin(
 def _retake(site: Site, lock: SenderLock, now: datetime) -> int:
     lock.reconnect()
     return mailings.settle_own(site.engine, lock, journal.folder(site.root), now)
-
-
-def _said(exc: BaseException) -> str:
-    """The first line of what the driver said about a lost database."""
-    inner = getattr(exc, "orig", None) or exc
-    with contextlib.suppress(IndexError):
-        return str(inner).strip().splitlines()[0]
-    return type(inner).__name__
 
 
 def _welcome(site: Site, said: dict[str, str], watch: Watch, now: datetime) -> None:
