@@ -173,6 +173,9 @@ LONDON = ZoneInfo("Europe/London")
         ("2026-11-20 18:30 +01:00", dt.datetime(2026, 11, 20, 17, 30, tzinfo=dt.UTC)),
         ("2026-11-20 18:30 -05:30", dt.datetime(2026, 11, 21, 0, 0, tzinfo=dt.UTC)),
         ("2026-11-20 18:30 UTC", dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.UTC)),
+        # the zone as `send --at` takes it too (one parser: clock.zone)
+        ("2026-11-20 18:30 Z", dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.UTC)),
+        ("2026-11-20 18:30 +0100", dt.datetime(2026, 11, 20, 17, 30, tzinfo=dt.UTC)),
         # the hour that comes twice when the clocks go back: the first one (still summer time)
         ("2026-10-25 01:30", dt.datetime(2026, 10, 25, 0, 30, tzinfo=dt.UTC)),
     ],

@@ -20,11 +20,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
 
 from newsroom import segments, textfiles
+from newsroom.clock import ZoneError, skipped
+from newsroom.clock import zone as named_zone
 from newsroom.compose import blocks, images, markup
 from newsroom.compose.images import Picture
 from newsroom.errors import NewsroomError, Problem, ProblemsError
@@ -481,7 +483,6 @@ def slug_problems(paths: Iterable[Path], config: Config) -> dict[Path, list[Prob
 
 # `date: YYYY-MM-DD [HH:MM [ZONE]]`, ZONE a tz database name or a UTC offset such as +01:00.
 DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[ \t]+(\d{1,2}:\d{2})(?:[ \t]+(\S+))?)?")
-OFFSET = re.compile(r"([+-])(\d{2}):(\d{2})")
 # A date alone is published at noon in site.timezone. Feeds carry an instant, which a reader's
 # app shows in the reader's own zone: midnight in London is still the day before anywhere west
 # of London, while noon is the same calendar day in every zone less than 12 hours from the
@@ -526,9 +527,12 @@ def publication(text: str, site_zone: str) -> dt.datetime:
         raise ValueError(
             f'bad time "{clock}" in "date": write HH:MM from 00:00 to 23:59, such as 18:30'
         ) from None
-    zone = _zone(zone_text) if zone_text else ZoneInfo(site_zone)  # settings checked that one
+    try:
+        zone = named_zone(zone_text) if zone_text else ZoneInfo(site_zone)  # a checked setting
+    except ZoneError as exc:
+        raise ValueError(f'{exc.problem} in "date": {exc.hint}') from None
     moment = dt.datetime.combine(day, time, zone)
-    if isinstance(zone, ZoneInfo) and _wall(moment) != moment.replace(tzinfo=None):
+    if isinstance(zone, ZoneInfo) and skipped(moment):
         raise ValueError(
             f"{day} {time:%H:%M} does not exist in {zone.key}: the clocks go forward then, "
             "choose another time"
@@ -538,31 +542,6 @@ def publication(text: str, site_zone: str) -> dt.datetime:
     offset = moment.utcoffset()
     assert offset is not None
     return moment.astimezone(dt.timezone(offset))
-
-
-def _wall(moment: dt.datetime) -> dt.datetime:
-    """MOMENT's wall-clock time after a round trip through UTC: a time in a gap (clocks going
-    forward) comes back changed."""
-    return moment.astimezone(dt.UTC).astimezone(moment.tzinfo).replace(tzinfo=None)
-
-
-def _zone(text: str) -> dt.tzinfo:
-    offset = OFFSET.fullmatch(text)
-    if offset:
-        sign, hours, minutes = offset.groups()
-        if int(hours) > 14 or int(minutes) > 59:  # UTC-12 to UTC+14 are the offsets in use
-            raise ValueError(
-                f'bad UTC offset "{text}" in "date": write +HH:MM or -HH:MM, such as +01:00'
-            )
-        delta = dt.timedelta(hours=int(hours), minutes=int(minutes))
-        return dt.timezone(-delta if sign == "-" else delta)
-    try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long, a folder
-        raise ValueError(
-            f'unknown time zone "{text}" in "date": use a name such as Europe/London or an '
-            "offset such as +01:00"
-        ) from None
 
 
 def shown_path(path: Path, config: Config | None) -> str:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, case, select, update
 
+from newsroom.clock import ZoneError, skipped
+from newsroom.clock import zone as named_zone
 from newsroom.database import transaction
 from newsroom.delivery import mailings
 from newsroom.delivery.letterhead import Letterhead
@@ -33,7 +35,6 @@ S = MailingStatus
 # `YYYY-MM-DD HH:MM [ZONE]` (or ISO 8601's `T` between them); ZONE is an offset such as +01:00,
 # Z or UTC, or a tz database name. Seconds are left out: nobody schedules a bulletin to them.
 AT = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})(?: ?([+-]\d{2}:?\d{2}|Z)| +(\S+))?")
-OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
 MAX_AHEAD = timedelta(days=366 * 2)  # a time further off is a typo in the year
 
 
@@ -49,41 +50,24 @@ def parse_at(text: str, site_zone: str) -> datetime:
             '"2026-12-05 09:00 +01:00", "2026-12-05 09:00 Europe/Paris"'
         )
     day, clock, offset, name = match.groups()
-    zone = _zone(offset or name, text) if offset or name else ZoneInfo(site_zone)
+    try:
+        zone = named_zone(offset or name) if offset or name else ZoneInfo(site_zone)
+    except ZoneError as exc:
+        raise NewsroomError(f'--at "{text}": {exc}') from None
     try:
         moment = datetime.fromisoformat(f"{day}T{clock.zfill(5)}").replace(tzinfo=zone)
     except ValueError:
         raise NewsroomError(
             f'--at "{text}": no such date or time (the hours run from 00:00 to 23:59)'
         ) from None
-    as_utc = moment.astimezone(UTC)
-    if isinstance(zone, ZoneInfo) and as_utc.astimezone(zone).replace(tzinfo=None) != (
-        moment.replace(tzinfo=None)
-    ):
+    if isinstance(zone, ZoneInfo) and skipped(moment):
         raise NewsroomError(
             f'--at "{text}": {day} {clock} does not exist in {zone.key} (the clocks go forward '
             "then): choose another time"
         )
-    return as_utc  # in the hour that comes twice when the clocks go back, the first is meant
-
-
-def _zone(text: str, whole: str) -> tzinfo:
-    if text in ("Z", "UTC"):
-        return UTC
-    offset = OFFSET.fullmatch(text)
-    if offset:
-        sign, hours, minutes = offset.groups()
-        if int(hours) > 14 or int(minutes) > 59:  # UTC-12 to UTC+14 are the offsets in use
-            raise NewsroomError(f'--at "{whole}": bad UTC offset "{text}": write +HH:MM or -HH:MM')
-        delta = timedelta(hours=int(hours), minutes=int(minutes))
-        return timezone(-delta if sign == "-" else delta)
-    try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long, a folder
-        raise NewsroomError(
-            f'--at "{whole}": unknown time zone "{text[:40]}": use a name such as Europe/London '
-            "or an offset such as +01:00"
-        ) from None
+    return moment.astimezone(
+        UTC
+    )  # in the hour that comes twice when the clocks go back, the first is meant
 
 
 def shown(moment: datetime, site_zone: str) -> str:
