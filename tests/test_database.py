@@ -3,6 +3,7 @@ on PostgreSQL alike."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import bindparam, insert, select
 
+from newsroom.cli.common import State
 from newsroom.cli.main import main
 from newsroom.database import Busy, Prepared, raw_transaction, transaction
 from newsroom.models import ConsentEvent
@@ -88,3 +90,19 @@ def test_a_database_never_migrated_says_how_to_set_it_up(
         ), args
     assert runner.invoke(main, ["--site", str(site_dir), "db", "upgrade"]).exit_code == 0
     assert runner.invoke(main, ["--site", str(site_dir), "lists"]).exit_code == 0
+
+
+def test_the_drivers_cleanup_after_a_lost_server_is_not_told_twice(
+    site_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """psycopg logs "error ignored terminating …" while cleaning up after an error it raises
+    anyway, which a command says in one line of its own: once a command has opened its site,
+    that record is dropped, and every other record of the driver still comes through."""
+    state = State(site_dir)
+    state.site.close()  # opening it is what matters
+    driver = logging.getLogger("psycopg")
+    with caplog.at_level(logging.WARNING, logger="psycopg"):
+        driver.warning("error ignored terminating %r: %s", "<Pipeline [BAD]>", "server closed")
+        driver.warning("error ignored in rollback on %s: %s", "<Connection>", "server closed")
+        driver.warning("a notice from the server")
+    assert [record.getMessage() for record in caplog.records] == ["a notice from the server"]

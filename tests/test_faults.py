@@ -257,9 +257,9 @@ def test_a_worker_outlasts_the_database_restarting(
     emails = subscribe(site, 1500)
     created = make_mailing(site)
     ident = created.mailing_id
-    worker = Output(newsroom(root, "worker", "--poll", "0.05"))
+    team = Workers(root)
     try:
-        wait_for(partial(worker.says, " started (Ctrl-C to stop)"), "the worker to start", 60)
+        (worker,) = team.start()
         wait_for(partial(received_at_least, smtp_server, 200), "messages", 120)
         cluster.stop()  # mid-send: every connection closed, the sender lock with them
         wait_for(partial(worker.says, "worker: the database does not answer"), "a wait", 60)
@@ -269,9 +269,7 @@ def test_a_worker_outlasts_the_database_restarting(
         wait_for(partial(settled, site, ident), "the mailing to finish", 180)
         lines = stop(worker)
     finally:
-        if worker.process.poll() is None:
-            worker.process.kill()
-            worker.finish()
+        team.close()
     assert status(site, ident) == MailingStatus.DONE
     got = received(smtp_server)
     assert set(got) == set(emails)  # nobody lost
@@ -279,6 +277,7 @@ def test_a_worker_outlasts_the_database_restarting(
     assert len(in_status(site, ident, "sent")) == len(emails)
     down = [line for line in lines if "the database does not answer" in line]
     assert len(down) == 1 and "trying again in 0.5 s, then less often" in down[0], lines
+    assert [line for line in lines if "error ignored" in line] == []  # the driver's cleanup
     site.close()
 
 

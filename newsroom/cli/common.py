@@ -18,9 +18,19 @@ from newsroom.clock import Clock, utcnow
 from newsroom.errors import NewsroomError, ProblemsError
 
 if TYPE_CHECKING:
+    from logging import LogRecord
+
     from newsroom.site import Site
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def told_already(record: LogRecord) -> bool:
+    """False for psycopg's "error ignored terminating …" (and "… in rollback", "… exiting"):
+    it logs one while cleaning up after an error it raises anyway (the server gone mid-batch),
+    which the command says in one line of its own (`State.database_problem`, the worker's
+    wait); logging's last resort would print the driver's second telling on stderr."""
+    return not str(record.msg).startswith("error ignored ")
 
 
 @dataclass
@@ -35,9 +45,12 @@ class State:
     @property
     def site(self) -> Site:
         if self._site is None:
+            import logging  # loaded by SQLAlchemy already, unlike a command without a site
+
             from newsroom.site import Site  # the database layer, loaded by commands that use it
 
             self._site = Site.open(self.site_dir)
+            logging.getLogger("psycopg").addFilter(told_already)
         return self._site
 
     def now(self) -> datetime:

@@ -25,12 +25,12 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from newsroom import segments, textfiles
-from newsroom.clock import ZoneError, skipped
-from newsroom.clock import zone as named_zone
 from newsroom.compose import blocks, images, markup
 from newsroom.compose.images import Picture
 from newsroom.errors import NewsroomError, Problem, ProblemsError
 from newsroom.settings import Config
+from newsroom.zones import ZoneError, skipped
+from newsroom.zones import zone as named_zone
 
 FOLDER = "issues"  # the site's folder of issues (Site.issues_dir); every file they name is in it
 FRONT_KEYS = ("title", "date", "to", "summary", "slug")

@@ -21,8 +21,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, case, select, update
 
-from newsroom.clock import ZoneError, skipped
-from newsroom.clock import zone as named_zone
 from newsroom.database import transaction
 from newsroom.delivery import mailings
 from newsroom.delivery.letterhead import Letterhead
@@ -30,6 +28,8 @@ from newsroom.delivery.mailings import Addressee, Content, Created, Selected
 from newsroom.delivery.senders import is_sqlite
 from newsroom.errors import NewsroomError
 from newsroom.models import Mailing, MailingStatus
+from newsroom.zones import ZoneError, skipped
+from newsroom.zones import zone as named_zone
 
 S = MailingStatus
 # `YYYY-MM-DD HH:MM [ZONE]` (or ISO 8601's `T` between them); ZONE is an offset such as +01:00,
