@@ -1,5 +1,5 @@
 """Dark mode done right (issue #14, item 4), in a real headless Chromium: each example theme's
-emails and web pages at 375 and 600 px, in light and in dark mode (prefers-color-scheme
+emails (the issues' and the confirmation's) and web pages at 375 and 600 px, in light and in dark mode (prefers-color-scheme
 emulated, as Apple Mail and iOS Mail apply it). Every element with text is measured against the
 background it really sits on (WCAG 2.x contrast: 4.5:1, 3:1 for large text), axe-core's
 colour-contrast rule runs too, and on a wide screen nothing around the card stays light in dark
@@ -19,7 +19,7 @@ from newsroom import colours
 from newsroom.compose.issues import load_issue
 from newsroom.compose.personalise import personalise
 from newsroom.compose.rendering import render
-from newsroom.people import lists
+from newsroom.people import confirmation, lists
 from newsroom.site import Site
 from newsroom.web.app import static_files
 from tests.conftest import TEST_SECRET
@@ -61,12 +61,16 @@ LOW_CONTRAST = """([canvas]) => {
 }"""
 
 # The background at the left edge of a wide window, top to bottom: what is around the card.
+# Below a body shorter than the window there is only the root element, which is painted with
+# the body's background when it has none of its own (CSS Backgrounds 3, section 2.11.2).
 EDGE = """([canvas]) => {
   const parse = c => { const m = c.match(/rgba?\\(([^)]+)\\)/); const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
     return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+  const root = [document.documentElement, document.body].map(e => parse(getComputedStyle(e).backgroundColor))
+    .find(c => c[3] >= 1) || canvas;
   const seen = new Set(), height = document.documentElement.scrollHeight;
   for (let y = 2; y < height; y += 40) {
-    window.scrollTo(0, y); let colour = canvas;
+    window.scrollTo(0, y); let colour = root;
     for (let e = document.elementFromPoint(3, y - window.scrollY); e; e = e.parentElement) {
       const c = parse(getComputedStyle(e).backgroundColor); if (c[3] >= 1) { colour = c; break; } }
     seen.add('#' + colour.slice(0, 3).map(v => Math.round(v).toString(16).padStart(2, '0')).join(''));
@@ -111,6 +115,8 @@ def documents(site: Site) -> dict[str, tuple[str, str]]:
             f"{base}/email/{slug}",
             personalise(variant.html, fields, html=True),
         )
+    html, _text = confirmation.render(config, confirmation.sample_context(config, NOW))
+    found["email-confirmation"] = (f"{base}/email/confirmation", html)  # the first one sent
     return found
 
 

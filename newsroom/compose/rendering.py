@@ -148,16 +148,16 @@ def _reserve(fields: markup.FieldTable, name: str) -> str:
     return f"\ue000{len(fields.fields) - 1}\ue001"
 
 
-def email_html(mjml_source: str, config: Config | None = None) -> str:
+def email_html(mjml_source: str, config: Config | None = None, templates: str = "email/") -> str:
     """MJML to email HTML: compiled by mjml-python, CSS inlined, dark-mode meta tags added.
-    MJML that does not compile is a problem of the site's email templates when it has some
-    (CONFIG's), else a bug of ours."""
+    MJML that does not compile is a problem of the site's own TEMPLATES (the names starting
+    so) when it has some (CONFIG's), else a bug of ours."""
     try:
         # fonts={}: MJML links Google Fonts for a stack naming Roboto, Lato, Open Sans, Ubuntu
         # or Droid Sans; a reader's own font of that name needs no font host (issue #14)
         html = mjml.mjml2html(mjml_source, fonts={})
     except ValueError as exc:
-        raise templating.mjml_problem(config, exc) from None
+        raise templating.mjml_problem(config, exc, templates) from None
     html = _inliner().inline(html)
     return html.replace("<head>", "<head>" + DARK_MODE_META, 1)
 

@@ -13,12 +13,11 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from zoneinfo import ZoneInfo
 
-from mjml import mjml2html
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsroom import tokens
-from newsroom.compose import templating
+from newsroom.compose import rendering, templating
 from newsroom.database import transaction
 from newsroom.errors import NewsroomError
 from newsroom.mail import smtp, verp
@@ -98,6 +97,7 @@ def template_context(
         "consent_text": consent_text,
         "consent_version": consent_version,
         "theme": config.theme.context(config.text("site.base_url")),  # the logo, colours, font
+        "css": rendering.email_css(config),  # an issue's stylesheet: its dark mode, too
     }
 
 
@@ -114,10 +114,7 @@ def sample_context(config: Config, now: datetime) -> dict[str, object]:
 def render(config: Config, context: dict[str, object]) -> tuple[str, str]:
     """The confirmation email's HTML and text parts, from the site's templates or ours."""
     source = templating.render(config, "confirm.mjml", **context)
-    try:
-        html = mjml2html(source, fonts={})  # no Google Fonts link for a Roboto stack (issue #14)
-    except ValueError as exc:
-        raise templating.mjml_problem(config, exc, "confirm.mjml") from None
+    html = rendering.email_html(source, config, "confirm.mjml")  # as an issue's email is made
     return html, templating.render(config, "confirm.txt", **context)
 
 
