@@ -339,3 +339,62 @@ def test_export_subscriber_is_json_ready(ready: Site) -> None:
             "updated_at": NOW.isoformat(),
         }
     ]
+
+
+def test_an_erasure_during_a_prune_waits_for_it(ready: Site) -> None:
+    """A prune enforces retention (rewriting old deliveries, row locks to its commit) before it
+    forgets whoever is left with nothing; an erasure meanwhile takes the erasure lock and then
+    rewrites its person's deliveries. Had the prune taken the lock only when it came to forget,
+    each would wait for the other (PostgreSQL: deadlock detected, one of them fails)."""
+    if ready.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite writes one transaction at a time")
+    old = NOW - timedelta(days=800)  # before retention.deliveries_days (730)
+    subscribers.add(ready, "ann@example.org", ["press"], now=old)  # erased
+    subscribers.subscribe(ready, "bob@example.org", "", ["all-members"], ip=None,
+                          user_agent=None, now=old)  # fmt: skip  # never confirms: pruned
+    with transaction(ready.engine) as session:
+        ann = session.scalars(select(Subscriber).where(Subscriber.email == "ann@example.org"))
+        ann_id = ann.one().id
+        mailing = Mailing(issue_slug="x", issue_path="issues/x.md", subject="X",
+                          expression="press", created_at=old, frozen_at=old)  # fmt: skip
+        session.add(mailing)
+        session.flush()
+        session.add(Delivery(mailing_id=mailing.id, subscriber_id=ann_id,
+                             email="ann@example.org", variant_key="", status="sent"))  # fmt: skip
+    failed: list[BaseException] = []
+
+    def running(work: Any) -> threading.Thread:
+        def target() -> None:
+            try:
+                work()
+            except BaseException as exc:  # reported by the test below
+                failed.append(exc)
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        return thread
+
+    with ready.engine.connect() as blocker, blocker.begin():
+        # Bob's stale subscription locked: the prune stops there, retention already enforced.
+        blocker.execute(text("SELECT id FROM subscriptions WHERE status = 'pending' FOR UPDATE"))
+        pruning = running(partial(erasure.prune, ready, now=NOW))
+        wait_for(partial(waiting_on_locks, ready, 1), "the prune to wait")
+        erasing = running(partial(erasure.erase, ready, "ann@example.org", now=NOW))
+        wait_for(partial(waiting_on_locks, ready, 2), "the erasure to wait")
+    pruning.join(60)
+    erasing.join(60)
+    assert not failed, failed
+    with transaction(ready.engine) as session:
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+        (delivery,) = session.scalars(select(Delivery)).all()
+    assert delivery.subscriber_id is None and "ann" not in delivery.email
+
+
+def waiting_on_locks(site: Site, count: int) -> bool:
+    """Whether COUNT connections to the site's database wait on a lock (row or advisory)."""
+    with site.engine.connect() as connection:
+        query = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(connection.scalar(text(query)) >= count)

@@ -106,9 +106,16 @@ def hold_off(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": ERASURE_LOCK})
 
 
-def _forget(session: Session, person_id: int) -> None:
+def _erasing(session: Session) -> None:
+    """Hold ERASURE_LOCK alone until SESSION's transaction ends: before anything else the
+    transaction locks (a prune's retention rewrites old deliveries, which an erasure holding
+    this lock may be about to rewrite too: taken later, each would wait for the other)."""
     if session.get_bind().dialect.name != "sqlite":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ERASURE_LOCK})
+
+
+def _forget(session: Session, person_id: int) -> None:
+    _erasing(session)  # taken already by a prune: PostgreSQL counts it twice, frees it at the end
     consent.forget(session, person_id)
     # Past deliveries keep their counts but not the address (a unique placeholder per row).
     session.execute(
@@ -134,6 +141,7 @@ def prune(site: Site, *, now: datetime) -> PruneReport:
     cutoff = now - timedelta(hours=site.config.number("subscribe.confirm_hours"))
     report = PruneReport()
     with transaction(site.engine) as session:
+        _erasing(session)  # before retention locks any delivery: see _erasing
         report.retention = retention.enforce(session, site.config, now)
         stale = (Subscription.status == Status.PENDING) & (Subscription.updated_at < cutoff)
         people = set(session.scalars(select(Subscription.subscriber_id).where(stale)))
