@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, select, text, update
+from sqlalchemy import String, cast, delete, exists, func, select, text, update
 from sqlalchemy.orm import Session
 
 from newsroom.database import transaction
@@ -107,9 +107,10 @@ def hold_off(session: Session) -> None:
 
 
 def _erasing(session: Session) -> None:
-    """Hold ERASURE_LOCK alone until SESSION's transaction ends: before anything else the
-    transaction locks (a prune's retention rewrites old deliveries, which an erasure holding
-    this lock may be about to rewrite too: taken later, each would wait for the other)."""
+    """Hold ERASURE_LOCK alone until SESSION's transaction ends: taken before the transaction
+    locks any row that an erasure holding it may be about to change (a prune rewrites old
+    deliveries and deletes stale subscriptions, some of them another person's being erased):
+    taken later, each would wait for the other, and PostgreSQL fails one of them."""
     if session.get_bind().dialect.name != "sqlite":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ERASURE_LOCK})
 
@@ -140,10 +141,11 @@ def prune(site: Site, *, now: datetime) -> PruneReport:
     Then enforce the site's `[retention]` (retention.py), all in one transaction."""
     cutoff = now - timedelta(hours=site.config.number("subscribe.confirm_hours"))
     report = PruneReport()
+    stale = (Subscription.status == Status.PENDING) & (Subscription.updated_at < cutoff)
     with transaction(site.engine) as session:
-        _erasing(session)  # before retention locks any delivery: see _erasing
+        if session.scalar(select(exists().where(stale))):  # someone may be forgotten below
+            _erasing(session)  # before retention and the deletes lock rows: see _erasing
         report.retention = retention.enforce(session, site.config, now)
-        stale = (Subscription.status == Status.PENDING) & (Subscription.updated_at < cutoff)
         people = set(session.scalars(select(Subscription.subscriber_id).where(stale)))
         report.subscriptions = session.scalar(select(func.count()).where(stale)) or 0
         session.execute(delete(Subscription).where(stale))
