@@ -19,7 +19,7 @@ from newsroom.models import BounceEvent, ConsentEvent, Delivery, Subscriber
 from newsroom.people import subscribers
 from newsroom.site import Site
 from tests.conftest import Run
-from tests.sendhelp import make_mailing, run, subscribe
+from tests.sendhelp import make_mailing, run, subscribe, subscribe_people
 from tests.smtpserver import TestSMTPServer
 from tests.test_cli_sending import error_line
 
@@ -203,3 +203,15 @@ def test_a_retention_setting_that_cannot_hold_is_refused_and_nothing_is_pruned(
     monkeypatch.setenv(variable, value)
     assert error_line(cli("subscribers", "prune", now=NOW)) == words
     assert len(personal_data(opened, old)) == 7
+
+
+def test_an_address_that_looks_like_a_placeholder_goes_too(
+    cli: Run, opened: Site, smtp_server: TestSMTPServer
+) -> None:
+    """`erased-…` and `pruned-…` are placeholders only without an @: a real address starting
+    so (pruned-roses@example.net) is removed like any other."""
+    subscribe_people(opened, {"pruned-roses@example.net": "", "erased-7@example.net": ""})
+    created = make_mailing(opened, now=OLD)
+    assert run(opened, created.mailing_id, clock=lambda: OLD).sent == 2
+    assert cli("subscribers", "prune", now=NOW).exit_code == 0
+    assert personal_data(opened, created.mailing_id) == []

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsroom.errors import ConfigError
@@ -76,7 +76,10 @@ def enforce(session: Session, config: Config, now: datetime) -> RetentionReport:
 
 def _deliveries(session: Session, before: datetime, report: RetentionReport) -> None:
     old = select(Mailing.id).where(func.coalesce(Mailing.frozen_at, Mailing.created_at) < before)
-    removed = or_(*(Delivery.email.startswith(p, autoescape=True) for p in PLACEHOLDERS))
+    removed = and_(
+        or_(*(Delivery.email.startswith(p, autoescape=True) for p in PLACEHOLDERS)),
+        ~Delivery.email.contains("@", autoescape=True),  # pruned-roses@example.net is an address
+    )
     personal = or_(
         Delivery.subscriber_id.is_not(None),
         ~removed,
@@ -97,7 +100,7 @@ def _deliveries(session: Session, before: datetime, report: RetentionReport) -> 
 
 
 def _without_address(id_: int, _mailing: int, email: str, response: str) -> dict[str, Any]:
-    kept = email if email.startswith(PLACEHOLDERS) else f"pruned-{id_}"
+    kept = email if email.startswith(PLACEHOLDERS) and "@" not in email else f"pruned-{id_}"
     return {"id": id_, "email": kept, "subscriber_id": None,
             "last_response": ADDRESS.sub("[address]", response)}  # fmt: skip
 
