@@ -5,10 +5,11 @@ columns, consent evidence kept on every event); a sync of 100,000 with 1 % chang
 should barely move: the import streams.
 
     .venv/bin/python bench/bench_import.py
-    .venv/bin/python bench/bench_import.py --before OLD_TREE   # the plain CSV, before vs after
+    .venv/bin/python bench/bench_import.py --before OLD_TREE [--rounds N]  # plain CSV, before vs after
 
 OLD_TREE is a checkout of the code to compare with (`git worktree add /tmp/old COMMIT`): the
-same 100,000-row plain CSV is imported by it and by this tree, interleaved, two rounds.
+same 100,000-row plain CSV is imported by it and by this tree, interleaved, N rounds (2), with
+the medians and the CPU ratio of each round (the machine is shared: read the ratios).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,24 +96,23 @@ Result = tuple[int, int, float, float, float, int, int]  # rows, subscribed, s, 
 
 
 def run(site_dir: Path, file: Path, sync: bool = False, tree: str | None = None) -> Result:
-    from newsroom import site as sites
-
     env = {
         **os.environ,
         **({"PYTHONPATH": tree} if tree else {}),
         "NEWSROOM_SECRET_KEY": "bench",
         "NEWSROOM_DATABASE_URL": f"sqlite:///{site_dir}/newsroom.db",
     }
-    if not site_dir.exists():
-        os.environ.update(env)
-        sites.init(site_dir, "Bench")
+    if not site_dir.exists():  # by the tree's own code: an older one cannot read today's settings
+        init = f"from newsroom import site; site.init(__import__('pathlib').Path({str(site_dir)!r}), 'Bench')"  # fmt: skip
+        subprocess.run([sys.executable, "-c", init], env=env, check=True, cwd=site_dir.parent)
     done = subprocess.run(
         [sys.executable, __file__, "--child", str(site_dir), str(file), "sync" if sync else "-"],
         env=env,
         capture_output=True,
         text=True,
-        check=True,
     )
+    if done.returncode:
+        sys.exit(f"the import in {site_dir} failed:\n{done.stderr}")
     rows, subscribed, seconds, cpu, peak, added, removed = json.loads(done.stdout)
     return rows, subscribed, seconds, cpu, peak, added, removed
 
@@ -156,21 +157,33 @@ def main() -> None:
         )
 
 
-def before_and_after(tree: str) -> None:
+def before_and_after(tree: str, rounds: int) -> None:
     rows = SIZES[-1]
+    found: dict[str, list[Result]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_plain(work / "plain.csv", rows, random.Random(15))
-        for round_ in range(2):
+        for round_ in range(rounds):
             for label, path in (("before", tree), ("after", str(Path(__file__).parents[1]))):
-                found = run(work / f"site-{label}-{round_}", work / "plain.csv", tree=path)
-                show(f"plain CSV, {rows:,}, {label}", found)
+                result = run(work / f"site-{label}-{round_}", work / "plain.csv", tree=path)
+                found[label].append(result)
+                show(f"plain CSV, {rows:,}, {label}", result)
+    (seconds, cpu), (seconds_, cpu_) = (
+        (statistics.median(r[2] for r in found[k]), statistics.median(r[3] for r in found[k]))
+        for k in ("before", "after")
+    )
+    print(
+        f"median of {rounds}: before {seconds:.2f} s ({cpu:.2f} s CPU), after {seconds_:.2f} s "
+        f"({cpu_:.2f} s CPU): after/before {seconds_ / seconds:.2f}x, CPU {cpu_ / cpu:.2f}x"
+    )
+    ratios = sorted(a[3] / b[3] for b, a in zip(found["before"], found["after"], strict=True))
+    print(f"CPU after/before in each round, sorted: {', '.join(f'{r:.2f}x' for r in ratios)}")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2], sys.argv[3], sys.argv[4])
     elif sys.argv[1:2] == ["--before"]:
-        before_and_after(sys.argv[2])
+        before_and_after(sys.argv[2], int(sys.argv[4]) if sys.argv[3:4] == ["--rounds"] else 2)
     else:
         main()

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from newsroom.models import Base, ConsentEvent, ConsentKind, ConsentText, MailingList
+from newsroom.models import Base, ConsentEvent, ConsentKind, ConsentText, MailingList, utc_once
 from newsroom.settings import Config
 
 
@@ -115,8 +115,13 @@ def event_row(
         "user_agent": (origin.user_agent or None) and origin.user_agent[:1000],
         "consent_text_id": consent_text_id,
         "detail": detail,
-        "evidence": json.dumps(dict(evidence), ensure_ascii=False) if evidence else None,
+        "evidence": evidence_json(evidence),
     }
+
+
+def evidence_json(evidence: Mapping[str, str] | None) -> str | None:
+    """The ledger's `evidence` column for an event with EVIDENCE (event_row)."""
+    return json.dumps(dict(evidence), ensure_ascii=False) if evidence else None
 
 
 def from_mailing(mailing_id: int, more: str = "") -> str:
@@ -152,10 +157,16 @@ CHANGED_CHANNEL = "newsroom_consent"
 NOTIFY_CHANGED = f"NOTIFY {CHANGED_CHANNEL}"
 
 
-def record_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Append many events at once (Core bulk insert: imports write thousands)."""
+def record_many(
+    session: Session, rows: Sequence[dict[str, Any]], *, at: datetime | None = None
+) -> None:
+    """Append many events at once (Core bulk insert: imports write thousands); with AT, the
+    time of them all, which the rows then leave out (models.utc_once)."""
     if rows:
-        session.execute(insert(Base.metadata.tables[ConsentEvent.__tablename__]), list(rows))
+        statement = insert(Base.metadata.tables[ConsentEvent.__tablename__])
+        if at is not None:
+            statement = statement.values(at=utc_once(at, session.get_bind().dialect))
+        session.execute(statement, list(rows))
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text(NOTIFY_CHANGED))
 

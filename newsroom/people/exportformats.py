@@ -206,16 +206,28 @@ class Layout:
     status: tuple[tuple[int, str, Status], ...] = ()  # index, header, status
     dropped: tuple[str, ...] = ()
     width: int = 1
+    # Worked out once from the above: read for every row, twice (bench/bench_import.py).
+    pairs: tuple[tuple[int, str], ...] = field(init=False)  # (column index, field)
+    evidence: tuple[str, ...] = field(init=False)  # the EVIDENCE fields it has, in that order
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pairs", tuple(self.fields.items()))
+        given = set(self.fields.values())
+        object.__setattr__(self, "evidence", tuple(f for f in EVIDENCE if f in given))
 
     def values(self, cells: Sequence[str]) -> dict[str, str]:
         """A row's cells by field; a Mailman line gives its address and display name."""
         if self.format.headerless:
             name, address = parseaddr(cells[0])
             return {"email": address or cells[0], "name": name}
-        return {f: cells[i].strip() for i, f in self.fields.items() if i < len(cells)}
+        if len(cells) >= self.width:  # most rows: no index to check
+            return {f: cells[i].strip() for i, f in self.pairs}
+        return {f: cells[i].strip() for i, f in self.pairs if i < len(cells)}
 
     def left(self, cells: Sequence[str]) -> str | None:
         """Why the export says this person was not subscribed there, if it does."""
+        if not self.status:
+            return None
         for index, header, status in self.status:
             value = cells[index].strip() if index < len(cells) else ""
             if value and value.casefold() not in status.kept:

@@ -11,7 +11,7 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from newsroom.errors import Problem
-from newsroom.models import Base, ConsentKind, Subscriber, SubscriberTag, Subscription
+from newsroom.models import Base, ConsentKind, Subscriber, SubscriberTag, Subscription, utc_once
 from newsroom.models import SubscriptionStatus as Status
 from newsroom.people import consent, listsync, suppression, welcomes
 from newsroom.people.consent import Origin
@@ -47,11 +47,10 @@ class ImportReport:
     welcomes: int = 0  # subscriptions confirmed now whose list's welcome issue is owed
 
 
-def _merged(group: list[Row]) -> Row:
-    """One address's rows of a batch as one: the first, with the others' name (if it has none),
-    tags and lists added."""
-    head = group[0]
-    for row in group[1:]:
+def _merged(head: Row, later: list[Row]) -> Row:
+    """One address's rows of a batch as one: the first (HEAD), with the LATER rows' name (if it
+    has none), tags and lists added."""
+    for row in later:
         head.name = head.name or row.name
         head.tags = list(dict.fromkeys([*head.tags, *row.tags]))
         head.lists = list(dict.fromkeys([*head.lists, *row.lists]))
@@ -73,40 +72,42 @@ class Batch:
     welcome: bool = False  # confirmed subscriptions owe their list's welcome issue
 
     def write(self, rows: list[Row]) -> None:
-        groups: dict[str, list[Row]] = {}
+        heads: dict[str, Row] = {}  # each address's first row in the batch
+        later: dict[str, list[Row]] = {}  # and its others, for the few that have some
         for row in rows:
-            groups.setdefault(row.email, []).append(row)
-        erased = suppression.suppressed_among(self.session, self.site.config, list(groups))
+            if heads.setdefault(row.email, row) is not row:
+                later.setdefault(row.email, []).append(row)
+        erased = suppression.suppressed_among(self.session, self.site.config, list(heads))
         earlier = listsync.Seen(self.session).add(
-            {e: (g[0].line, not g[0].left and e not in erased) for e, g in groups.items()}
+            {e: (head.line, not head.left and e not in erased) for e, head in heads.items()}
         )
         merged: dict[str, Row] = {}
         firsts: set[str] = set()  # addresses this batch has the file's first row of
-        for email, group in groups.items():
-            first_line, keep = earlier.get(email, (group[0].line, True))
-            for again in group if email in earlier else group[1:]:
-                self.report.duplicates.append(
-                    Problem(
-                        self.file,
-                        again.line,
-                        f"duplicate of line {first_line} ({email}): merged into it",
-                    )
-                )
-            if email not in earlier:
-                reason = self._skip_reason(group[0], email in erased)
+        for email, head in heads.items():
+            again = later.get(email, [])
+            seen = earlier.get(email)
+            if seen is not None:
+                self._duplicates(email, seen[0], [head, *again])
+                if not seen[1]:
+                    continue
+            else:
+                self._duplicates(email, head.line, again)
+                reason = self._skip_reason(head, email in erased)
                 if reason:
-                    self.report.skipped.append(Problem(self.file, group[0].line, reason))
+                    self.report.skipped.append(Problem(self.file, head.line, reason))
                     self.report.skipped_rows += 1
                     continue
                 firsts.add(email)
-            elif not keep:
-                continue
-            merged[email] = _merged(group)
+            merged[email] = _merged(head, again) if again else head
         if merged:
             people, created, changed = self._people(merged)
             changed |= self._tags(merged, people)
             left = self._subscriptions(merged, people, firsts, changed)
             self._count(merged, firsts, people, created, changed, left)
+
+    def _duplicates(self, email: str, first_line: int, rows: list[Row]) -> None:
+        message = f"duplicate of line {first_line} ({email}): merged into it"
+        self.report.duplicates.extend(Problem(self.file, row.line, message) for row in rows)
 
     @staticmethod
     def _skip_reason(row: Row, erased: bool) -> str | None:
@@ -148,12 +149,11 @@ class Batch:
         }
         created = {e for e in emails if e not in found}
         new = [  # in the file's order, so ids (and confirmation emails) follow it
-            {"email": e, "name": merged[e].name, "created_at": self.now}
-            for e in emails
-            if e in created
+            {"email": e, "name": merged[e].name} for e in emails if e in created
         ]
         if new:
-            self.session.execute(insert(core(Subscriber)), new)
+            now = utc_once(self.now, self.session.get_bind().dialect)
+            self.session.execute(insert(core(Subscriber)).values(created_at=now), new)
         named = {id_: merged[e].name for e, (id_, name) in found.items() if merged[e].name and not name}  # fmt: skip
         if named:
             self.session.execute(
@@ -195,19 +195,21 @@ class Batch:
         kind = ConsentKind.IMPORTED if self.confirmed else ConsentKind.REQUESTED
         sync = self.report.sync
         new, moved, events, left = [], [], [], set()
+        event = consent.event_row(  # the same for every row but its person, list and evidence
+            kind,
+            subscriber_id=None,
+            list_id=None,
+            origin=self.origin,
+            now=self.now,
+            consent_text_id=self.text_id,
+            detail=f"from {self.file}",
+        )
+        del event["at"]  # record_many's at=
         slug_of = {v: k for k, v in self.list_ids.items()}
         for (sid, lid), row in pairs.items():
             current = existing.get((sid, lid))
             if current is None:
-                new.append(
-                    {
-                        "subscriber_id": sid,
-                        "list_id": lid,
-                        "status": status,
-                        "created_at": self.now,
-                        "updated_at": self.now,
-                    }
-                )
+                new.append({"subscriber_id": sid, "list_id": lid, "status": status})
                 if sync is not None and lid == sync.list_id:
                     sync.note_added(row.email)
             elif current.status == Status.PENDING and self.confirmed:
@@ -228,22 +230,20 @@ class Batch:
                 continue
             changed.add(sid)
             events.append(
-                consent.event_row(
-                    kind,
-                    subscriber_id=sid,
-                    list_id=lid,
-                    origin=self.origin,
-                    now=self.now,
-                    consent_text_id=self.text_id,
-                    detail=f"from {self.file}",
-                    evidence=row.evidence,
-                )
+                {
+                    **event,
+                    "subscriber_id": sid,
+                    "list_id": lid,
+                    "evidence": consent.evidence_json(row.evidence),
+                }
             )
         if new:
-            self.session.execute(insert(core(Subscription)), new)
+            now = utc_once(self.now, self.session.get_bind().dialect)
+            statement = insert(core(Subscription)).values(created_at=now, updated_at=now)
+            self.session.execute(statement, new)
         if moved:
             self.session.execute(update(Subscription), moved)
-        consent.record_many(self.session, events)
+        consent.record_many(self.session, events, at=self.now)
         self.report.subscribed += len(new) + len(moved)
         if self.welcome and self.confirmed:
             moved_ids = {r["id"] for r in moved}

@@ -91,17 +91,20 @@ def _row(
     reading: Reading, line: int, cells: list[str], default_lists: Sequence[str], known: set[str]
 ) -> Row | Problem:
     label, layout = reading.source.label, reading.layout
-    extra = [c for c in cells[layout.width :] if c.strip()]
+    extra = len(cells) > layout.width and any(c.strip() for c in cells[layout.width :])
     if extra and not layout.format.headerless:
         return Problem(label, line, f'{len(cells)} fields but the header has {layout.width} (a comma inside a name needs "quotes")')  # fmt: skip
     if max(map(len, cells), default=0) > spreadsheets.MAX_CELL:
         return Problem(label, line, f"a cell longer than {spreadsheets.MAX_CELL:,} characters")
-    values = {name: unquoted(value) for name, value in layout.values(cells).items()}
+    values = layout.values(cells)
+    for field_, value in values.items():
+        if value.startswith("'"):  # rare: the dict is built once and mended in place
+            values[field_] = unquoted(value)
     try:
         email = normalise_email(values.get("email", ""))
         name = clean_name(values.get("name") or _joined(values))
         tags = _tags(layout, values.get("tags", ""))
-        evidence = _evidence(values)
+        evidence = _evidence(values, layout.evidence) if layout.evidence else {}
     except InvalidInput as exc:
         return Problem(label, line, str(exc))
     slugs = list(dict.fromkeys([*default_lists, *exportformats.words(values.get("lists", ""))]))
@@ -141,10 +144,11 @@ def _is_ip(value: str) -> bool:
     return True
 
 
-def _evidence(values: dict[str, str]) -> dict[str, str]:
-    """The opt-in and confirmation times and IP addresses, kept as written once checked."""
+def _evidence(values: dict[str, str], names: Sequence[str] = EVIDENCE) -> dict[str, str]:
+    """The opt-in and confirmation times and IP addresses (NAMES: those the file has), kept as
+    written once checked."""
     found = {}
-    for name in EVIDENCE:
+    for name in names:
         value = values.get(name, "").strip()
         if not value:
             continue
