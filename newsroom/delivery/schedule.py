@@ -65,9 +65,8 @@ def parse_at(text: str, site_zone: str) -> datetime:
             f'--at "{text}": {day} {clock} does not exist in {zone.key} (the clocks go forward '
             "then): choose another time"
         )
-    return moment.astimezone(
-        UTC
-    )  # in the hour that comes twice when the clocks go back, the first is meant
+    # In the hour that comes twice when the clocks go back, the first is meant.
+    return moment.astimezone(UTC)
 
 
 def shown(moment: datetime, site_zone: str) -> str:

@@ -102,8 +102,7 @@ ERASURE_LOCK = 17_0004
 def hold_off(session: Session) -> None:
     """Hold any erasure off until SESSION's transaction ends: call it before reading the
     people whose deliveries it writes."""
-    if session.get_bind().dialect.name != "sqlite":
-        session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": ERASURE_LOCK})
+    _lock(session, "pg_advisory_xact_lock_shared")
 
 
 def _erasing(session: Session) -> None:
@@ -111,8 +110,12 @@ def _erasing(session: Session) -> None:
     locks any row that an erasure holding it may be about to change (a prune rewrites old
     deliveries and deletes stale subscriptions, some of them another person's being erased):
     taken later, each would wait for the other, and PostgreSQL fails one of them."""
+    _lock(session, "pg_advisory_xact_lock")
+
+
+def _lock(session: Session, function: str) -> None:
     if session.get_bind().dialect.name != "sqlite":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ERASURE_LOCK})
+        session.execute(text(f"SELECT {function}(:key)"), {"key": ERASURE_LOCK})
 
 
 def _forget(session: Session, person_id: int) -> None:
